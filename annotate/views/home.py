@@ -1,0 +1,46 @@
+"""Landing pages: one per role, and the researcher's study overview."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_http_methods
+
+from annotate.access import check_study_member, role_required
+from annotate.models import Study
+from annotate.roles import Role, user_roles
+from annotate.selectors.studies import studies_for_user, study_overview
+from annotate.services.health import health_ping_send
+from config.celery import BrokerUnavailable
+
+
+@role_required(Role.CODER, Role.RESEARCHER)
+def home(request: HttpRequest) -> HttpResponse:
+    roles = user_roles(request.user)
+    studies = studies_for_user(user=request.user)
+    if roles & {Role.RESEARCHER, Role.ADMIN}:
+        overviews = [study_overview(study=study) for study in studies]
+        return render(request, "annotate/home_researcher.html", {"overviews": overviews})
+    return render(request, "annotate/home_coder.html", {"studies": studies})
+
+
+@role_required(Role.RESEARCHER)
+def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    check_study_member(request.user, study)
+    return render(
+        request,
+        "annotate/study_detail.html",
+        {"study": study, "overview": study_overview(study=study)},
+    )
+
+
+@role_required(Role.ADMIN)
+@require_http_methods(["POST"])
+def health_ping(request: HttpRequest) -> HttpResponse:
+    """Enqueue a ping for the worker; the admin's page polls health_status for the answer."""
+    try:
+        ping = health_ping_send()
+    except BrokerUnavailable as exc:
+        return JsonResponse({"error": str(exc)}, status=503)
+    return JsonResponse({"id": ping.pk})

@@ -1,0 +1,183 @@
+"""Modeling data: training runs, model versions, predictions, validation rounds, triage."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotate.models import Face, JobStatus, Study
+
+
+class TrainingRun(models.Model):
+    class Stage(models.TextChoices):
+        WAITING = "waiting", "Waiting for a worker"
+        SNAPSHOT = "snapshot", "Taking the dataset snapshot"
+        FEATURES = "features", "Computing backbone features"
+        CROSS_VALIDATION = "cv", "Cross-validation"
+        FINAL_FIT = "fit", "Final fit"
+        FINE_TUNE = "fine_tune", "Fine-tuning"
+        SAVING = "saving", "Saving the model"
+        DONE = "done", "Done"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="training_runs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    config = models.JSONField(default=dict, help_text="The frozen training configuration.")
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.WAITING)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent, 0–100.")
+    device = models.CharField(max_length=50, blank=True)
+    dataset = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Snapshot: face ids, labels hash, class/subgroup counts.",
+    )
+    labels_hash = models.CharField(max_length=64, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    task_id = models.CharField(max_length=100, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat")]
+
+    def __str__(self) -> str:
+        return f"{self.study} run #{self.pk} ({self.status})"
+
+
+class ModelVersion(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField(help_text="1, 2, … within the study.")
+    training_run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="version"
+    )
+    backbone = models.CharField(max_length=50)
+    weights = models.CharField(max_length=100, help_text="Weights identifier, or 'none'.")
+    artifact = models.FileField(upload_to="models/", max_length=500)
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    threshold = models.FloatField(default=0.5)
+    metrics = models.JSONField(default=dict, blank=True, help_text="CV overall and by subgroup.")
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    gate_override_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "number"], name="version_number_per_study"),
+            models.UniqueConstraint(
+                fields=["study"], condition=Q(is_active=True), name="one_active_version_per_study"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study} v{self.number}"
+
+
+class PredictionRun(models.Model):
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="prediction_runs"
+    )
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=100, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Prediction(models.Model):
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="predictions")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
+    probability = models.FloatField(help_text="P(female).")
+    label = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "face"], name="prediction_once_per_version")
+        ]
+        indexes = [
+            models.Index(fields=["version", "label", "probability"], name="prediction_gallery")
+        ]
+
+
+class ValidationRound(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Being coded"
+        COMPUTING = "computing", "Computing results"
+        COMPLETE = "complete", "Results ready"
+        FAILED = "failed", "Failed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="validation_rounds")
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="validation_rounds"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    size = models.PositiveIntegerField()
+    seed = models.BigIntegerField()
+    stratification = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    results = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"validation round #{self.pk} of {self.version}"
+
+
+class ValidationItem(models.Model):
+    round = models.ForeignKey(ValidationRound, on_delete=models.CASCADE, related_name="items")
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="validation_items")
+    stratum = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["round", "face"], name="validation_face_once")
+        ]
+        indexes = [models.Index(fields=["face"], name="validation_item_face")]
+
+
+class Triage(models.Model):
+    """A researcher's verdict on a misclassified face; feeds the next training run."""
+
+    class Decision(models.TextChoices):
+        MODEL_ERROR = "model_error", "Model error"
+        LABEL_ERROR = "label_error", "Label error (send back for fresh votes)"
+        NOT_FACE = "not_face", "Not a face / detector error"
+
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="triages")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="triages")
+    decision = models.CharField(max_length=12, choices=Decision.choices)
+    tags = models.JSONField(default=list, blank=True, help_text="e.g. blurry, occluded, child.")
+    note = models.TextField(blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "face"], name="triage_once_per_version")
+        ]

@@ -1,0 +1,120 @@
+"""Settings come from the environment only; bad values stop start-up naming the variable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+SHOW = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']),"
+    " 'broker': s.CELERY_BROKER_URL, 'media': str(s.MEDIA_ROOT), 'debug': s.DEBUG,"
+    " 'opts': s.CELERY_BROKER_TRANSPORT_OPTIONS}))"
+)
+FACET_VARS = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "DJANGO_SECRET_KEY",
+    "FACET_PRODUCTION",
+    "DJANGO_DEBUG",
+    "DJANGO_ALLOWED_HOSTS",
+    "FACET_MEDIA_ROOT",
+    "FACET_BROKER_DIR",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
+
+
+def run_python(code: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in FACET_VARS and not k.startswith("FACET_")
+    }
+    clean.update(
+        {"DJANGO_SETTINGS_MODULE": "config.settings", "FACET_VAR_DIR": str(tmp_path / "var")}
+    )
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def run_manage(args: list[str], env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    code = f"import sys; sys.argv = ['manage.py', *{args!r}]; import manage; manage.main()"
+    return run_python(code, env, tmp_path)
+
+
+def test_no_variables_gives_the_embedded_default(tmp_path):
+    result = run_python(SHOW, {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["engine"] == "django.db.backends.sqlite3"
+    assert shown["name"] == str(tmp_path / "var" / "facet.sqlite3")
+    assert shown["broker"] == "filesystem://"
+    assert shown["opts"]["data_folder_in"] == str(tmp_path / "var" / "broker" / "queue")
+    assert shown["media"] == str(tmp_path / "var" / "media")
+    assert shown["debug"] is True
+
+
+def test_database_and_broker_urls_select_postgres_and_redis(tmp_path):
+    env = {
+        "DATABASE_URL": "postgres://u:p%40ss@db.example:5433/facet",
+        "CELERY_BROKER_URL": "redis://redis:6379/0",
+    }
+    code = SHOW.replace(
+        "'debug'",
+        "'user': s.DATABASES['default']['USER'], 'pw': "
+        "s.DATABASES['default']['PASSWORD'], 'port': s.DATABASES['default']['PORT'], 'debug'",
+    )
+    result = run_python(code, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["engine"] == "django.db.backends.postgresql"
+    assert (shown["name"], shown["user"], shown["pw"], shown["port"]) == (
+        "facet",
+        "u",
+        "p@ss",
+        "5433",
+    )
+    assert shown["broker"] == "redis://redis:6379/0"
+    assert shown["opts"]["visibility_timeout"] == 3600
+
+
+def test_invalid_values_name_the_variable(tmp_path):
+    cases = {
+        "DATABASE_URL": "mysql://x/y",
+        "CELERY_BROKER_URL": "amqp://guest@localhost//",
+        "DJANGO_DEBUG": "maybe",
+        "FACET_LOGIN_MAX_FAILURES": "many",
+    }
+    for name, value in cases.items():
+        result = run_python(SHOW, {name: value}, tmp_path)
+        assert result.returncode != 0
+        last_line = result.stderr.strip().splitlines()[-1]
+        assert name in last_line and "EnvError" in last_line, (name, result.stderr[-500:])
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    result = run_python(
+        SHOW, {"FACET_PRODUCTION": "1", "DJANGO_ALLOWED_HOSTS": "facet.example"}, tmp_path
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_production_settings_pass_check_deploy(tmp_path):
+    env = {
+        "FACET_PRODUCTION": "1",
+        "DJANGO_SECRET_KEY": "k" * 20 + "x9!Qz7#Lp2$Vw5^Rt8&Yb3*Nm6(Jh4)Gf1",
+        "DJANGO_ALLOWED_HOSTS": "facet.example",
+    }
+    result = run_manage(["check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
