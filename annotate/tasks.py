@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from annotate.services.health import health_ping_receive
+from annotate.services.ingest import import_batch_fail, import_batch_process
+from config.celery import Queue
+
+IMPORT_TIME_LIMIT = "The import ran past its time limit; images stored so far are kept."
 
 
 @shared_task(name="annotate.tasks.health_ping", soft_time_limit=30, time_limit=60)
 def health_ping(ping_id: int) -> None:
     health_ping_receive(ping_id=ping_id, worker=health_ping.request.hostname or "")
+
+
+@shared_task(
+    name="annotate.tasks.import_images",
+    queue=Queue.DEFAULT.value,
+    soft_time_limit=6 * 3600,
+    time_limit=6 * 3600 + 300,
+)
+def import_images(batch_id: int) -> None:
+    """Import an uploaded zip (+ manifest): ImportBatch.done/total show progress while it runs."""
+    try:
+        import_batch_process(batch_id=batch_id)
+    except SoftTimeLimitExceeded:
+        import_batch_fail(batch_id=batch_id, reason=IMPORT_TIME_LIMIT)
+        raise
