@@ -6,7 +6,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from annotate.services.health import health_ping_receive
-from annotate.services.ingest import import_batch_fail, import_batch_process
+from annotate.services.ingest import import_batch_process
+from annotate.services.ingest_common import import_batch_fail
 from config.celery import Queue
 
 IMPORT_TIME_LIMIT = "The import ran past its time limit; images stored so far are kept."

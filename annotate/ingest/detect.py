@@ -22,6 +22,8 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 DEFAULT_DETECTOR = "mtcnn"
+# Detection runs on a copy no larger than this; boxes are scaled back to the full image.
+DETECT_MAX_SIDE = 1600
 UNKNOWN_DETECTOR = "unknown detector {name!r}; choose one of: {choices}"
 
 
@@ -157,6 +159,30 @@ class HaarDetector:
                     found.append(detection)
             results.append(found)
         return results
+
+
+def detection_copy(
+    image: Image.Image, *, max_side: int = DETECT_MAX_SIDE
+) -> tuple[Image.Image, float]:
+    """A copy no larger than `max_side` for detecting on, and the factor back to `image`."""
+    longest = max(image.size)
+    if longest <= max_side:
+        return image, 1.0
+    scale = longest / max_side
+    size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
+    return image.resize(size, Image.Resampling.BILINEAR), scale
+
+
+def detections_scale(detections: list[Detection], scale: float) -> list[Detection]:
+    """Boxes found on a `detection_copy`, in the full image's coordinates."""
+    if scale == 1.0:
+        return detections
+    return [
+        Detection(
+            round(d.x * scale), round(d.y * scale), round(d.w * scale), round(d.h * scale), d.score
+        )
+        for d in detections
+    ]
 
 
 DETECTORS: dict[str, Callable[..., Detector]] = {

@@ -29,6 +29,7 @@ REJECT_BOMB = (
     "decompression bomb refused: {width}×{height} = {pixels:,} pixels exceeds the limit of "
     "{limit:,} pixels"
 )
+REJECT_BOMB_PILLOW = "decompression bomb refused: {detail}"
 REJECT_DIMENSIONS = "image too large: {width}×{height}; each side may be at most {limit} px"
 REJECT_ZERO_SIZE = "image has no pixels ({width}×{height})"
 REJECT_CORRUPT = "corrupt or truncated image: {detail}"
@@ -89,8 +90,8 @@ def image_open(data: bytes, *, limits: ImageLimits = ImageLimits()) -> OpenedIma
         return _open(data, limits)
     except ImageRejected:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(REJECT_CORRUPT.format(detail=f"decompression bomb ({exc})")) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(REJECT_BOMB_PILLOW.format(detail=exc)) from None
     except Exception as exc:  # a hostile file can make any decoder raise anything
         detail = f"{type(exc).__name__}: {exc}"[:300]
         raise ImageRejected(REJECT_CORRUPT.format(detail=detail)) from None

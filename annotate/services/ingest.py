@@ -1,11 +1,10 @@
-"""Importing search-result images (folder or zip + manifest) and labeled face sets.
+"""Importing search-result images: a folder or zip, plus a manifest of where each came from.
 
 The pure work (reading files safely, parsing CSVs, detecting, cropping, hashing) lives in
 `annotate.ingest`; this module stores the results. Its promises:
 
 - one bad file never aborts a batch: it is rejected with a reason in the report;
-- nothing is half-written: each image and its faces (or each imported face and its label) are
-  stored in one transaction, and the files written for a row that fails are deleted again;
+- nothing is half-written: each image and its faces are stored in one transaction, and the files written for a row that fails are deleted again;
 - duplicates (same bytes) within a study are skipped and reported, never stored twice;
 - near-duplicate faces within a query are flagged (`Face.near_duplicate_of`), not dropped;
 - progress is visible while it runs (`ImportBatch.done` / `total`), and a batch that cannot
@@ -15,47 +14,49 @@ The pure work (reading files safely, parsing CSVs, detecting, cropping, hashing)
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from PIL import Image
 
 from annotate.ingest.archive import (
-    ENTRY_TOO_LARGE,
-    MAX_ENTRY_BYTES,
+    ArchiveLimits,
     ArchiveRejected,
     Entry,
     EntryRejected,
-    folder_list,
     upload_list,
 )
-from annotate.ingest.crops import CROP_MARGIN, CROP_SIZE, face_crop, square_resize
+from annotate.ingest.crops import CROP_MARGIN, CROP_SIZE, face_crop
 from annotate.ingest.csvtext import CsvError
-from annotate.ingest.detect import DEFAULT_DETECTOR, Detection, Detector, detector_make
+from annotate.ingest.detect import (
+    DEFAULT_DETECTOR,
+    Detection,
+    Detector,
+    detection_copy,
+    detections_scale,
+    detector_make,
+)
 from annotate.ingest.images import SUFFIX_FOR_FORMAT, ImageRejected, OpenedImage, image_open
-from annotate.ingest.labels_csv import LabelRow, LabelVocabulary, labels_parse
 from annotate.ingest.manifest import Manifest, ManifestRow, manifest_parse
-from annotate.ingest.paths import UnsafePath, path_normalise
 from annotate.ingest.phash import HashIndex, dhash, hash_hex, hash_int
-from annotate.labels import CLASSES, AgeBand, Glasses, Quality, Race
-from annotate.models import (
-    Face,
-    FaceStatus,
-    ImportBatch,
-    JobStatus,
-    KnownLabel,
-    SourceImage,
-    Study,
+from annotate.models import Face, ImportBatch, JobStatus, SourceImage, Study
+from annotate.services.ingest_common import (
+    BATCH_CRASHED,
+    BATCH_MANIFEST_UNUSABLE,
+    BATCH_UPLOAD_UNUSABLE,
+    REJECT_DUPLICATE,
+    REJECT_STORE,
+    ImportReport,
+    batch_finish,
+    batch_start,
+    files_delete,
+    jpeg_bytes,
 )
 from config.celery import broker_check
 
@@ -66,131 +67,11 @@ MANIFEST_IN_ARCHIVE = "manifest.csv"
 # so memory stays flat however large the upload.
 CHUNK_IMAGES = 16
 CHUNK_PIXELS = 120_000_000
-# Detection runs on a copy no larger than this (boxes are scaled back to the full image).
-DETECT_MAX_SIDE = 1600
-REPORT_LIST_LIMIT = 2000
 
-BATCH_MANIFEST_UNUSABLE = "The manifest cannot be used, so nothing was imported: {reason}"
-BATCH_UPLOAD_UNUSABLE = "The upload cannot be used, so nothing was imported: {reason}"
-BATCH_CRASHED = "The import stopped: {reason}. Images stored before this point are kept."
-REJECT_DUPLICATE = "duplicate: same content as {name!r} already in this study"
 REJECT_DUPLICATE_IN_BATCH = "duplicate: same content as {name!r} earlier in this upload"
 REJECT_DETECTION = "face detection failed: {detail}"
-REJECT_STORE = "could not be stored: {detail}"
-REJECT_NO_FILE = "no such file in the folder"
-REJECT_NOT_FILE = "not a regular file (link or folder) and was refused"
 NOTE_MANIFEST_FROM_ARCHIVE = "used the manifest.csv found inside the upload"
 NOTE_NO_MANIFEST = "no manifest: images carry no query, job, country or rank"
-
-LABEL_VOCABULARY = LabelVocabulary(
-    gender=CLASSES,
-    race=tuple(Race.values),
-    age_band=tuple(AgeBand.values),
-    glasses=tuple(Glasses.values),
-    quality=tuple(Quality.values),
-)
-
-
-class StudyNotFound(LookupError):
-    pass
-
-
-STUDY_NOT_FOUND = "no study {slug!r}; existing studies: {existing}"
-
-
-def study_get(*, slug: str) -> Study:
-    """The study named `slug`, or StudyNotFound listing the existing ones."""
-    try:
-        return Study.objects.get(slug=slug)
-    except Study.DoesNotExist:
-        existing = ", ".join(Study.objects.values_list("slug", flat=True)[:50]) or "none"
-        raise StudyNotFound(STUDY_NOT_FOUND.format(slug=slug, existing=existing)) from None
-
-
-# --- the report --------------------------------------------------------------------------
-
-
-@dataclass
-class ImportReport:
-    """What an import did; stored as ImportBatch.report and printed by the commands."""
-
-    imported: int = 0
-    faces_found: int = 0
-    faces_too_small: int = 0
-    near_duplicate_faces: int = 0
-    images_without_faces: int = 0
-    duplicates: list[dict] = field(default_factory=list)
-    rejected_files: list[dict] = field(default_factory=list)
-    rejected_rows: list[dict] = field(default_factory=list)
-    files_without_manifest_row: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    detector: str = ""
-    truncated: int = 0
-
-    def _append(self, items: list, item) -> None:
-        if len(items) < REPORT_LIST_LIMIT:
-            items.append(item)
-        else:
-            self.truncated += 1
-
-    def duplicate(self, name: str, reason: str) -> None:
-        self._append(self.duplicates, {"file": name, "reason": reason})
-
-    def reject_file(self, name: str, reason: str) -> None:
-        self._append(self.rejected_files, {"file": name, "reason": reason})
-
-    def reject_row(self, problem: dict) -> None:
-        self._append(self.rejected_rows, problem)
-
-    def file_without_row(self, name: str) -> None:
-        self._append(self.files_without_manifest_row, name)
-
-    def as_dict(self) -> dict:
-        return {
-            "imported": self.imported,
-            "duplicates_skipped": len(self.duplicates),
-            "rejected": len(self.rejected_files),
-            "faces_found": self.faces_found,
-            "faces_too_small": self.faces_too_small,
-            "near_duplicate_faces": self.near_duplicate_faces,
-            "images_without_faces": self.images_without_faces,
-            "duplicates": self.duplicates,
-            "rejected_files": self.rejected_files,
-            "rejected_rows": self.rejected_rows,
-            "files_without_manifest_row": self.files_without_manifest_row,
-            "notes": self.notes,
-            "detector": self.detector,
-            "entries_left_out_of_lists": self.truncated,
-        }
-
-
-def report_lines(report: dict) -> Iterator[str]:
-    """The report as plain text lines (command output)."""
-    keys = (
-        ("imported", "imported"),
-        ("duplicates_skipped", "duplicates skipped"),
-        ("rejected", "files rejected"),
-        ("faces_found", "faces found"),
-        ("faces_too_small", "faces below the minimum size (skipped)"),
-        ("near_duplicate_faces", "near-duplicate faces (flagged)"),
-        ("images_without_faces", "images without faces"),
-        ("labels_imported", "labels imported"),
-    )
-    for key, title in keys:
-        if key in report:
-            yield f"{title}: {report[key]}"
-    for item in report.get("duplicates", []):
-        yield f"  skipped {item['file']}: {item['reason']}"
-    for item in report.get("rejected_files", []):
-        yield f"  rejected file {item['file']}: {item['reason']}"
-    for item in report.get("rejected_rows", []):
-        yield f"  rejected row {item['line']} ({item['file']}): {item['reason']}"
-    missing = report.get("files_without_manifest_row", [])
-    if missing:
-        yield f"files without a manifest row ({len(missing)}): " + ", ".join(missing[:20])
-    for note in report.get("notes", []):
-        yield f"note: {note}"
-
 
 # --- batches: create, run, finish ----------------------------------------------------------
 
@@ -249,34 +130,14 @@ def images_import(
     return _images_run(batch, source, manifest, detector)
 
 
-def _batch_start(batch: ImportBatch, total: int = 0) -> None:
-    batch.status = JobStatus.RUNNING
-    batch.started_at = timezone.now()
-    batch.total = total
-    batch.done = 0
-    batch.save(update_fields=["status", "started_at", "total", "done"])
-
-
-def _batch_finish(
-    batch: ImportBatch, report: dict, *, status: str = JobStatus.SUCCEEDED, error: str = ""
-) -> ImportBatch:
-    batch.status = status
-    batch.report = report
-    batch.error = error
-    batch.finished_at = timezone.now()
-    batch.save(update_fields=["status", "report", "error", "finished_at", "done", "total"])
-    logger.info("import batch %s %s: %s", batch.pk, status, error or report.get("imported"))
-    return batch
-
-
-def import_batch_fail(*, batch_id: int, reason: str) -> None:
-    """Mark a batch failed (used by the task when the worker hits its time limit)."""
-    ImportBatch.objects.filter(
-        pk=batch_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    ).update(status=JobStatus.FAILED, error=reason[:2000], finished_at=timezone.now())
-
-
-# --- images ------------------------------------------------------------------------------
+def archive_limits() -> ArchiveLimits:
+    """Limits on uploads, from settings (FACET_IMPORT_MAX_FILES / _MAX_BYTES / _MAX_FILE_BYTES)."""
+    default = ArchiveLimits()
+    return ArchiveLimits(
+        max_files=getattr(settings, "FACET_IMPORT_MAX_FILES", default.max_files),
+        max_total_bytes=getattr(settings, "FACET_IMPORT_MAX_BYTES", default.max_total_bytes),
+        max_entry_bytes=getattr(settings, "FACET_IMPORT_MAX_FILE_BYTES", default.max_entry_bytes),
+    )
 
 
 _detector_cache: dict[str, Detector] = {}
@@ -306,12 +167,12 @@ def _images_run(
     detector: Detector | None,
 ) -> ImportBatch:
     report = ImportReport()
-    _batch_start(batch)
+    batch_start(batch)
     try:
         try:
-            listing = upload_list(source)
+            listing = upload_list(source, limits=archive_limits())
         except ArchiveRejected as exc:
-            return _batch_finish(
+            return batch_finish(
                 batch,
                 report.as_dict(),
                 status=JobStatus.FAILED,
@@ -328,7 +189,7 @@ def _images_run(
             try:
                 manifest = manifest_parse(manifest_bytes)
             except CsvError as exc:
-                return _batch_finish(
+                return batch_finish(
                     batch,
                     report.as_dict(),
                     status=JobStatus.FAILED,
@@ -360,12 +221,12 @@ def _images_run(
         if manifest is not None:
             for problem in manifest.rows_without_files(used_rows):
                 report.reject_row(problem.as_dict())
-        return _batch_finish(batch, report.as_dict())
+        return batch_finish(batch, report.as_dict())
     except Exception as exc:
         # A failure outside any one file (database gone, time limit): record it, keep what
         # was stored (each image is complete), and let the caller see the batch as failed.
         logger.exception("import batch %s failed", batch.pk)
-        return _batch_finish(
+        return batch_finish(
             batch,
             report.as_dict(),
             status=JobStatus.FAILED,
@@ -442,16 +303,19 @@ class _ImagePipeline:
         self._progress(len(chunk))
 
     def _detect(self, images: list[Image.Image]) -> list[list[Detection] | Exception]:
-        small = [_for_detection(image) for image in images]
+        small = [detection_copy(image) for image in images]
         try:
             found = self.detector.detect([image for image, _ in small])
-            return [_scale(boxes, scale) for boxes, (_, scale) in zip(found, small, strict=True)]
+            return [
+                detections_scale(boxes, scale)
+                for boxes, (_, scale) in zip(found, small, strict=True)
+            ]
         except Exception:
             logger.warning("batched detection failed; retrying image by image", exc_info=True)
         results: list[list[Detection] | Exception] = []
         for image, scale in small:
             try:
-                results.append(_scale(self.detector.detect([image])[0], scale))
+                results.append(detections_scale(self.detector.detect([image])[0], scale))
             except Exception as exc:
                 results.append(exc)
         return results
@@ -474,7 +338,7 @@ class _ImagePipeline:
         crops = []
         for detection in kept:
             crop = face_crop(item.opened.image, detection, size=CROP_SIZE, margin=CROP_MARGIN)
-            crops.append((detection, _jpeg(crop), dhash(crop)))
+            crops.append((detection, jpeg_bytes(crop), dhash(crop)))
         written: list[str] = []
         added: list[tuple[int, int]] = []
         flagged = 0
@@ -535,11 +399,11 @@ class _ImagePipeline:
                     added.append((face.pk, phash))
                     flagged += near is not None
         except IntegrityError:
-            _delete_files(written)
+            files_delete(written)
             self.report.duplicate(item.entry.name, REJECT_DUPLICATE.format(name="another import"))
             return
         except Exception as exc:
-            _delete_files(written)
+            files_delete(written)
             logger.warning("storing %s failed", item.entry.name, exc_info=True)
             self.report.reject_file(item.entry.name, REJECT_STORE.format(detail=exc))
             return
@@ -559,204 +423,3 @@ def _metadata(item: _Prepared, row: ManifestRow | None) -> dict:
     if item.opened.notes:
         metadata["ingest_notes"] = list(item.opened.notes)
     return metadata
-
-
-def _for_detection(image: Image.Image) -> tuple[Image.Image, float]:
-    longest = max(image.size)
-    if longest <= DETECT_MAX_SIDE:
-        return image, 1.0
-    scale = longest / DETECT_MAX_SIDE
-    size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
-    return image.resize(size, Image.Resampling.BILINEAR), scale
-
-
-def _scale(detections: list[Detection], scale: float) -> list[Detection]:
-    if scale == 1.0:
-        return detections
-    return [
-        Detection(
-            round(d.x * scale), round(d.y * scale), round(d.w * scale), round(d.h * scale), d.score
-        )
-        for d in detections
-    ]
-
-
-def _jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def _delete_files(names: list[str]) -> None:
-    for name in names:
-        try:
-            default_storage.delete(name)
-        except Exception:  # the row is gone either way; an orphan file is logged, not fatal
-            logger.warning("could not delete %s after a failed import", name, exc_info=True)
-
-
-# --- labeled face sets -------------------------------------------------------------------
-
-
-def faces_import(
-    *, study: Study, folder: Path, labels: bytes, labels_name: str, user=None
-) -> ImportBatch:
-    """Import pre-cropped faces with known labels as training data (the import_faces command).
-
-    Each face becomes Face(origin=imported, coding_status=complete), so it is never handed to
-    coders, plus a KnownLabel(usage=train, source=labels_name), kept apart from coder votes.
-    """
-    batch = ImportBatch.objects.create(
-        study=study,
-        kind=ImportBatch.Kind.FACES,
-        created_by=user,
-        source_name=f"{folder} ({labels_name})"[:500],
-    )
-    report = ImportReport()
-    _batch_start(batch)
-    try:
-        try:
-            parsed = labels_parse(labels, vocabulary=LABEL_VOCABULARY)
-        except CsvError as exc:
-            return _batch_finish(
-                batch,
-                report.as_dict(),
-                status=JobStatus.FAILED,
-                error=BATCH_MANIFEST_UNUSABLE.format(reason=exc),
-            )
-        try:
-            listing = folder_list(folder)
-        except ArchiveRejected as exc:
-            return _batch_finish(
-                batch,
-                report.as_dict(),
-                status=JobStatus.FAILED,
-                error=BATCH_UPLOAD_UNUSABLE.format(reason=exc),
-            )
-        report.notes.extend(parsed.notes)
-        for problem in parsed.problems:
-            report.reject_row(problem.as_dict())
-        batch.total = len(parsed.rows)
-        batch.save(update_fields=["total"])
-        known = HashIndex(
-            (pk, value)
-            for pk, text in Face.objects.filter(study=study, source_image=None).values_list(
-                "id", "phash"
-            )
-            if (value := hash_int(text)) is not None
-        )
-        existing = set(
-            Face.objects.filter(study=study, origin=Face.Origin.IMPORTED).values_list(
-                "crop_sha256", flat=True
-            )
-        )
-        labeled: set[str] = set()
-        root = folder.resolve()
-        for row in parsed.rows:
-            labeled.add(row.path)
-            _face_import_one(study, batch, root, row, labels_name, report, known, existing)
-            batch.done += 1
-            ImportBatch.objects.filter(pk=batch.pk).update(done=batch.done)
-        unlabeled = [entry.name for entry in listing.entries if entry.name not in labeled]
-        for name in unlabeled:
-            report.file_without_row(name)
-        result = report.as_dict()
-        result["labels_imported"] = report.imported
-        return _batch_finish(batch, result)
-    except Exception as exc:
-        logger.exception("face import batch %s failed", batch.pk)
-        return _batch_finish(
-            batch,
-            report.as_dict(),
-            status=JobStatus.FAILED,
-            error=BATCH_CRASHED.format(reason=f"{type(exc).__name__}: {exc}"[:1000]),
-        )
-
-
-def _face_file_read(root: Path, relative: str) -> bytes:
-    """The bytes of root/relative, refusing links and anything resolving outside root."""
-    try:
-        name = path_normalise(relative)
-    except UnsafePath as exc:
-        raise EntryRejected(str(exc)) from None
-    path = root / name
-    if not path.exists() and not path.is_symlink():
-        raise EntryRejected(REJECT_NO_FILE)
-    if path.is_symlink() or not path.is_file():
-        raise EntryRejected(REJECT_NOT_FILE)
-    if not path.resolve().is_relative_to(root):
-        raise EntryRejected(REJECT_NOT_FILE)
-    return folder_entry_read(path)
-
-
-def folder_entry_read(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_ENTRY_BYTES + 1)
-    if len(data) > MAX_ENTRY_BYTES:
-        raise EntryRejected(ENTRY_TOO_LARGE.format(limit=MAX_ENTRY_BYTES))
-    return data
-
-
-def _face_import_one(
-    study: Study,
-    batch: ImportBatch,
-    root: Path,
-    row: LabelRow,
-    source: str,
-    report: ImportReport,
-    known: HashIndex,
-    existing: set[str],
-) -> None:
-    try:
-        data = _face_file_read(root, row.path)
-        opened = image_open(data)
-    except (EntryRejected, ImageRejected, OSError) as exc:
-        report.reject_row({"line": row.line, "file": row.path, "reason": str(exc)})
-        return
-    crop = square_resize(opened.image, size=CROP_SIZE)
-    crop_bytes = _jpeg(crop)
-    crop_sha = hashlib.sha256(crop_bytes).hexdigest()
-    if crop_sha in existing:
-        report.duplicate(row.path, REJECT_DUPLICATE.format(name="an imported face"))
-        return
-    phash = dhash(crop)
-    near = known.nearest(phash)
-    written: list[str] = []
-    try:
-        with transaction.atomic():
-            face = Face(
-                study=study,
-                origin=Face.Origin.IMPORTED,
-                crop_sha256=crop_sha,
-                original_name=row.path[:500],
-                phash=hash_hex(phash),
-                near_duplicate_of_id=near,
-                coding_status=FaceStatus.COMPLETE,
-                votes_target=study.votes_per_face,
-            )
-            face.crop.save(f"{crop_sha[:24]}.jpg", ContentFile(crop_bytes), save=False)
-            written.append(face.crop.name)
-            face.save()
-            KnownLabel.objects.create(
-                face=face,
-                source=source[:200],
-                usage=KnownLabel.Usage.TRAIN,
-                gender=row.gender,
-                race=row.race,
-                age_band=row.age_band,
-                glasses=row.glasses,
-                quality=row.quality,
-                extra={**row.extra, "batch": batch.pk, "line": row.line},
-            )
-    except Exception as exc:
-        _delete_files(written)
-        logger.warning("storing imported face %s failed", row.path, exc_info=True)
-        report.reject_row(
-            {"line": row.line, "file": row.path, "reason": REJECT_STORE.format(detail=exc)}
-        )
-        return
-    existing.add(crop_sha)
-    known.add(face.pk, phash)
-    report.imported += 1
-    report.faces_found += 1
-    report.near_duplicate_faces += near is not None

@@ -4,7 +4,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.models import JobStatus
-from annotate.services.ingest import StudyNotFound, faces_import, report_lines, study_get
+from annotate.services.ingest_common import StudyNotFound, report_lines, study_get
+from annotate.services.ingest_faces import faces_import
 
 
 class Command(BaseCommand):
