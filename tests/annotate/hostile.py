@@ -113,7 +113,8 @@ def rotated_with_exif(orientation: int = 6) -> bytes:
     turn = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
     exif = Image.Exif()
     exif[0x0112] = orientation
-    return encode(astronaut().transpose(turn), "JPEG", exif=exif.tobytes())
+    upright = astronaut().crop((0, 0, 256, 192))  # landscape, so the turn shows in the size
+    return encode(upright.transpose(turn), "JPEG", exif=exif.tobytes())
 
 
 def animated_gif(frames: int = 3) -> bytes:
