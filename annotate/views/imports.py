@@ -11,8 +11,13 @@ import io
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -131,7 +136,7 @@ def face_source(request: HttpRequest, pk: int) -> HttpResponse:
     """The face's source image as a JPEG with the face's box drawn on it."""
     face = get_object_or_404(Face.objects.select_related("study", "source_image"), pk=pk)
     if not face_source_allowed(face=face, user=request.user):
-        raise PermissionDenied(FACE_NOT_ALLOWED)
+        return HttpResponseForbidden(FACE_NOT_ALLOWED, content_type="text/plain; charset=utf-8")
     if face.source_image is None or not face.source_image.file:
         raise Http404(FACE_NO_SOURCE)
     try:

@@ -6,6 +6,8 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from annotate.ingest.detect import detector_make
@@ -329,3 +331,39 @@ def test_a_failure_outside_any_file_marks_the_batch_failed_with_the_reason(
     assert batch.status == JobStatus.FAILED
     assert "OSError: the shared volume went away" in batch.error
     assert batch.finished_at is not None
+
+
+cell = st.one_of(
+    st.text(max_size=15),
+    st.sampled_from(["a.jpg", "b.jpg", "x/a.jpg", "../a.jpg", "1", "-1", "https://a.org/x", ""]),
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(st.lists(cell, min_size=1, max_size=8), max_size=6), st.binary(max_size=30))
+def test_arbitrary_manifests_never_write_half_an_image(tmp_path_factory, detector, rows, junk):
+    import csv
+
+    folder = _folder(
+        tmp_path_factory.mktemp("hyp"),
+        {"a.jpg": hostile.good_jpeg(96), "b.jpg": hostile.html_as_jpeg()},
+    )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "query", "rank", "source_url", "job", "country", "language", "x"])
+    writer.writerows(rows)
+    study = make_study()
+    batch = _run(study, folder, detector, buffer.getvalue().encode() + junk)
+    assert batch.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    images = SourceImage.objects.filter(study=study)
+    if batch.status == JobStatus.FAILED:
+        assert batch.error.startswith("The manifest cannot be used") and not images.exists()
+        return
+    assert images.count() == batch.report["imported"] == 1
+    image = images.get()
+    assert image.faces.count() == batch.report["faces_found"]
+    assert image.file.storage.exists(image.file.name)

@@ -21,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args, dir: Path, labels: Path, study: str, **options) -> None:
+        dir, labels = Path(dir), Path(labels)
         try:
             target = study_get(slug=study)
         except StudyNotFound as exc:

@@ -22,6 +22,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args, path: Path, study: str, manifest: Path | None, **options) -> None:
+        path = Path(path)
+        manifest = Path(manifest) if manifest else None
         try:
             target = study_get(slug=study)
         except StudyNotFound as exc:
