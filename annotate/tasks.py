@@ -8,7 +8,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from annotate.services.health import health_ping_receive
 from annotate.services.ingest import import_batch_process
 from annotate.services.ingest_common import import_batch_fail
-from config.celery import Queue
 
 IMPORT_TIME_LIMIT = "The import ran past its time limit; images stored so far are kept."
 
@@ -20,12 +19,15 @@ def health_ping(ping_id: int) -> None:
 
 @shared_task(
     name="annotate.tasks.import_images",
-    queue=Queue.DEFAULT.value,
     soft_time_limit=6 * 3600,
     time_limit=6 * 3600 + 300,
 )
 def import_images(batch_id: int) -> None:
-    """Import an uploaded zip (+ manifest): ImportBatch.done/total show progress while it runs."""
+    """Import an uploaded zip (+ manifest); on the default queue (app.conf.task_default_queue).
+
+    ImportBatch.done/total show progress while it runs; the detector batches on the GPU when
+    the worker has one.
+    """
     try:
         import_batch_process(batch_id=batch_id)
     except SoftTimeLimitExceeded:
