@@ -44,6 +44,7 @@ class Detection:
 
 class Detector(Protocol):
     name: str
+    batch_size: int  # images per detect() call that pay off (1 on a CPU)
 
     def detect(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
         """One list of detections per RGB image, in the same order."""
@@ -77,13 +78,15 @@ class MTCNNDetector:
         device: str | None = None,
         min_face_size: int = 20,
         min_score: float = 0.9,
-        batch_size: int = 16,
+        batch_size: int | None = None,
     ) -> None:
         from facenet_pytorch import MTCNN
 
         self.device = device or _device()
         self.min_score = min_score
-        self.batch_size = batch_size
+        # Batching pays on a GPU; on a CPU facenet's batched refinement is several times
+        # slower than one image at a time (measured: 24 images 22.6 s batched vs 5.2 s).
+        self.batch_size = batch_size or (16 if self.device.startswith("cuda") else 1)
         self._mtcnn = MTCNN(
             keep_all=True, device=self.device, min_face_size=min_face_size, post_process=False
         )
@@ -126,6 +129,7 @@ class HaarDetector:
     """OpenCV's frontal-face Haar cascade; the score is the cascade's last-stage weight."""
 
     name = "haar"
+    batch_size = 1
 
     def __init__(
         self, *, min_face_size: int = 20, scale_factor: float = 1.1, min_neighbors: int = 5

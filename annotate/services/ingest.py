@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,7 +49,7 @@ from annotate.ingest.detect import (
 )
 from annotate.ingest.images import SUFFIX_FOR_FORMAT, ImageRejected, OpenedImage, image_open
 from annotate.ingest.manifest import Manifest, ManifestRow, manifest_parse
-from annotate.ingest.phash import HashIndex, dhash, hash_hex, hash_int
+from annotate.ingest.phash import HashIndex, dhash, hamming, hash_hex, hash_int
 from annotate.models import Face, ImportBatch, JobStatus, SourceImage, Study
 from annotate.services.ingest_common import (
     BATCH_CRASHED,
@@ -67,9 +72,11 @@ MANIFEST_IN_ARCHIVE = "manifest.csv"
 # so memory stays flat however large the upload.
 CHUNK_IMAGES = 16
 CHUNK_PIXELS = 120_000_000
+PROGRESS_INTERVAL_S = 0.5
 
 REJECT_DUPLICATE_IN_BATCH = "duplicate: same content as {name!r} earlier in this upload"
 REJECT_DETECTION = "face detection failed: {detail}"
+REJECT_READ = "could not be read: {detail}"
 NOTE_MANIFEST_FROM_ARCHIVE = "used the manifest.csv found inside the upload"
 NOTE_NO_MANIFEST = "no manifest: images carry no query, job, country or rank"
 
@@ -158,6 +165,65 @@ class _Prepared:
     sha256: str
     opened: OpenedImage
     row: ManifestRow | None
+    small: Image.Image  # the copy the detector sees
+    scale: float  # from `small` back to the full image
+
+
+@dataclass
+class _Rejected:
+    name: str
+    reason: str
+
+
+_Crop = tuple[Detection, bytes, int]  # box in full-image coordinates, JPEG bytes, dHash
+
+
+def _decode(entry: Entry, row: ManifestRow | None) -> _Prepared | _Rejected:
+    """Read, hash and decode one file (runs in the decode thread; never touches the DB)."""
+    try:
+        data = entry.read()
+        opened = image_open(data)
+    except (EntryRejected, ImageRejected) as exc:
+        return _Rejected(entry.name, getattr(exc, "reason", str(exc)))
+    except Exception as exc:  # an unreadable archive member, a full disk: this file only
+        return _Rejected(entry.name, REJECT_READ.format(detail=exc))
+    small, scale = detection_copy(opened.image)
+    return _Prepared(entry, data, hashlib.sha256(data).hexdigest(), opened, row, small, scale)
+
+
+def _crop_all(
+    chunk: list[_Prepared], detections: list[list[Detection] | Exception], min_side: int
+) -> list[tuple[list[_Crop], int] | Exception]:
+    """Square crops, JPEG bytes and hashes of each image's faces (runs in the crop thread)."""
+    results: list[tuple[list[_Crop], int] | Exception] = []
+    for item, found in zip(chunk, detections, strict=True):
+        if isinstance(found, Exception):
+            results.append(found)
+            continue
+        boxes = detections_scale(found, item.scale)
+        kept = [box for box in boxes if box.side >= min_side]
+        crops = []
+        for box in kept:
+            crop = face_crop(item.opened.image, box, size=CROP_SIZE, margin=CROP_MARGIN)
+            crops.append((box, jpeg_bytes(crop), dhash(crop)))
+        results.append((crops, len(boxes) - len(kept)))
+    return results
+
+
+def _lookahead(
+    pool: ThreadPoolExecutor, work: list[tuple], fn: Callable, *, depth: int
+) -> Iterator:
+    """fn(*args) for each item of work, computed up to `depth` items ahead, yielded in order."""
+    queue: deque[Future] = deque()
+    items = iter(work)
+    for args in islice(items, depth):
+        queue.append(pool.submit(fn, *args))
+    while queue:
+        future = queue.popleft()
+        following = next(items, None)
+        if following is not None:
+            queue.append(pool.submit(fn, *following))
+        yield future.result()
 
 
 def _images_run(
@@ -207,8 +273,8 @@ def _images_run(
         report.detector = detector.name
         batch.total = len(listing.entries)
         batch.save(update_fields=["total"])
-        pipeline = _ImagePipeline(batch, detector, report)
         used_rows: set[str] = set()
+        work: list[tuple[Entry, ManifestRow | None]] = []
         for entry in listing.entries:
             row = manifest.row_for(entry.name) if manifest else None
             if manifest is not None:
@@ -216,8 +282,8 @@ def _images_run(
                     report.file_without_row(entry.name)
                 else:
                     used_rows.add(row.file)
-            pipeline.add(entry, row)
-        pipeline.flush()
+            work.append((entry, row))
+        _ImagePipeline(batch, detector, report).run(work)
         if manifest is not None:
             for problem in manifest.rows_without_files(used_rows):
                 report.reject_row(problem.as_dict())
@@ -235,87 +301,102 @@ def _images_run(
 
 
 class _ImagePipeline:
-    """Reads, checks and decodes entries; detects faces a chunk at a time; stores each image."""
+    """Decode → detect → crop → store, with the CPU work overlapping the detector.
+
+    One thread reads, hashes and decodes the next files while the detector runs; another
+    crops and encodes the faces of the last chunk while the main thread stores the chunk
+    before it. Only the main thread touches the database, and results are stored in file
+    order, so reports and near-duplicate flags do not depend on timing. At most a few chunks
+    are in memory at once, whatever the size of the upload.
+    """
 
     def __init__(self, batch: ImportBatch, detector: Detector, report: ImportReport) -> None:
         self.batch = batch
         self.study = batch.study
         self.detector = detector
         self.report = report
-        self.chunk: list[_Prepared] = []
-        self.chunk_pixels = 0
+        self.chunk_size = max(1, min(CHUNK_IMAGES, getattr(detector, "batch_size", 1)))
         self.seen_in_batch: dict[str, str] = {}
         self.hash_indexes: dict[str, HashIndex] = {}
+        self.progress_saved_at = time.monotonic()
 
-    def add(self, entry: Entry, row: ManifestRow | None) -> None:
-        prepared = self._prepare(entry, row)
-        if prepared is None:
-            self._progress(1)
-            return
-        self.chunk.append(prepared)
-        self.chunk_pixels += prepared.opened.width * prepared.opened.height
-        if len(self.chunk) >= CHUNK_IMAGES or self.chunk_pixels >= CHUNK_PIXELS:
-            self.flush()
+    def run(self, work: list[tuple[Entry, ManifestRow | None]]) -> None:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="ingest-decode") as decoder,
+            ThreadPoolExecutor(1, thread_name_prefix="ingest-crop") as cropper,
+        ):
+            pending: tuple[list[_Prepared], Future] | None = None
+            decoded = _lookahead(decoder, work, _decode, depth=self.chunk_size + 2)
+            for chunk in self._chunks(decoded):
+                detections = self._detect([item.small for item in chunk])
+                crops = cropper.submit(_crop_all, chunk, detections, self.study.min_face_px)
+                if pending is not None:
+                    self._store_chunk(*pending)
+                pending = (chunk, crops)
+            if pending is not None:
+                self._store_chunk(*pending)
+
+    def _chunks(self, decoded: Iterator[_Prepared | _Rejected]) -> Iterator[list[_Prepared]]:
+        chunk: list[_Prepared] = []
+        pixels = 0
+        for item in decoded:
+            if not self._accept(item):
+                self._progress(1)
+                continue
+            chunk.append(item)
+            pixels += item.opened.width * item.opened.height
+            if len(chunk) >= self.chunk_size or pixels >= CHUNK_PIXELS:
+                yield chunk
+                chunk, pixels = [], 0
+        if chunk:
+            yield chunk
 
     def _progress(self, n: int) -> None:
+        # A commit per file would cost as much as storing it; the page polls once a second.
         self.batch.done += n
-        ImportBatch.objects.filter(pk=self.batch.pk).update(done=self.batch.done)
+        now = time.monotonic()
+        if now - self.progress_saved_at >= PROGRESS_INTERVAL_S:
+            ImportBatch.objects.filter(pk=self.batch.pk).update(done=self.batch.done)
+            self.progress_saved_at = now
 
-    def _prepare(self, entry: Entry, row: ManifestRow | None) -> _Prepared | None:
-        try:
-            data = entry.read()
-        except EntryRejected as exc:
-            self.report.reject_file(entry.name, str(exc))
-            return None
-        sha = hashlib.sha256(data).hexdigest()
-        if sha in self.seen_in_batch:
-            self.report.duplicate(
-                entry.name, REJECT_DUPLICATE_IN_BATCH.format(name=self.seen_in_batch[sha])
-            )
-            return None
+    def _accept(self, item: _Prepared | _Rejected) -> bool:
+        if isinstance(item, _Rejected):
+            self.report.reject_file(item.name, item.reason)
+            return False
+        name = item.entry.name
+        if item.sha256 in self.seen_in_batch:
+            earlier = self.seen_in_batch[item.sha256]
+            self.report.duplicate(name, REJECT_DUPLICATE_IN_BATCH.format(name=earlier))
+            return False
         existing = (
-            SourceImage.objects.filter(study=self.study, sha256=sha)
+            SourceImage.objects.filter(study=self.study, sha256=item.sha256)
             .values_list("original_name", flat=True)
             .first()
         )
         if existing is not None:
-            self.report.duplicate(entry.name, REJECT_DUPLICATE.format(name=existing))
-            return None
-        try:
-            opened = image_open(data)
-        except ImageRejected as exc:
-            self.report.reject_file(entry.name, exc.reason)
-            return None
-        self.seen_in_batch[sha] = entry.name
-        return _Prepared(entry, data, sha, opened, row)
+            self.report.duplicate(name, REJECT_DUPLICATE.format(name=existing))
+            return False
+        self.seen_in_batch[item.sha256] = name
+        return True
 
-    def flush(self) -> None:
-        chunk, self.chunk, self.chunk_pixels = self.chunk, [], 0
-        if not chunk:
-            return
-        detections = self._detect([item.opened.image for item in chunk])
-        for item, found in zip(chunk, detections, strict=True):
+    def _store_chunk(self, chunk: list[_Prepared], crops: Future) -> None:
+        for item, found in zip(chunk, crops.result(), strict=True):
             if isinstance(found, Exception):
                 self.report.reject_file(item.entry.name, REJECT_DETECTION.format(detail=found))
             else:
-                self._store(item, found)
+                self._store(item, *found)
             item.opened.image.close()
         self._progress(len(chunk))
 
     def _detect(self, images: list[Image.Image]) -> list[list[Detection] | Exception]:
-        small = [detection_copy(image) for image in images]
         try:
-            found = self.detector.detect([image for image, _ in small])
-            return [
-                detections_scale(boxes, scale)
-                for boxes, (_, scale) in zip(found, small, strict=True)
-            ]
+            return list(self.detector.detect(images))
         except Exception:
-            logger.warning("batched detection failed; retrying image by image", exc_info=True)
+            logger.warning("detection failed on a chunk; retrying image by image", exc_info=True)
         results: list[list[Detection] | Exception] = []
-        for image, scale in small:
+        for image in images:
             try:
-                results.append(detections_scale(self.detector.detect([image])[0], scale))
+                results.append(self.detector.detect([image])[0])
             except Exception as exc:
                 results.append(exc)
         return results
@@ -329,16 +410,10 @@ class _ImagePipeline:
             self.hash_indexes[query] = HashIndex(pairs)
         return self.hash_indexes[query]
 
-    def _store(self, item: _Prepared, detections: list[Detection]) -> None:
-        min_side = self.study.min_face_px
-        kept = [d for d in detections if d.side >= min_side]
+    def _store(self, item: _Prepared, crops: list[_Crop], too_small: int) -> None:
         row = item.row
         query = row.query if row else ""
         index = self._hash_index(query)
-        crops = []
-        for detection in kept:
-            crop = face_crop(item.opened.image, detection, size=CROP_SIZE, margin=CROP_MARGIN)
-            crops.append((detection, jpeg_bytes(crop), dhash(crop)))
         written: list[str] = []
         added: list[tuple[int, int]] = []
         flagged = 0
@@ -364,17 +439,14 @@ class _ImagePipeline:
                 image.file.save(f"{item.sha256}{suffix}", ContentFile(item.data), save=False)
                 written.append(image.file.name)
                 image.save()
+                faces, same_image = [], []
                 for number, (detection, crop_bytes, phash) in enumerate(crops):
                     near = index.nearest(phash)
-                    if near is None:
-                        near = next(
-                            (
-                                pk
-                                for pk, other in added
-                                if (phash ^ other).bit_count() <= index.max_bits
-                            ),
-                            None,
-                        )
+                    # A second crop of one face inside the same image points at the first.
+                    twin = next(
+                        (j for j in range(number) if hamming(phash, crops[j][2]) <= index.max_bits),
+                        None,
+                    )
                     face = Face(
                         study=self.study,
                         source_image=image,
@@ -395,9 +467,18 @@ class _ImagePipeline:
                         f"{item.sha256[:16]}-{number}.jpg", ContentFile(crop_bytes), save=False
                     )
                     written.append(face.crop.name)
-                    face.save()
-                    added.append((face.pk, phash))
-                    flagged += near is not None
+                    faces.append(face)
+                    if near is None and twin is not None:
+                        same_image.append((number, twin))
+                    flagged += near is not None or twin is not None
+                Face.objects.bulk_create(faces)
+                for number, twin in same_image:
+                    faces[number].near_duplicate_of_id = faces[twin].pk
+                if same_image:
+                    Face.objects.bulk_update(
+                        [faces[number] for number, _ in same_image], ["near_duplicate_of"]
+                    )
+                added = [(face.pk, crop[2]) for face, crop in zip(faces, crops, strict=True)]
         except IntegrityError:
             files_delete(written)
             self.report.duplicate(item.entry.name, REJECT_DUPLICATE.format(name="another import"))
@@ -410,10 +491,10 @@ class _ImagePipeline:
         for pk, phash in added:
             index.add(pk, phash)
         self.report.imported += 1
-        self.report.faces_found += len(kept)
-        self.report.faces_too_small += len(detections) - len(kept)
+        self.report.faces_found += len(crops)
+        self.report.faces_too_small += too_small
         self.report.near_duplicate_faces += flagged
-        self.report.images_without_faces += not kept
+        self.report.images_without_faces += not crops
 
 
 def _metadata(item: _Prepared, row: ManifestRow | None) -> dict:

@@ -302,14 +302,16 @@ def test_detected_face_has_box_score_crop_hash_and_provenance(tmp_path, study, d
 def test_an_image_that_fails_to_store_leaves_no_row_and_no_file(
     tmp_path, media_root, study, detector, monkeypatch
 ):
-    original = Face.save
+    from django.db.models.query import QuerySet
 
-    def failing_save(self, *args, **kwargs):
-        if self.original_name == "bad-luck.jpg":
+    original = QuerySet.bulk_create
+
+    def failing_bulk_create(self, objs, *args, **kwargs):
+        if any(getattr(obj, "original_name", "") == "bad-luck.jpg" for obj in objs):
             raise RuntimeError("disk full")
-        return original(self, *args, **kwargs)
+        return original(self, objs, *args, **kwargs)
 
-    monkeypatch.setattr(Face, "save", failing_save)
+    monkeypatch.setattr(QuerySet, "bulk_create", failing_bulk_create)
     folder = _folder(
         tmp_path, {"bad-luck.jpg": hostile.good_jpeg(256), "fine.jpg": hostile.good_jpeg(300)}
     )
@@ -367,3 +369,13 @@ def test_arbitrary_manifests_never_write_half_an_image(tmp_path_factory, detecto
     image = images.get()
     assert image.faces.count() == batch.report["faces_found"]
     assert image.file.storage.exists(image.file.name)
+
+
+def test_the_same_face_twice_in_one_image_is_flagged_to_the_first(tmp_path, study, detector):
+    twice = Image.new("RGB", (512, 256))
+    twice.paste(hostile.astronaut(256), (0, 0))
+    twice.paste(hostile.astronaut(256), (256, 0))
+    batch = _run(study, _folder(tmp_path, {"twice.jpg": hostile.encode(twice, "JPEG")}), detector)
+    first, second = Face.objects.order_by("box_x")
+    assert batch.report["faces_found"] == 2 and batch.report["near_duplicate_faces"] == 1
+    assert second.near_duplicate_of == first and first.near_duplicate_of is None
