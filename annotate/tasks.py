@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from annotate.services.health import health_ping_receive
-from annotate.services.ingest import import_batch_process
+from annotate.services.ingest import import_batch_process, import_chunk_process
 from annotate.services.ingest_common import import_batch_fail
 
 IMPORT_TIME_LIMIT = "The import ran past its time limit; images stored so far are kept."
@@ -33,3 +33,9 @@ def import_images(batch_id: int) -> None:
     except SoftTimeLimitExceeded:
         import_batch_fail(batch_id=batch_id, reason=IMPORT_TIME_LIMIT)
         raise
+
+
+@shared_task(name="annotate.tasks.import_images_chunk", soft_time_limit=3600, time_limit=3900)
+def import_images_chunk(batch_id: int, start: int, stop: int) -> None:
+    """Import files [start, stop) of a large upload; any worker may take any chunk."""
+    import_chunk_process(batch_id=batch_id, start=start, stop=stop)

@@ -135,6 +135,8 @@ FACET_DETECTOR = env_str("FACET_DETECTOR", "mtcnn")
 # Limits on one image upload (zip bombs): files, total unpacked bytes, bytes per file.
 FACET_IMPORT_MAX_FILES = env_int("FACET_IMPORT_MAX_FILES", 100_000, minimum=1)
 FACET_IMPORT_MAX_BYTES = env_int("FACET_IMPORT_MAX_BYTES", 8 * 1024**3, minimum=1)
+# Uploads with more files than this are split into chunk tasks of this many files.
+FACET_IMPORT_CHUNK_FILES = env_int("FACET_IMPORT_CHUNK_FILES", 200, minimum=1)
 FACET_IMPORT_MAX_FILE_BYTES = env_int("FACET_IMPORT_MAX_FILE_BYTES", 60 * 1024**2, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

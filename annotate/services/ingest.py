@@ -28,6 +28,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 from PIL import Image
 
 from annotate.ingest.archive import (
@@ -62,6 +64,7 @@ from annotate.services.ingest_common import (
     batch_start,
     files_delete,
     jpeg_bytes,
+    report_merge,
 )
 from config.celery import broker_check
 
@@ -77,6 +80,11 @@ PROGRESS_INTERVAL_S = 0.5
 REJECT_DUPLICATE_IN_BATCH = "duplicate: same content as {name!r} earlier in this upload"
 REJECT_DETECTION = "face detection failed: {detail}"
 REJECT_READ = "could not be read: {detail}"
+CHUNK_FAILED = (
+    "Files {first}–{last} could not be imported ({reason}); the other files were. Run the "
+    "import again to retry them: files already imported are skipped as duplicates."
+)
+DEFAULT_CHUNK_FILES = 200
 NOTE_MANIFEST_FROM_ARCHIVE = "used the manifest.csv found inside the upload"
 NOTE_NO_MANIFEST = "no manifest: images carry no query, job, country or rank"
 
@@ -108,18 +116,104 @@ def import_batch_create(
     return batch
 
 
+def _batch_files(batch: ImportBatch) -> bytes | None:
+    if not batch.manifest:
+        return None
+    with batch.manifest.open("rb") as handle:
+        return handle.read()
+
+
 def import_batch_process(*, batch_id: int, detector: Detector | None = None) -> ImportBatch:
-    """Run a queued upload batch (the Celery task's body). Safe to call twice."""
+    """Run a queued upload batch (the Celery task's body). Safe to call twice.
+
+    Uploads of up to FACET_IMPORT_CHUNK_FILES files are imported here; larger ones are split
+    into chunks of that many files, each its own task keyed by (batch, start, stop), so any
+    number of workers share the job and a lost worker costs one chunk.
+    """
+    from annotate.tasks import import_images_chunk
+
     batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
     if batch.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         logger.info("import batch %s is already %s; nothing to do", batch.pk, batch.status)
         return batch
-    manifest_bytes = None
-    if batch.manifest:
-        with batch.manifest.open("rb") as handle:
-            manifest_bytes = handle.read()
+    chunk = max(1, getattr(settings, "FACET_IMPORT_CHUNK_FILES", DEFAULT_CHUNK_FILES))
+    manifest_bytes = _batch_files(batch)
     with batch.upload.open("rb") as upload:
-        return _images_run(batch, upload, manifest_bytes, detector)
+        try:
+            plan = _plan(upload, manifest_bytes)
+        except _Unusable as exc:
+            batch_start(batch)
+            return batch_finish(
+                batch, ImportReport().as_dict(), status=JobStatus.FAILED, error=str(exc)
+            )
+        if len(plan.work) <= chunk:
+            upload.seek(0)
+            return _images_run(batch, upload, manifest_bytes, detector)
+    bounds = [
+        (start, min(start + chunk, len(plan.work))) for start in range(0, len(plan.work), chunk)
+    ]
+    report = plan.report.as_dict()
+    report.update(chunks=len(bounds), chunks_done=0)
+    batch_start(batch, total=len(plan.work))
+    with transaction.atomic():
+        ImportBatch.objects.filter(pk=batch.pk).update(report=report)
+        for start, stop in bounds:
+            transaction.on_commit(
+                lambda start=start, stop=stop: import_images_chunk.delay(batch.pk, start, stop)
+            )
+    batch.refresh_from_db()
+    return batch
+
+
+def import_chunk_process(
+    *, batch_id: int, start: int, stop: int, detector: Detector | None = None
+) -> None:
+    """Import files [start, stop) of a planned batch and merge their report into the batch.
+
+    The last chunk to finish marks the batch succeeded. A chunk that fails records why in the
+    report and counts as done, so one lost chunk never leaves the batch running forever.
+    """
+    batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
+    if batch.status != JobStatus.RUNNING:
+        return
+    report = ImportReport()
+    failure = ""
+    try:
+        manifest_bytes = _batch_files(batch)
+        with batch.upload.open("rb") as upload:
+            work = _plan(upload, manifest_bytes).work[start:stop]
+            detector = detector or detector_default()
+            report.detector = detector.name
+            _ImagePipeline(batch, detector, report).run(work)
+    except Exception as exc:
+        logger.exception("import batch %s chunk %s-%s failed", batch_id, start, stop)
+        failure = CHUNK_FAILED.format(
+            first=start + 1, last=stop, reason=f"{type(exc).__name__}: {exc}"[:500]
+        )
+    _chunk_merge(batch_id=batch_id, part=report.as_dict(), failure=failure)
+
+
+@transaction.atomic
+def _chunk_merge(*, batch_id: int, part: dict, failure: str) -> None:
+    """Add one chunk's report to its batch. Takes the batch's row lock.
+
+    The batch ends failed when any chunk failed (the error says which files, and that running
+    the import again retries them: files already imported are skipped as duplicates).
+    """
+    batch = ImportBatch.objects.select_for_update().get(pk=batch_id)
+    report = report_merge(batch.report, part)
+    report["chunks_done"] = batch.report.get("chunks_done", 0) + 1
+    batch.report = report
+    fields = ["report"]
+    if failure:
+        batch.error = f"{batch.error} {failure}".strip()[:5000]
+        fields.append("error")
+    if report["chunks_done"] >= report.get("chunks", 1) and batch.status == JobStatus.RUNNING:
+        batch.status = JobStatus.FAILED if batch.error else JobStatus.SUCCEEDED
+        batch.done = batch.total
+        batch.finished_at = timezone.now()
+        fields += ["status", "done", "finished_at"]
+    batch.save(update_fields=fields)
 
 
 def images_import(
@@ -226,67 +320,78 @@ def _lookahead(
         yield future.result()
 
 
+class _Unusable(Exception):
+    """The upload or its manifest cannot be used at all; the message says why."""
+
+
+@dataclass
+class _Plan:
+    work: list[tuple[Entry, ManifestRow | None]]
+    report: ImportReport  # what is known before any file is read: rows, listing, notes
+
+
+def _plan(source: Path | BinaryIO, manifest_bytes: bytes | None) -> _Plan:
+    """List the upload and match it to the manifest. Deterministic: chunks re-plan alike."""
+    report = ImportReport()
+    try:
+        listing = upload_list(source, limits=archive_limits())
+    except ArchiveRejected as exc:
+        raise _Unusable(BATCH_UPLOAD_UNUSABLE.format(reason=exc)) from None
+    if manifest_bytes is None and MANIFEST_IN_ARCHIVE in listing.others:
+        try:
+            manifest_bytes = listing.others[MANIFEST_IN_ARCHIVE].read()
+            report.notes.append(NOTE_MANIFEST_FROM_ARCHIVE)
+        except EntryRejected as exc:
+            report.notes.append(f"{MANIFEST_IN_ARCHIVE} in the upload: {exc}")
+    manifest: Manifest | None = None
+    if manifest_bytes is not None:
+        try:
+            manifest = manifest_parse(manifest_bytes)
+        except CsvError as exc:
+            raise _Unusable(BATCH_MANIFEST_UNUSABLE.format(reason=exc)) from None
+        report.notes.extend(manifest.notes)
+        for problem in manifest.problems:
+            report.reject_row(problem.as_dict())
+    else:
+        report.notes.append(NOTE_NO_MANIFEST)
+    for skipped in listing.rejected:
+        report.reject_file(skipped.name, skipped.reason)
+    used_rows: set[str] = set()
+    work: list[tuple[Entry, ManifestRow | None]] = []
+    for entry in listing.entries:
+        row = manifest.row_for(entry.name) if manifest else None
+        if manifest is not None:
+            if row is None:
+                report.file_without_row(entry.name)
+            else:
+                used_rows.add(row.file)
+        work.append((entry, row))
+    if manifest is not None:
+        for problem in manifest.rows_without_files(used_rows):
+            report.reject_row(problem.as_dict())
+    return _Plan(work, report)
+
+
 def _images_run(
     batch: ImportBatch,
     source: Path | BinaryIO,
     manifest_bytes: bytes | None,
     detector: Detector | None,
 ) -> ImportBatch:
+    """Plan and import everything in this process (the command; small uploads)."""
     report = ImportReport()
     batch_start(batch)
     try:
         try:
-            listing = upload_list(source, limits=archive_limits())
-        except ArchiveRejected as exc:
-            return batch_finish(
-                batch,
-                report.as_dict(),
-                status=JobStatus.FAILED,
-                error=BATCH_UPLOAD_UNUSABLE.format(reason=exc),
-            )
-        if manifest_bytes is None and MANIFEST_IN_ARCHIVE in listing.others:
-            try:
-                manifest_bytes = listing.others[MANIFEST_IN_ARCHIVE].read()
-                report.notes.append(NOTE_MANIFEST_FROM_ARCHIVE)
-            except EntryRejected as exc:
-                report.notes.append(f"{MANIFEST_IN_ARCHIVE} in the upload: {exc}")
-        manifest: Manifest | None = None
-        if manifest_bytes is not None:
-            try:
-                manifest = manifest_parse(manifest_bytes)
-            except CsvError as exc:
-                return batch_finish(
-                    batch,
-                    report.as_dict(),
-                    status=JobStatus.FAILED,
-                    error=BATCH_MANIFEST_UNUSABLE.format(reason=exc),
-                )
-            report.notes.extend(manifest.notes)
-            for problem in manifest.problems:
-                report.reject_row(problem.as_dict())
-        else:
-            report.notes.append(NOTE_NO_MANIFEST)
-        for skipped in listing.rejected:
-            report.reject_file(skipped.name, skipped.reason)
-
+            plan = _plan(source, manifest_bytes)
+        except _Unusable as exc:
+            return batch_finish(batch, report.as_dict(), status=JobStatus.FAILED, error=str(exc))
+        report = plan.report
         detector = detector or detector_default()
         report.detector = detector.name
-        batch.total = len(listing.entries)
+        batch.total = len(plan.work)
         batch.save(update_fields=["total"])
-        used_rows: set[str] = set()
-        work: list[tuple[Entry, ManifestRow | None]] = []
-        for entry in listing.entries:
-            row = manifest.row_for(entry.name) if manifest else None
-            if manifest is not None:
-                if row is None:
-                    report.file_without_row(entry.name)
-                else:
-                    used_rows.add(row.file)
-            work.append((entry, row))
-        _ImagePipeline(batch, detector, report).run(work)
-        if manifest is not None:
-            for problem in manifest.rows_without_files(used_rows):
-                report.reject_row(problem.as_dict())
+        _ImagePipeline(batch, detector, report).run(plan.work)
         return batch_finish(batch, report.as_dict())
     except Exception as exc:
         # A failure outside any one file (database gone, time limit): record it, keep what
@@ -319,6 +424,7 @@ class _ImagePipeline:
         self.seen_in_batch: dict[str, str] = {}
         self.hash_indexes: dict[str, HashIndex] = {}
         self.progress_saved_at = time.monotonic()
+        self.unsaved = 0
         # Content hashes already in the study, read once (64 bytes each: 50,000 images ≈ 3 MB);
         # an import racing this one is still caught by the unique constraint when storing.
         self.existing: dict[str, str] = dict(
@@ -340,6 +446,7 @@ class _ImagePipeline:
                 pending = (chunk, crops)
             if pending is not None:
                 self._store_chunk(*pending)
+        self._progress(0, flush=True)
 
     def _chunks(self, decoded: Iterator[_Prepared | _Rejected]) -> Iterator[list[_Prepared]]:
         chunk: list[_Prepared] = []
@@ -356,12 +463,15 @@ class _ImagePipeline:
         if chunk:
             yield chunk
 
-    def _progress(self, n: int) -> None:
+    def _progress(self, n: int, *, flush: bool = False) -> None:
         # A commit per file would cost as much as storing it; the page polls once a second.
+        # F() so that chunks of one batch running on several workers add up.
         self.batch.done += n
+        self.unsaved += n
         now = time.monotonic()
-        if now - self.progress_saved_at >= PROGRESS_INTERVAL_S:
-            ImportBatch.objects.filter(pk=self.batch.pk).update(done=self.batch.done)
+        if self.unsaved and (flush or now - self.progress_saved_at >= PROGRESS_INTERVAL_S):
+            ImportBatch.objects.filter(pk=self.batch.pk).update(done=F("done") + self.unsaved)
+            self.unsaved = 0
             self.progress_saved_at = now
 
     def _accept(self, item: _Prepared | _Rejected) -> bool:

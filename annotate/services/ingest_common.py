@@ -56,6 +56,8 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
     detector: str = ""
     truncated: int = 0
+    duplicates_skipped: int = 0
+    rejected: int = 0
 
     def _append(self, items: list, item) -> None:
         if len(items) < REPORT_LIST_LIMIT:
@@ -64,9 +66,11 @@ class ImportReport:
             self.truncated += 1
 
     def duplicate(self, name: str, reason: str) -> None:
+        self.duplicates_skipped += 1
         self._append(self.duplicates, {"file": name, "reason": reason})
 
     def reject_file(self, name: str, reason: str) -> None:
+        self.rejected += 1
         self._append(self.rejected_files, {"file": name, "reason": reason})
 
     def reject_row(self, problem: dict) -> None:
@@ -78,8 +82,8 @@ class ImportReport:
     def as_dict(self) -> dict:
         return {
             "imported": self.imported,
-            "duplicates_skipped": len(self.duplicates),
-            "rejected": len(self.rejected_files),
+            "duplicates_skipped": self.duplicates_skipped,
+            "rejected": self.rejected,
             "faces_found": self.faces_found,
             "faces_too_small": self.faces_too_small,
             "near_duplicate_faces": self.near_duplicate_faces,
@@ -92,6 +96,32 @@ class ImportReport:
             "detector": self.detector,
             "entries_left_out_of_lists": self.truncated,
         }
+
+
+COUNTS = (
+    "imported",
+    "duplicates_skipped",
+    "rejected",
+    "faces_found",
+    "faces_too_small",
+    "near_duplicate_faces",
+    "images_without_faces",
+    "entries_left_out_of_lists",
+)
+LISTS = ("duplicates", "rejected_files", "rejected_rows", "files_without_manifest_row", "notes")
+
+
+def report_merge(total: dict, part: dict) -> dict:
+    """`total` plus one chunk's report: counts add up, lists are joined (up to the limit)."""
+    merged = dict(total)
+    for key in COUNTS:
+        merged[key] = total.get(key, 0) + part.get(key, 0)
+    for key in LISTS:
+        joined = list(total.get(key, [])) + list(part.get(key, []))
+        merged["entries_left_out_of_lists"] += max(0, len(joined) - REPORT_LIST_LIMIT)
+        merged[key] = joined[:REPORT_LIST_LIMIT]
+    merged["detector"] = total.get("detector") or part.get("detector", "")
+    return merged
 
 
 def report_lines(report: dict) -> Iterator[str]:

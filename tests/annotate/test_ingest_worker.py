@@ -33,7 +33,8 @@ def test_uploaded_zip_is_imported_by_a_real_worker_with_progress_and_report(
         b"q1/a.jpg,nurse,nurse,US,en,1,https://example.org/a\n"
         b"q1/gone.jpg,nurse,nurse,US,en,2,\n"
     )
-    start_worker(filesystem_broker, queues="default")
+    # Two files per chunk: the 3 images go out as 2 chunk tasks, as a large upload would.
+    start_worker(filesystem_broker, queues="default", extra_env={"FACET_IMPORT_CHUNK_FILES": "2"})
     response = client.post(
         reverse("annotate:import_new", args=[study.slug]),
         {
@@ -52,6 +53,7 @@ def test_uploaded_zip_is_imported_by_a_real_worker_with_progress_and_report(
     assert state["status"] == JobStatus.SUCCEEDED, state
     assert (state["done"], state["total"], state["percent"]) == (3, 3, 100)
     report = state["report"]
+    assert (report["chunks"], report["chunks_done"]) == (2, 2)
     assert report["imported"] == 2 and report["faces_found"] == 2 and report["rejected"] == 2
     reasons = {item["file"]: item["reason"] for item in report["rejected_files"]}
     assert reasons["q1/bad.jpg"].startswith("not an image")
