@@ -136,6 +136,9 @@ def import_batch_process(*, batch_id: int, detector: Detector | None = None) -> 
     if batch.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         logger.info("import batch %s is already %s; nothing to do", batch.pk, batch.status)
         return batch
+    if "chunks" in batch.report:
+        logger.info("import batch %s was already split into chunks; nothing to do", batch.pk)
+        return batch
     chunk = max(1, getattr(settings, "FACET_IMPORT_CHUNK_FILES", DEFAULT_CHUNK_FILES))
     manifest_bytes = _batch_files(batch)
     with batch.upload.open("rb") as upload:
@@ -427,9 +430,12 @@ class _ImagePipeline:
         self.unsaved = 0
         # Content hashes already in the study, read once (64 bytes each: 50,000 images ≈ 3 MB);
         # an import racing this one is still caught by the unique constraint when storing.
-        self.existing: dict[str, str] = dict(
-            SourceImage.objects.filter(study=self.study).values_list("sha256", "original_name")
-        )
+        self.existing: dict[str, tuple[str, int | None, int]] = {
+            sha: (name, batch_id, pk)
+            for sha, name, batch_id, pk in SourceImage.objects.filter(study=self.study).values_list(
+                "sha256", "original_name", "batch_id", "pk"
+            )
+        }
 
     def run(self, work: list[tuple[Entry, ManifestRow | None]]) -> None:
         with (
@@ -485,7 +491,16 @@ class _ImagePipeline:
             return False
         existing = self.existing.get(item.sha256)
         if existing is not None:
-            self.report.duplicate(name, REJECT_DUPLICATE.format(name=existing))
+            existing_name, existing_batch, existing_pk = existing
+            if existing_batch == self.batch.pk and existing_name == name[:500]:
+                # This very file, stored by an earlier run of this batch (a task delivered
+                # again after its worker was lost): count it, do not store it twice.
+                self.report.imported += 1
+                faces = Face.objects.filter(source_image_id=existing_pk).count()
+                self.report.faces_found += faces
+                self.report.images_without_faces += not faces
+            else:
+                self.report.duplicate(name, REJECT_DUPLICATE.format(name=existing_name))
             return False
         self.seen_in_batch[item.sha256] = name
         return True

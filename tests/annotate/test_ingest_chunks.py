@@ -100,3 +100,24 @@ def test_small_uploads_are_imported_in_the_first_task(
     finished, sent = _plan(batch, detector, monkeypatch, django_capture_on_commit_callbacks)
     assert sent == [] and finished.status == JobStatus.SUCCEEDED
     assert finished.report["imported"] == 5 and "chunks" not in finished.report
+
+
+def test_a_chunk_run_again_after_a_lost_worker_counts_its_files_once(
+    settings, detector, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.FACET_IMPORT_CHUNK_FILES = 3
+    batch = _queued_batch(make_study())
+    _, sent = _plan(batch, detector, monkeypatch, django_capture_on_commit_callbacks)
+    (_, start, stop), second = sent
+    # The first delivery stores its images, then the worker dies before the merge.
+    original_merge = ingest_service._chunk_merge
+    monkeypatch.setattr(ingest_service, "_chunk_merge", lambda **kwargs: None)
+    import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
+    monkeypatch.setattr(ingest_service, "_chunk_merge", original_merge)
+    for _, start, stop in sent:  # the message comes back; every chunk completes
+        import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
+    batch.refresh_from_db()
+    assert batch.status == JobStatus.SUCCEEDED
+    report = batch.report
+    assert report["imported"] == 5 and report["duplicates_skipped"] == 0
+    assert report["faces_found"] == 5 and SourceImage.objects.count() == 5
