@@ -1,0 +1,43 @@
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotate.models import JobStatus
+from annotate.services.ingest_common import StudyNotFound, report_lines, study_get
+from annotate.services.ingest_faces import faces_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import pre-cropped faces with known labels as training data. Labels CSV columns: "
+        "path, gender[, race, age, glasses, quality]; FairFace spellings are understood."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("dir", type=Path, help="Folder holding the face images.")
+        parser.add_argument("--labels", type=Path, required=True, help="Labels CSV.")
+        parser.add_argument("--study", required=True, help="Study slug.")
+        parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+
+    def handle(self, *args, dir: Path, labels: Path, study: str, **options) -> None:
+        dir, labels = Path(dir), Path(labels)
+        try:
+            target = study_get(slug=study)
+        except StudyNotFound as exc:
+            raise CommandError(str(exc)) from None
+        if not dir.is_dir():
+            raise CommandError(f"no such folder: {dir}")
+        if not labels.is_file():
+            raise CommandError(f"no such labels file: {labels}")
+        batch = faces_import(
+            study=target, folder=dir, labels=labels.read_bytes(), labels_name=labels.name
+        )
+        if options["json"]:
+            self.stdout.write(json.dumps(batch.report, ensure_ascii=False, indent=2))
+        else:
+            self.stdout.write(f"Face import #{batch.pk} into {target.slug}: {batch.status}")
+            for line in report_lines(batch.report):
+                self.stdout.write(line)
+        if batch.status != JobStatus.SUCCEEDED:
+            raise CommandError(batch.error)

@@ -1,0 +1,632 @@
+"""Importing search-result images: a folder or zip, plus a manifest of where each came from.
+
+The pure work (reading files safely, parsing CSVs, detecting, cropping, hashing) lives in
+`annotate.ingest`; this module stores the results. Its promises:
+
+- one bad file never aborts a batch: it is rejected with a reason in the report;
+- nothing is half-written: each image and its faces are stored in one transaction, and the files written for a row that fails are deleted again;
+- duplicates (same bytes) within a study are skipped and reported, never stored twice;
+- near-duplicate faces within a query are flagged (`Face.near_duplicate_of`), not dropped;
+- progress is visible while it runs (`ImportBatch.done` / `total`), and a batch that cannot
+  run at all ends `failed` with the reason in `ImportBatch.error`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from PIL import Image
+
+from annotate.ingest.archive import (
+    ArchiveLimits,
+    ArchiveRejected,
+    Entry,
+    EntryRejected,
+    upload_list,
+)
+from annotate.ingest.crops import CROP_MARGIN, CROP_SIZE, face_crop
+from annotate.ingest.csvtext import CsvError
+from annotate.ingest.detect import (
+    DEFAULT_DETECTOR,
+    Detection,
+    Detector,
+    detection_copy,
+    detections_scale,
+    detector_make,
+)
+from annotate.ingest.images import SUFFIX_FOR_FORMAT, ImageRejected, OpenedImage, image_open
+from annotate.ingest.manifest import Manifest, ManifestRow, manifest_parse
+from annotate.ingest.phash import HashIndex, dhash, hamming, hash_hex, hash_int
+from annotate.models import Face, ImportBatch, JobStatus, SourceImage, Study
+from annotate.services.ingest_common import (
+    BATCH_CRASHED,
+    BATCH_MANIFEST_UNUSABLE,
+    BATCH_UPLOAD_UNUSABLE,
+    REJECT_DUPLICATE,
+    REJECT_STORE,
+    ImportReport,
+    batch_finish,
+    batch_start,
+    files_delete,
+    jpeg_bytes,
+    report_merge,
+)
+from config.celery import broker_check
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_IN_ARCHIVE = "manifest.csv"
+# Images detected together: one detector call (a GPU batch) per chunk, bounded in pixels too,
+# so memory stays flat however large the upload.
+CHUNK_IMAGES = 16
+CHUNK_PIXELS = 120_000_000
+PROGRESS_INTERVAL_S = 0.5
+
+REJECT_DUPLICATE_IN_BATCH = "duplicate: same content as {name!r} earlier in this upload"
+REJECT_DETECTION = "face detection failed: {detail}"
+REJECT_READ = "could not be read: {detail}"
+CHUNK_FAILED = (
+    "Files {first}–{last} could not be imported ({reason}); the other files were. Run the "
+    "import again to retry them: files already imported are skipped as duplicates."
+)
+DEFAULT_CHUNK_FILES = 200
+NOTE_MANIFEST_FROM_ARCHIVE = "used the manifest.csv found inside the upload"
+NOTE_NO_MANIFEST = "no manifest: images carry no query, job, country or rank"
+
+# --- batches: create, run, finish ----------------------------------------------------------
+
+
+def import_batch_create(
+    *, study: Study, user, upload: UploadedFile, manifest: UploadedFile | None = None
+) -> ImportBatch:
+    """Store an uploaded zip (+ manifest) and enqueue its import after commit.
+
+    Raises BrokerUnavailable before creating anything when the task queue is down.
+    """
+    from annotate.tasks import import_images
+
+    broker_check()
+    with transaction.atomic():
+        batch = ImportBatch(
+            study=study,
+            kind=ImportBatch.Kind.IMAGES,
+            created_by=user,
+            source_name=(upload.name or "upload.zip")[:500],
+        )
+        batch.upload.save(upload.name or "upload.zip", upload, save=False)
+        if manifest is not None:
+            batch.manifest.save(manifest.name or "manifest.csv", manifest, save=False)
+        batch.save()
+        transaction.on_commit(lambda: import_images.delay(batch.pk))
+    return batch
+
+
+def _batch_files(batch: ImportBatch) -> bytes | None:
+    if not batch.manifest:
+        return None
+    with batch.manifest.open("rb") as handle:
+        return handle.read()
+
+
+def import_batch_process(*, batch_id: int, detector: Detector | None = None) -> ImportBatch:
+    """Run a queued upload batch (the Celery task's body). Safe to call twice.
+
+    Uploads of up to FACET_IMPORT_CHUNK_FILES files are imported here; larger ones are split
+    into chunks of that many files, each its own task keyed by (batch, start, stop), so any
+    number of workers share the job and a lost worker costs one chunk.
+    """
+    from annotate.tasks import import_images_chunk
+
+    batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
+    if batch.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        logger.info("import batch %s is already %s; nothing to do", batch.pk, batch.status)
+        return batch
+    if "chunks" in batch.report:
+        logger.info("import batch %s was already split into chunks; nothing to do", batch.pk)
+        return batch
+    chunk = max(1, getattr(settings, "FACET_IMPORT_CHUNK_FILES", DEFAULT_CHUNK_FILES))
+    manifest_bytes = _batch_files(batch)
+    with batch.upload.open("rb") as upload:
+        try:
+            plan = _plan(upload, manifest_bytes)
+        except _Unusable as exc:
+            batch_start(batch)
+            return batch_finish(
+                batch, ImportReport().as_dict(), status=JobStatus.FAILED, error=str(exc)
+            )
+        if len(plan.work) <= chunk:
+            upload.seek(0)
+            return _images_run(batch, upload, manifest_bytes, detector)
+    bounds = [
+        (start, min(start + chunk, len(plan.work))) for start in range(0, len(plan.work), chunk)
+    ]
+    report = plan.report.as_dict()
+    report.update(chunks=len(bounds), chunks_done=0)
+    batch_start(batch, total=len(plan.work))
+    with transaction.atomic():
+        ImportBatch.objects.filter(pk=batch.pk).update(report=report)
+        for start, stop in bounds:
+            transaction.on_commit(
+                lambda start=start, stop=stop: import_images_chunk.delay(batch.pk, start, stop)
+            )
+    batch.refresh_from_db()
+    return batch
+
+
+def import_chunk_process(
+    *, batch_id: int, start: int, stop: int, detector: Detector | None = None
+) -> None:
+    """Import files [start, stop) of a planned batch and merge their report into the batch.
+
+    The last chunk to finish marks the batch succeeded. A chunk that fails records why in the
+    report and counts as done, so one lost chunk never leaves the batch running forever.
+    """
+    batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
+    if batch.status != JobStatus.RUNNING:
+        return
+    report = ImportReport()
+    failure = ""
+    try:
+        manifest_bytes = _batch_files(batch)
+        with batch.upload.open("rb") as upload:
+            work = _plan(upload, manifest_bytes).work[start:stop]
+            detector = detector or detector_default()
+            report.detector = detector.name
+            _ImagePipeline(batch, detector, report).run(work)
+    except Exception as exc:
+        logger.exception("import batch %s chunk %s-%s failed", batch_id, start, stop)
+        failure = CHUNK_FAILED.format(
+            first=start + 1, last=stop, reason=f"{type(exc).__name__}: {exc}"[:500]
+        )
+    _chunk_merge(batch_id=batch_id, part=report.as_dict(), failure=failure)
+
+
+@transaction.atomic
+def _chunk_merge(*, batch_id: int, part: dict, failure: str) -> None:
+    """Add one chunk's report to its batch. Takes the batch's row lock.
+
+    The batch ends failed when any chunk failed (the error says which files, and that running
+    the import again retries them: files already imported are skipped as duplicates).
+    """
+    batch = ImportBatch.objects.select_for_update().get(pk=batch_id)
+    report = report_merge(batch.report, part)
+    report["chunks_done"] = batch.report.get("chunks_done", 0) + 1
+    batch.report = report
+    fields = ["report"]
+    if failure:
+        batch.error = f"{batch.error} {failure}".strip()[:5000]
+        fields.append("error")
+    if report["chunks_done"] >= report.get("chunks", 1) and batch.status == JobStatus.RUNNING:
+        batch.status = JobStatus.FAILED if batch.error else JobStatus.SUCCEEDED
+        batch.done = batch.total
+        batch.finished_at = timezone.now()
+        fields += ["status", "done", "finished_at"]
+    batch.save(update_fields=fields)
+
+
+def images_import(
+    *,
+    study: Study,
+    source: Path,
+    manifest: bytes | None = None,
+    user=None,
+    detector: Detector | None = None,
+) -> ImportBatch:
+    """Import a local folder or zip now, in this process (the import_images command)."""
+    batch = ImportBatch.objects.create(
+        study=study, kind=ImportBatch.Kind.IMAGES, created_by=user, source_name=str(source)[:500]
+    )
+    return _images_run(batch, source, manifest, detector)
+
+
+def archive_limits() -> ArchiveLimits:
+    """Limits on uploads, from settings (FACET_IMPORT_MAX_FILES / _MAX_BYTES / _MAX_FILE_BYTES)."""
+    default = ArchiveLimits()
+    return ArchiveLimits(
+        max_files=getattr(settings, "FACET_IMPORT_MAX_FILES", default.max_files),
+        max_total_bytes=getattr(settings, "FACET_IMPORT_MAX_BYTES", default.max_total_bytes),
+        max_entry_bytes=getattr(settings, "FACET_IMPORT_MAX_FILE_BYTES", default.max_entry_bytes),
+    )
+
+
+_detector_cache: dict[str, Detector] = {}
+
+
+def detector_default() -> Detector:
+    """The configured detector, loaded once per process (workers keep it between tasks)."""
+    name = getattr(settings, "FACET_DETECTOR", DEFAULT_DETECTOR)
+    if name not in _detector_cache:
+        _detector_cache[name] = detector_make(name)
+    return _detector_cache[name]
+
+
+@dataclass
+class _Prepared:
+    entry: Entry
+    data: bytes
+    sha256: str
+    opened: OpenedImage
+    row: ManifestRow | None
+    small: Image.Image  # the copy the detector sees
+    scale: float  # from `small` back to the full image
+
+
+@dataclass
+class _Rejected:
+    name: str
+    reason: str
+
+
+_Crop = tuple[Detection, bytes, int]  # box in full-image coordinates, JPEG bytes, dHash
+
+
+def _decode(entry: Entry, row: ManifestRow | None) -> _Prepared | _Rejected:
+    """Read, hash and decode one file (runs in the decode thread; never touches the DB)."""
+    try:
+        data = entry.read()
+        opened = image_open(data)
+    except (EntryRejected, ImageRejected) as exc:
+        return _Rejected(entry.name, getattr(exc, "reason", str(exc)))
+    except Exception as exc:  # an unreadable archive member, a full disk: this file only
+        return _Rejected(entry.name, REJECT_READ.format(detail=exc))
+    small, scale = detection_copy(opened.image)
+    return _Prepared(entry, data, hashlib.sha256(data).hexdigest(), opened, row, small, scale)
+
+
+def _crop_all(
+    chunk: list[_Prepared], detections: list[list[Detection] | Exception], min_side: int
+) -> list[tuple[list[_Crop], int] | Exception]:
+    """Square crops, JPEG bytes and hashes of each image's faces (runs in the crop thread)."""
+    results: list[tuple[list[_Crop], int] | Exception] = []
+    for item, found in zip(chunk, detections, strict=True):
+        if isinstance(found, Exception):
+            results.append(found)
+            continue
+        boxes = detections_scale(found, item.scale)
+        kept = [box for box in boxes if box.side >= min_side]
+        crops = []
+        for box in kept:
+            crop = face_crop(item.opened.image, box, size=CROP_SIZE, margin=CROP_MARGIN)
+            crops.append((box, jpeg_bytes(crop), dhash(crop)))
+        results.append((crops, len(boxes) - len(kept)))
+    return results
+
+
+def _lookahead(
+    pool: ThreadPoolExecutor, work: list[tuple], fn: Callable, *, depth: int
+) -> Iterator:
+    """fn(*args) for each item of work, computed up to `depth` items ahead, yielded in order."""
+    queue: deque[Future] = deque()
+    items = iter(work)
+    for args in islice(items, depth):
+        queue.append(pool.submit(fn, *args))
+    while queue:
+        future = queue.popleft()
+        following = next(items, None)
+        if following is not None:
+            queue.append(pool.submit(fn, *following))
+        yield future.result()
+
+
+class _Unusable(Exception):
+    """The upload or its manifest cannot be used at all; the message says why."""
+
+
+@dataclass
+class _Plan:
+    work: list[tuple[Entry, ManifestRow | None]]
+    report: ImportReport  # what is known before any file is read: rows, listing, notes
+
+
+def _plan(source: Path | BinaryIO, manifest_bytes: bytes | None) -> _Plan:
+    """List the upload and match it to the manifest. Deterministic: chunks re-plan alike."""
+    report = ImportReport()
+    try:
+        listing = upload_list(source, limits=archive_limits())
+    except ArchiveRejected as exc:
+        raise _Unusable(BATCH_UPLOAD_UNUSABLE.format(reason=exc)) from None
+    if manifest_bytes is None and MANIFEST_IN_ARCHIVE in listing.others:
+        try:
+            manifest_bytes = listing.others[MANIFEST_IN_ARCHIVE].read()
+            report.notes.append(NOTE_MANIFEST_FROM_ARCHIVE)
+        except EntryRejected as exc:
+            report.notes.append(f"{MANIFEST_IN_ARCHIVE} in the upload: {exc}")
+    manifest: Manifest | None = None
+    if manifest_bytes is not None:
+        try:
+            manifest = manifest_parse(manifest_bytes)
+        except CsvError as exc:
+            raise _Unusable(BATCH_MANIFEST_UNUSABLE.format(reason=exc)) from None
+        report.notes.extend(manifest.notes)
+        for problem in manifest.problems:
+            report.reject_row(problem.as_dict())
+    else:
+        report.notes.append(NOTE_NO_MANIFEST)
+    for skipped in listing.rejected:
+        report.reject_file(skipped.name, skipped.reason)
+    used_rows: set[str] = set()
+    work: list[tuple[Entry, ManifestRow | None]] = []
+    for entry in listing.entries:
+        row = manifest.row_for(entry.name) if manifest else None
+        if manifest is not None:
+            if row is None:
+                report.file_without_row(entry.name)
+            else:
+                used_rows.add(row.file)
+        work.append((entry, row))
+    if manifest is not None:
+        for problem in manifest.rows_without_files(used_rows):
+            report.reject_row(problem.as_dict())
+    return _Plan(work, report)
+
+
+def _images_run(
+    batch: ImportBatch,
+    source: Path | BinaryIO,
+    manifest_bytes: bytes | None,
+    detector: Detector | None,
+) -> ImportBatch:
+    """Plan and import everything in this process (the command; small uploads)."""
+    report = ImportReport()
+    batch_start(batch)
+    try:
+        try:
+            plan = _plan(source, manifest_bytes)
+        except _Unusable as exc:
+            return batch_finish(batch, report.as_dict(), status=JobStatus.FAILED, error=str(exc))
+        report = plan.report
+        detector = detector or detector_default()
+        report.detector = detector.name
+        batch.total = len(plan.work)
+        batch.save(update_fields=["total"])
+        _ImagePipeline(batch, detector, report).run(plan.work)
+        return batch_finish(batch, report.as_dict())
+    except Exception as exc:
+        # A failure outside any one file (database gone, time limit): record it, keep what
+        # was stored (each image is complete), and let the caller see the batch as failed.
+        logger.exception("import batch %s failed", batch.pk)
+        return batch_finish(
+            batch,
+            report.as_dict(),
+            status=JobStatus.FAILED,
+            error=BATCH_CRASHED.format(reason=f"{type(exc).__name__}: {exc}"[:1000]),
+        )
+
+
+class _ImagePipeline:
+    """Decode → detect → crop → store, with the CPU work overlapping the detector.
+
+    One thread reads, hashes and decodes the next files while the detector runs; another
+    crops and encodes the faces of the last chunk while the main thread stores the chunk
+    before it. Only the main thread touches the database, and results are stored in file
+    order, so reports and near-duplicate flags do not depend on timing. At most a few chunks
+    are in memory at once, whatever the size of the upload.
+    """
+
+    def __init__(self, batch: ImportBatch, detector: Detector, report: ImportReport) -> None:
+        self.batch = batch
+        self.study = batch.study
+        self.detector = detector
+        self.report = report
+        self.chunk_size = max(1, min(CHUNK_IMAGES, getattr(detector, "batch_size", 1)))
+        self.seen_in_batch: dict[str, str] = {}
+        self.hash_indexes: dict[str, HashIndex] = {}
+        self.progress_saved_at = time.monotonic()
+        self.unsaved = 0
+        # Content hashes already in the study, read once (64 bytes each: 50,000 images ≈ 3 MB);
+        # an import racing this one is still caught by the unique constraint when storing.
+        self.existing: dict[str, tuple[str, int | None, int]] = {
+            sha: (name, batch_id, pk)
+            for sha, name, batch_id, pk in SourceImage.objects.filter(study=self.study).values_list(
+                "sha256", "original_name", "batch_id", "pk"
+            )
+        }
+
+    def run(self, work: list[tuple[Entry, ManifestRow | None]]) -> None:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="ingest-decode") as decoder,
+            ThreadPoolExecutor(1, thread_name_prefix="ingest-crop") as cropper,
+        ):
+            pending: tuple[list[_Prepared], Future] | None = None
+            decoded = _lookahead(decoder, work, _decode, depth=self.chunk_size + 2)
+            for chunk in self._chunks(decoded):
+                detections = self._detect([item.small for item in chunk])
+                crops = cropper.submit(_crop_all, chunk, detections, self.study.min_face_px)
+                if pending is not None:
+                    self._store_chunk(*pending)
+                pending = (chunk, crops)
+            if pending is not None:
+                self._store_chunk(*pending)
+        self._progress(0, flush=True)
+
+    def _chunks(self, decoded: Iterator[_Prepared | _Rejected]) -> Iterator[list[_Prepared]]:
+        chunk: list[_Prepared] = []
+        pixels = 0
+        for item in decoded:
+            if not self._accept(item):
+                self._progress(1)
+                continue
+            chunk.append(item)
+            pixels += item.opened.width * item.opened.height
+            if len(chunk) >= self.chunk_size or pixels >= CHUNK_PIXELS:
+                yield chunk
+                chunk, pixels = [], 0
+        if chunk:
+            yield chunk
+
+    def _progress(self, n: int, *, flush: bool = False) -> None:
+        # A commit per file would cost as much as storing it; the page polls once a second.
+        # F() so that chunks of one batch running on several workers add up.
+        self.batch.done += n
+        self.unsaved += n
+        now = time.monotonic()
+        if self.unsaved and (flush or now - self.progress_saved_at >= PROGRESS_INTERVAL_S):
+            ImportBatch.objects.filter(pk=self.batch.pk).update(done=F("done") + self.unsaved)
+            self.unsaved = 0
+            self.progress_saved_at = now
+
+    def _accept(self, item: _Prepared | _Rejected) -> bool:
+        if isinstance(item, _Rejected):
+            self.report.reject_file(item.name, item.reason)
+            return False
+        name = item.entry.name
+        if item.sha256 in self.seen_in_batch:
+            earlier = self.seen_in_batch[item.sha256]
+            self.report.duplicate(name, REJECT_DUPLICATE_IN_BATCH.format(name=earlier))
+            return False
+        existing = self.existing.get(item.sha256)
+        if existing is not None:
+            existing_name, existing_batch, existing_pk = existing
+            if existing_batch == self.batch.pk and existing_name == name[:500]:
+                # This very file, stored by an earlier run of this batch (a task delivered
+                # again after its worker was lost): count it, do not store it twice.
+                self.report.imported += 1
+                faces = Face.objects.filter(source_image_id=existing_pk).count()
+                self.report.faces_found += faces
+                self.report.images_without_faces += not faces
+            else:
+                self.report.duplicate(name, REJECT_DUPLICATE.format(name=existing_name))
+            return False
+        self.seen_in_batch[item.sha256] = name
+        return True
+
+    def _store_chunk(self, chunk: list[_Prepared], crops: Future) -> None:
+        for item, found in zip(chunk, crops.result(), strict=True):
+            if isinstance(found, Exception):
+                self.report.reject_file(item.entry.name, REJECT_DETECTION.format(detail=found))
+            else:
+                self._store(item, *found)
+            item.opened.image.close()
+        self._progress(len(chunk))
+
+    def _detect(self, images: list[Image.Image]) -> list[list[Detection] | Exception]:
+        try:
+            return list(self.detector.detect(images))
+        except Exception:
+            logger.warning("detection failed on a chunk; retrying image by image", exc_info=True)
+        results: list[list[Detection] | Exception] = []
+        for image in images:
+            try:
+                results.append(self.detector.detect([image])[0])
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def _hash_index(self, query: str) -> HashIndex:
+        if query not in self.hash_indexes:
+            known = Face.objects.filter(study=self.study, source_image__query=query).values_list(
+                "id", "phash"
+            )
+            pairs = [(pk, value) for pk, text in known if (value := hash_int(text)) is not None]
+            self.hash_indexes[query] = HashIndex(pairs)
+        return self.hash_indexes[query]
+
+    def _store(self, item: _Prepared, crops: list[_Crop], too_small: int) -> None:
+        row = item.row
+        query = row.query if row else ""
+        index = self._hash_index(query)
+        written: list[str] = []
+        added: list[tuple[int, int]] = []
+        flagged = 0
+        try:
+            with transaction.atomic():
+                image = SourceImage(
+                    study=self.study,
+                    batch=self.batch,
+                    original_name=item.entry.name[:500],
+                    sha256=item.sha256,
+                    width=item.opened.width,
+                    height=item.opened.height,
+                    bytes=len(item.data),
+                    query=query,
+                    job=row.job if row else "",
+                    country=row.country if row else "",
+                    language=row.language if row else "",
+                    rank=row.rank if row else None,
+                    source_url=row.source_url if row else "",
+                    metadata=_metadata(item, row),
+                )
+                suffix = SUFFIX_FOR_FORMAT.get(item.opened.format, ".img")
+                image.file.save(f"{item.sha256}{suffix}", ContentFile(item.data), save=False)
+                written.append(image.file.name)
+                image.save()
+                faces, same_image = [], []
+                for number, (detection, crop_bytes, phash) in enumerate(crops):
+                    near = index.nearest(phash)
+                    # A second crop of one face inside the same image points at the first.
+                    twin = next(
+                        (j for j in range(number) if hamming(phash, crops[j][2]) <= index.max_bits),
+                        None,
+                    )
+                    face = Face(
+                        study=self.study,
+                        source_image=image,
+                        origin=Face.Origin.DETECTED,
+                        crop_sha256=hashlib.sha256(crop_bytes).hexdigest(),
+                        original_name=item.entry.name[:500],
+                        box_x=detection.x,
+                        box_y=detection.y,
+                        box_w=detection.w,
+                        box_h=detection.h,
+                        detector=self.detector.name,
+                        detector_score=detection.score,
+                        phash=hash_hex(phash),
+                        near_duplicate_of_id=near,
+                        votes_target=self.study.votes_per_face,
+                    )
+                    face.crop.save(
+                        f"{item.sha256[:16]}-{number}.jpg", ContentFile(crop_bytes), save=False
+                    )
+                    written.append(face.crop.name)
+                    faces.append(face)
+                    if near is None and twin is not None:
+                        same_image.append((number, twin))
+                    flagged += near is not None or twin is not None
+                Face.objects.bulk_create(faces)
+                for number, twin in same_image:
+                    faces[number].near_duplicate_of_id = faces[twin].pk
+                if same_image:
+                    Face.objects.bulk_update(
+                        [faces[number] for number, _ in same_image], ["near_duplicate_of"]
+                    )
+                added = [(face.pk, crop[2]) for face, crop in zip(faces, crops, strict=True)]
+        except IntegrityError:
+            files_delete(written)
+            self.report.duplicate(item.entry.name, REJECT_DUPLICATE.format(name="another import"))
+            return
+        except Exception as exc:
+            files_delete(written)
+            logger.warning("storing %s failed", item.entry.name, exc_info=True)
+            self.report.reject_file(item.entry.name, REJECT_STORE.format(detail=exc))
+            return
+        for pk, phash in added:
+            index.add(pk, phash)
+        self.report.imported += 1
+        self.report.faces_found += len(crops)
+        self.report.faces_too_small += too_small
+        self.report.near_duplicate_faces += flagged
+        self.report.images_without_faces += not crops
+
+
+def _metadata(item: _Prepared, row: ManifestRow | None) -> dict:
+    metadata = dict(row.metadata) if row else {}
+    if row is not None:
+        metadata["manifest_line"] = row.line
+    if item.opened.notes:
+        metadata["ingest_notes"] = list(item.opened.notes)
+    return metadata

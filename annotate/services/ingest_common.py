@@ -1,0 +1,196 @@
+"""What every import shares: the study lookup, the report, and a batch's start and finish."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from PIL import Image
+
+from annotate.models import ImportBatch, JobStatus, Study
+
+logger = logging.getLogger(__name__)
+
+REPORT_LIST_LIMIT = 2000
+STUDY_NOT_FOUND = "no study {slug!r}; existing studies: {existing}"
+BATCH_MANIFEST_UNUSABLE = "The manifest cannot be used, so nothing was imported: {reason}"
+BATCH_UPLOAD_UNUSABLE = "The upload cannot be used, so nothing was imported: {reason}"
+BATCH_CRASHED = "The import stopped: {reason}. Images stored before this point are kept."
+REJECT_DUPLICATE = "duplicate: same content as {name!r} already in this study"
+REJECT_STORE = "could not be stored: {detail}"
+
+
+class StudyNotFound(LookupError):
+    pass
+
+
+def study_get(*, slug: str) -> Study:
+    """The study named `slug`, or StudyNotFound listing the existing ones."""
+    try:
+        return Study.objects.get(slug=slug)
+    except Study.DoesNotExist:
+        existing = ", ".join(Study.objects.values_list("slug", flat=True)[:50]) or "none"
+        raise StudyNotFound(STUDY_NOT_FOUND.format(slug=slug, existing=existing)) from None
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What an import did; stored as ImportBatch.report and printed by the commands."""
+
+    imported: int = 0
+    faces_found: int = 0
+    faces_too_small: int = 0
+    near_duplicate_faces: int = 0
+    images_without_faces: int = 0
+    duplicates: list[dict] = field(default_factory=list)
+    rejected_files: list[dict] = field(default_factory=list)
+    rejected_rows: list[dict] = field(default_factory=list)
+    files_without_manifest_row: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    detector: str = ""
+    truncated: int = 0
+    duplicates_skipped: int = 0
+    rejected: int = 0
+
+    def _append(self, items: list, item) -> None:
+        if len(items) < REPORT_LIST_LIMIT:
+            items.append(item)
+        else:
+            self.truncated += 1
+
+    def duplicate(self, name: str, reason: str) -> None:
+        self.duplicates_skipped += 1
+        self._append(self.duplicates, {"file": name, "reason": reason})
+
+    def reject_file(self, name: str, reason: str) -> None:
+        self.rejected += 1
+        self._append(self.rejected_files, {"file": name, "reason": reason})
+
+    def reject_row(self, problem: dict) -> None:
+        self._append(self.rejected_rows, problem)
+
+    def file_without_row(self, name: str) -> None:
+        self._append(self.files_without_manifest_row, name)
+
+    def as_dict(self) -> dict:
+        return {
+            "imported": self.imported,
+            "duplicates_skipped": self.duplicates_skipped,
+            "rejected": self.rejected,
+            "faces_found": self.faces_found,
+            "faces_too_small": self.faces_too_small,
+            "near_duplicate_faces": self.near_duplicate_faces,
+            "images_without_faces": self.images_without_faces,
+            "duplicates": self.duplicates,
+            "rejected_files": self.rejected_files,
+            "rejected_rows": self.rejected_rows,
+            "files_without_manifest_row": self.files_without_manifest_row,
+            "notes": self.notes,
+            "detector": self.detector,
+            "entries_left_out_of_lists": self.truncated,
+        }
+
+
+COUNTS = (
+    "imported",
+    "duplicates_skipped",
+    "rejected",
+    "faces_found",
+    "faces_too_small",
+    "near_duplicate_faces",
+    "images_without_faces",
+    "entries_left_out_of_lists",
+)
+LISTS = ("duplicates", "rejected_files", "rejected_rows", "files_without_manifest_row", "notes")
+
+
+def report_merge(total: dict, part: dict) -> dict:
+    """`total` plus one chunk's report: counts add up, lists are joined (up to the limit)."""
+    merged = dict(total)
+    for key in COUNTS:
+        merged[key] = total.get(key, 0) + part.get(key, 0)
+    for key in LISTS:
+        joined = list(total.get(key, [])) + list(part.get(key, []))
+        merged["entries_left_out_of_lists"] += max(0, len(joined) - REPORT_LIST_LIMIT)
+        merged[key] = joined[:REPORT_LIST_LIMIT]
+    merged["detector"] = total.get("detector") or part.get("detector", "")
+    return merged
+
+
+def report_lines(report: dict) -> Iterator[str]:
+    """The report as plain text lines (command output)."""
+    keys = (
+        ("imported", "imported"),
+        ("duplicates_skipped", "duplicates skipped"),
+        ("rejected", "files rejected"),
+        ("faces_found", "faces found"),
+        ("faces_too_small", "faces below the minimum size (skipped)"),
+        ("near_duplicate_faces", "near-duplicate faces (flagged)"),
+        ("images_without_faces", "images without faces"),
+        ("labels_imported", "labels imported"),
+    )
+    for key, title in keys:
+        if key in report:
+            yield f"{title}: {report[key]}"
+    for item in report.get("duplicates", []):
+        yield f"  skipped {item['file']}: {item['reason']}"
+    for item in report.get("rejected_files", []):
+        yield f"  rejected file {item['file']}: {item['reason']}"
+    for item in report.get("rejected_rows", []):
+        yield f"  rejected row {item['line']} ({item['file']}): {item['reason']}"
+    missing = report.get("files_without_manifest_row", [])
+    if missing:
+        yield f"files without a manifest row ({len(missing)}): " + ", ".join(missing[:20])
+    for note in report.get("notes", []):
+        yield f"note: {note}"
+
+
+def batch_start(batch: ImportBatch, total: int = 0) -> None:
+    batch.status = JobStatus.RUNNING
+    batch.started_at = timezone.now()
+    batch.total = total
+    batch.done = 0
+    batch.save(update_fields=["status", "started_at", "total", "done"])
+
+
+def batch_finish(
+    batch: ImportBatch, report: dict, *, status: str = JobStatus.SUCCEEDED, error: str = ""
+) -> ImportBatch:
+    batch.status = status
+    batch.report = report
+    batch.error = error
+    batch.finished_at = timezone.now()
+    batch.save(update_fields=["status", "report", "error", "finished_at", "done", "total"])
+    logger.info("import batch %s %s: %s", batch.pk, status, error or report.get("imported"))
+    return batch
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def files_delete(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except Exception:  # the row is gone either way; an orphan file is logged, not fatal
+            logger.warning("could not delete %s after a failed import", name, exc_info=True)
+
+
+def import_batch_fail(*, batch_id: int, reason: str) -> None:
+    """Mark a batch failed (used by the task when the worker hits its time limit)."""
+    ImportBatch.objects.filter(
+        pk=batch_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    ).update(status=JobStatus.FAILED, error=reason[:2000], finished_at=timezone.now())
+
+
+# --- images ------------------------------------------------------------------------------

@@ -1,0 +1,170 @@
+"""The labels CSV of an imported face set: FairFace spellings map onto Facet's label values."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from annotate.ingest.csvtext import CsvError
+from annotate.ingest.labels_csv import LabelVocabulary, label_value, labels_parse
+from annotate.labels import CLASSES, AgeBand, Glasses, Quality, Race
+from annotate.services.ingest_faces import LABEL_VOCABULARY
+
+VOCABULARY = LabelVocabulary(
+    gender=CLASSES,
+    race=tuple(Race.values),
+    age_band=tuple(AgeBand.values),
+    glasses=tuple(Glasses.values),
+    quality=tuple(Quality.values),
+)
+
+
+def _parse(text: str):
+    return labels_parse(text.encode("utf-8"), vocabulary=VOCABULARY)
+
+
+def test_the_service_passes_the_label_schema_as_plain_strings():
+    assert LABEL_VOCABULARY == VOCABULARY
+    assert all(isinstance(v, str) for v in LABEL_VOCABULARY.race)
+
+
+@pytest.mark.parametrize(
+    "attribute,spelling,stored",
+    [
+        ("gender", "Male", "male"),
+        ("gender", "Female", "female"),
+        ("gender", "F", "female"),
+        ("race", "East Asian", "east_asian"),
+        ("race", "Latino_Hispanic", "latino_hispanic"),
+        ("race", "Latino/Hispanic", "latino_hispanic"),
+        ("race", "Middle Eastern", "middle_eastern"),
+        ("race", "Southeast Asian", "southeast_asian"),
+        ("age_band", "0-2", "0-2"),
+        ("age_band", "3-9", "3-9"),
+        ("age_band", "70+", "70+"),
+        ("age_band", "more than 70", "70+"),
+        ("age_band", "34", "30-39"),
+        ("age_band", "85", "70+"),
+        ("glasses", "yes", "glasses"),
+        ("glasses", "No", "none"),
+        ("glasses", "Sunglasses", "sunglasses"),
+        ("quality", "Low resolution", "low_resolution"),
+    ],
+)
+def test_fairface_spellings_map_to_stored_values(attribute, spelling, stored):
+    assert label_value(attribute, spelling, getattr(VOCABULARY, attribute)) == stored
+
+
+def test_the_fairface540_labels_format_parses():
+    parsed = _parse(
+        "path,gender,race,age\n"
+        "fairface/fairface_0001.jpg,male,,50-59\n"
+        "fairface/fairface_0002.jpg,Female,East Asian,more than 70\n"
+    )
+    assert [(r.path, r.gender, r.race, r.age_band) for r in parsed.rows] == [
+        ("fairface/fairface_0001.jpg", "male", "", "50-59"),
+        ("fairface/fairface_0002.jpg", "female", "east_asian", "70+"),
+    ]
+    assert parsed.problems == []
+
+
+def test_bad_values_reject_their_row_with_the_allowed_values():
+    parsed = _parse(
+        "path,gender,race,age,glasses,quality,source\n"
+        "a.jpg,male,,,,,lab\n"
+        "b.jpg,unknown,,,,,\n"
+        "c.jpg,female,Martian,,,,\n"
+        "d.jpg,female,,old,,,\n"
+        "e.jpg,,,,,,\n"
+        "f.jpg,cant_tell,,,,,\n"
+        "../g.jpg,male,,,,,\n"
+        "a.jpg,female,,,,,\n"
+    )
+    assert [(r.path, r.extra) for r in parsed.rows] == [("a.jpg", {"source": "lab"})]
+    reasons = {p.line: p.reason for p in parsed.problems}
+    assert reasons[3] == "gender 'unknown' is not one of: male, female"
+    assert reasons[4].startswith("race 'Martian' is not one of: white, black")
+    assert reasons[5].startswith("age 'old' is not one of: 0-2, 3-9")
+    assert reasons[6] == "the 'gender' value is empty"
+    assert reasons[7] == "gender 'cant_tell' is not one of: male, female"
+    assert "climbs out" in reasons[8]
+    assert reasons[9] == "duplicate: line 2 already labels this path"
+
+
+def test_missing_required_columns_raise_one_clear_error():
+    with pytest.raises(CsvError, match="no 'gender' column"):
+        _parse("path,race\na.jpg,white\n")
+    with pytest.raises(CsvError, match="no 'path' column"):
+        _parse("gender\nmale\n")
+
+
+# --- property-based ------------------------------------------------------------------------
+
+value = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "Male",
+            "Female",
+            "male",
+            "x",
+            "East Asian",
+            "Latino_Hispanic",
+            "0-2",
+            "70+",
+            "more than 70",
+            "34",
+            "yes",
+            "no",
+            "blurred",
+            "",
+            "../a.jpg",
+            "/a.jpg",
+            "a.jpg",
+        ]
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_parse_or_raise_csv_error(data):
+    try:
+        labels_parse(data, vocabulary=VOCABULARY)
+    except CsvError as exc:
+        assert str(exc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["path", "gender", "race", "age", "glasses", "quality", "note"]),
+        min_size=1,
+        max_size=7,
+        unique=True,
+    ),
+    st.lists(st.lists(value, max_size=8), max_size=12),
+)
+def test_kept_rows_hold_only_allowed_values(columns, rows):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    try:
+        parsed = labels_parse(buffer.getvalue().encode("utf-8"), vocabulary=VOCABULARY)
+    except CsvError as exc:
+        assert str(exc)
+        return
+    for row in parsed.rows:
+        assert row.gender in VOCABULARY.gender
+        assert row.race in VOCABULARY.race + ("",)
+        assert row.age_band in VOCABULARY.age_band + ("",)
+        assert row.glasses in VOCABULARY.glasses + ("",)
+        assert row.quality in VOCABULARY.quality + ("",)
+        assert not row.path.startswith("/") and ".." not in row.path.split("/")
+    lines = [row.line for row in parsed.rows] + [p.line for p in parsed.problems]
+    assert len(lines) == len(set(lines))
