@@ -18,6 +18,7 @@ from annotate.roles import Role, groups_ensure
 from annotate.services.coding import CodingError, VoteRequest, vote_submit
 
 SIM_PREFIX = "sim-coder-"
+MAX_REFUSALS = 20
 BAD_ACCURACY = "Accuracy must be between 0 and 1, got {value}."
 BAD_OVERRIDE = "Override {key}={value}: the attribute must be one of {names}."
 # Gender answers a simulated coder may get wrong into (never "not a face" by mistake).
@@ -110,6 +111,7 @@ def coders_simulate(
     }
     cast = 0
     active = list(users)
+    refused: dict[int, int] = {}
     while active:
         for user in list(active):
             if max_votes is not None and cast >= max_votes:
@@ -133,6 +135,11 @@ def coders_simulate(
                     request=VoteRequest(lease.pk, answers, round(rng.uniform(0.5, 3.0), 2)),
                 )
             except CodingError:
+                # A refused vote (e.g. a lost lease) moves on; a coder refused over and over
+                # stops rather than spin.
+                refused[user.pk] = refused.get(user.pk, 0) + 1
+                if refused[user.pk] >= MAX_REFUSALS:
+                    active.remove(user)
                 continue
             if not outcome.duplicate:
                 cast += 1

@@ -21,6 +21,7 @@
   let step = 0;
   let shownAt = performance.now();
   let busy = false;        // a next/undo request is running
+  let pending = 0;         // votes sent and not yet answered
 
   function say(text, kind) {
     message.textContent = text || "";
@@ -44,7 +45,9 @@
     const item = queue[0];
     if (!item) {
       crop.hidden = true;
-      empty.hidden = false;
+      // While votes are in flight the server may still hand out more faces.
+      empty.hidden = pending > 0;
+      loading.hidden = pending === 0;
       crop.removeAttribute("src");
       root.dataset.assignment = "";
       return;
@@ -104,12 +107,15 @@
     const payload = Object.assign({ assignment: item.assignment }, answers);
     payload.seconds = Math.round((performance.now() - shownAt) / 100) / 10;
     sent.add(item.assignment);
+    pending += 1;
     show();                // the prefetched next face appears at once
     let result;
     try {
       result = await post(root.dataset.submitUrl, payload);
     } catch (e) {
       result = { status: 0, data: { error: "The server could not be reached. Press the key again to resubmit." } };
+    } finally {
+      pending -= 1;
     }
     const { status, data } = result;
     if (status === 200) {
@@ -127,7 +133,7 @@
       say(data.error, "error");
     } else {
       say(data.error || "The answer was refused.", "error");
-      if (!queue.length) fetchNext();
+      if (!queue.length) fetchNext(); else if (!pending) show();
     }
   }
 
@@ -143,6 +149,8 @@
     if (busy) return;
     busy = true;
     try {
+      // Undo means the newest vote: let the votes in flight land first.
+      while (pending > 0) await new Promise((resolve) => setTimeout(resolve, 30));
       const { status, data } = await post(root.dataset.undoUrl);
       if (status === 200) {
         sent.delete(data.item.assignment);

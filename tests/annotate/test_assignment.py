@@ -120,7 +120,9 @@ def test_reset_retracts_votes_and_lets_the_same_coders_vote_again(study):
     for coder in people:
         vote_next(study, coder)
     face.refresh_from_db()
-    assert face.coding_status == FaceStatus.COMPLETE and Consensus.objects.filter(face=face).exists()
+    assert (
+        face.coding_status == FaceStatus.COMPLETE and Consensus.objects.filter(face=face).exists()
+    )
     face_votes_reset(face=face, reason="label error in triage")
     face.refresh_from_db()
     assert (face.coding_status, face.slots_taken, face.votes_target) == (FaceStatus.OPEN, 0, 3)

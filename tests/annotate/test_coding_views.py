@@ -117,9 +117,7 @@ def test_late_vote_is_accepted_while_the_slot_is_still_free(client, study, coder
     assert face.slots_taken == 1 and live_votes().count() == 1
 
 
-def test_late_vote_on_a_face_others_filled_is_refused_with_a_clear_message(
-    client, study, coder
-):
+def test_late_vote_on_a_face_others_filled_is_refused_with_a_clear_message(client, study, coder):
     (face,) = bare_faces(study, 1)
     client.force_login(coder)
     (item,) = take(client, study)
@@ -276,9 +274,7 @@ def test_coder_sees_no_other_votes_consensus_or_predictions(client, study, coder
 # --- a real database error during a vote -----------------------------------------------
 
 
-def test_a_database_error_during_a_vote_rolls_back_and_the_coder_can_resubmit(
-    client, study, coder
-):
+def test_a_database_error_during_a_vote_rolls_back_and_the_coder_can_resubmit(client, study, coder):
     (face,) = bare_faces(study, 1)
     client.force_login(coder)
     (item,) = take(client, study)

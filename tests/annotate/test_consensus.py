@@ -80,7 +80,9 @@ def test_undo_of_the_kth_vote_reopens_the_face_and_keeps_the_vote_row(study):
     assert face.coding_status == FaceStatus.COMPLETE
     assignment = vote_undo(study=study, coder=people[2])
     face.refresh_from_db()
-    assert face.coding_status == FaceStatus.OPEN and not Consensus.objects.filter(face=face).exists()
+    assert (
+        face.coding_status == FaceStatus.OPEN and not Consensus.objects.filter(face=face).exists()
+    )
     assert face.slots_taken == 3  # the undoing coder keeps the slot
     assert Vote.objects.filter(face=face).count() == 3
     assert assignment.status == "leased"
