@@ -60,10 +60,11 @@ def consensus_refresh(*, face: Face) -> Consensus | None:
     for label in labels:
         counts[label] = counts.get(label, 0) + 1
     n = len(votes)
-    adjudication = face.adjudications.order_by("-created_at").first()
 
     if n < k:
-        Consensus.objects.filter(face=face).delete()
+        # Only a retraction (undo, reset) can leave a consensus row behind below K votes.
+        if face.coding_status != FaceStatus.OPEN or face.votes_target != k:
+            Consensus.objects.filter(face=face).delete()
         _face_status_set(face, FaceStatus.OPEN, target=max(face.votes_target, k))
         return None
 
@@ -82,7 +83,12 @@ def consensus_refresh(*, face: Face) -> Consensus | None:
         status, face_status = ConsensusStatus.ADJUDICATION, FaceStatus.ADJUDICATION
 
     label = winner or ""
-    if status == ConsensusStatus.ADJUDICATION and adjudication is not None:
+    adjudication = (
+        face.adjudications.order_by("-created_at").first()
+        if status == ConsensusStatus.ADJUDICATION
+        else None
+    )
+    if adjudication is not None:
         status, label = ConsensusStatus.ADJUDICATED, adjudication.label
         face_status = (
             FaceStatus.EXCLUDED if adjudication.label == Gender.NOT_FACE else FaceStatus.COMPLETE
