@@ -33,5 +33,11 @@ def coder_votes_count(*, study: Study, coder) -> int:
     return Vote.objects.filter(face__study=study, coder=coder, retracted_at__isnull=True).count()
 
 
-def faces_open_count(*, study: Study) -> int:
-    return study.faces.filter(coding_status=FaceStatus.OPEN).count()
+OPEN_COUNT_CAP = 1000
+
+
+def faces_open_count(*, study: Study) -> str:
+    """Open faces in the study for the coder's progress line, counted up to a cap ("1000+"),
+    so the cost does not grow with the study."""
+    n = study.faces.filter(coding_status=FaceStatus.OPEN)[: OPEN_COUNT_CAP + 1].count()
+    return f"{OPEN_COUNT_CAP}+" if n > OPEN_COUNT_CAP else str(n)
