@@ -77,7 +77,7 @@ def _finite(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-CHART_WIDTH = 420
+CHART_WIDTH = 360
 BAR_HEIGHT = 22
 
 
