@@ -120,8 +120,12 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
         outcome = vote_submit(study=study, coder=request.user, request=vote_request)
     except CodingError as exc:
         body: dict = {"error": exc.message}
-        if exc.status == 409:
-            body["items"] = _items(request, study)
+        if exc.status == 409:  # the coder moves on: hand out the next faces with the reply
+            try:
+                body["items"] = _items(request, study)
+            except DatabaseError:
+                logger.exception("handing out work failed in study %s", study.slug)
+                body["items"] = []
         return JsonResponse(body, status=exc.status)
     except DatabaseError:
         # The service's transaction rolled back: nothing of this vote was written.
