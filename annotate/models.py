@@ -253,10 +253,17 @@ class Assignment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["face", "coder"], name="assignment_once_per_coder")
+            # A reset face ("label error" triage) releases its assignments; the same coders
+            # may then lease it afresh, so only unreleased rows are unique per coder.
+            models.UniqueConstraint(
+                fields=["face", "coder"],
+                condition=~Q(status="released"),
+                name="assignment_once_per_coder",
+            )
         ]
         indexes = [
             models.Index(fields=["coder", "status"], name="assignment_coder_status"),
+            models.Index(fields=["face", "status"], name="assignment_face_status"),
             models.Index(fields=["status", "expires_at"], name="assignment_expiry"),
         ]
 

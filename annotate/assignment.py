@@ -1,0 +1,222 @@
+"""Who labels what next: the one place that hands out work.
+
+A face's `slots_taken` counts its unreleased, unexpired-or-unreclaimed assignments (a live
+lease or a submitted vote each hold one slot); it never exceeds `votes_target`, and one
+coder never holds two slots on a face (database constraints back both). Leases expire after
+`Study.lease_minutes`; `leases_reclaim` returns their slots to the pool, cheaply (an index
+range scan over `(status, expires_at)`), on every call for work.
+
+Lock order, everywhere: assignment rows before face rows. Handing out work locks only the
+face it picks (`SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent coders never queue on the
+same row) and then inserts a new assignment. On SQLite the database runs write transactions
+with `BEGIN IMMEDIATE`, so they serialize instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Subquery
+from django.utils import timezone
+
+from annotate.models import (
+    Assignment,
+    AssignmentStatus,
+    Consensus,
+    Face,
+    FaceStatus,
+    Study,
+    Vote,
+)
+
+logger = logging.getLogger(__name__)
+
+# A coder holds the face on screen plus one prefetched face.
+LEASES_PER_CODER = 2
+RECLAIM_BATCH = 100
+# Statuses that hold a slot (an expired lease holds it until reclaimed).
+SLOT_STATUSES = (AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED)
+VALIDATION_PRIORITY = 100
+
+
+def _now() -> datetime:
+    return timezone.now()
+
+
+def leases_reclaim(*, now: datetime | None = None, limit: int = RECLAIM_BATCH) -> int:
+    """Mark up to `limit` expired leases expired and give their slots back; returns how many.
+
+    Locks the expired assignment rows (skipping any another transaction holds), then their
+    faces, in that order.
+    """
+    now = now or _now()
+    # The common case, nothing expired, costs one index probe and no transaction.
+    if not Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=now).exists():
+        return 0
+    expired = (
+        Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=now)
+        .order_by("expires_at")
+        .select_for_update(skip_locked=True)
+        .values_list("pk", "face_id")[:limit]
+    )
+    with transaction.atomic():
+        rows = list(expired)
+        if not rows:
+            return 0
+        Assignment.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+            status=AssignmentStatus.EXPIRED
+        )
+        per_face: dict[int, int] = {}
+        for _, face_id in rows:
+            per_face[face_id] = per_face.get(face_id, 0) + 1
+        for face_id, n in sorted(per_face.items()):
+            Face.objects.filter(pk=face_id).update(slots_taken=F("slots_taken") - n)
+    logger.info("reclaimed %d expired leases", len(rows))
+    return len(rows)
+
+
+def leases_live(*, study: Study, coder, now: datetime | None = None):
+    """The coder's unexpired leases in `study`, oldest first."""
+    return (
+        Assignment.objects.filter(
+            face__study=study,
+            coder=coder,
+            status=AssignmentStatus.LEASED,
+            expires_at__gt=now or _now(),
+        )
+        .select_related("face")
+        .order_by("leased_at", "pk")
+    )
+
+
+def _work_queue(*, study: Study, coder):
+    """Open faces with a free slot that this coder has never held, best first.
+
+    Served by the `face_work_queue` index (study, coding_status, -priority, -slots_taken, id):
+    the first rows of the index are the answer unless they are full or already this coder's.
+    """
+    seen = Assignment.objects.filter(face=OuterRef("pk"), coder=coder).exclude(
+        status=AssignmentStatus.RELEASED
+    )
+    return (
+        Face.objects.filter(
+            study=study, coding_status=FaceStatus.OPEN, slots_taken__lt=F("votes_target")
+        )
+        .filter(~Exists(seen))
+        .order_by("-priority", "-slots_taken", "id")
+    )
+
+
+@transaction.atomic
+def _lease_one(*, study: Study, coder, now: datetime) -> Assignment | None:
+    face = _work_queue(study=study, coder=coder).select_for_update(skip_locked=True).first()
+    if face is None:
+        return None
+    assignment = Assignment.objects.create(
+        face=face,
+        coder=coder,
+        status=AssignmentStatus.LEASED,
+        leased_at=now,
+        expires_at=now + timedelta(minutes=study.lease_minutes),
+    )
+    Face.objects.filter(pk=face.pk).update(slots_taken=F("slots_taken") + 1)
+    face.slots_taken += 1
+    return assignment
+
+
+def assignments_take(*, study: Study, coder, n: int = LEASES_PER_CODER) -> list[Assignment]:
+    """The coder's live leases in `study`, topped up to `n` with new ones where work remains."""
+    now = _now()
+    leases_reclaim(now=now)
+    leases = list(leases_live(study=study, coder=coder, now=now)[:n])
+    while len(leases) < n:
+        assignment = _lease_one(study=study, coder=coder, now=now)
+        if assignment is None:
+            break
+        leases.append(assignment)
+    return leases
+
+
+def assignment_next(*, study: Study, coder) -> Assignment | None:
+    """The face this coder should label now: its oldest live lease, or a new one; None if done."""
+    leases = assignments_take(study=study, coder=coder, n=1)
+    return leases[0] if leases else None
+
+
+def slot_retake(*, face: Face) -> bool:
+    """Take a free slot on `face` for a late vote; the caller holds the face's row lock."""
+    if face.coding_status != FaceStatus.OPEN or face.slots_taken >= face.votes_target:
+        return False
+    Face.objects.filter(pk=face.pk).update(slots_taken=F("slots_taken") + 1)
+    face.slots_taken += 1
+    return True
+
+
+def faces_prioritize(*, face_ids: list[int], priority: int) -> int:
+    """Set `priority` on these faces (validation rounds use 100); returns how many are open."""
+    faces = Face.objects.filter(pk__in=list(face_ids))
+    faces.update(priority=priority)
+    return faces.filter(coding_status=FaceStatus.OPEN).count()
+
+
+@transaction.atomic
+def face_votes_reset(*, face: Face, reason: str) -> None:
+    """Start a face's coding over ("label error" triage); nothing is deleted but the cache.
+
+    Retracts its live votes, releases all its assignments (so earlier coders may lease it
+    again), removes its Consensus, and opens it with no slots taken and the study's K.
+    Locks the face's assignments, then the face.
+    """
+    now = _now()
+    list(Assignment.objects.select_for_update().filter(face=face).values_list("pk", flat=True))
+    locked = Face.objects.select_for_update().select_related("study").get(pk=face.pk)
+    retracted = Vote.objects.filter(face=locked, retracted_at__isnull=True).update(retracted_at=now)
+    Assignment.objects.filter(face=locked).exclude(status=AssignmentStatus.RELEASED).update(
+        status=AssignmentStatus.RELEASED
+    )
+    Consensus.objects.filter(face=locked).delete()
+    Face.objects.filter(pk=locked.pk).update(
+        coding_status=FaceStatus.OPEN, slots_taken=0, votes_target=locked.study.votes_per_face
+    )
+    face.refresh_from_db()
+    logger.info("face %s reset (%d votes retracted): %s", face.pk, retracted, reason)
+
+
+def slots_held(*, face_id: int) -> int:
+    """Assignments that hold a slot on a face, counted from the rows (for invariant checks)."""
+    return Assignment.objects.filter(face_id=face_id, status__in=SLOT_STATUSES).count()
+
+
+def faces_over_assigned(*, study: Study) -> list[int]:
+    """Faces whose slot-holding assignments exceed their target or disagree with the counter."""
+    held = Assignment.objects.filter(face=OuterRef("pk"), status__in=SLOT_STATUSES)
+    counted = Subquery(
+        held.order_by().values("face").annotate(n=Count("pk")).values("n")[:1],
+    )
+    rows = (
+        Face.objects.filter(study=study)
+        .annotate(held=counted)
+        .values_list("pk", "held", "slots_taken", "votes_target")
+    )
+    return [
+        pk
+        for pk, n, taken, target in rows
+        if (n or 0) > target or (n or 0) != taken or taken > target
+    ]
+
+
+__all__ = [
+    "LEASES_PER_CODER",
+    "VALIDATION_PRIORITY",
+    "assignment_next",
+    "assignments_take",
+    "face_votes_reset",
+    "faces_over_assigned",
+    "faces_prioritize",
+    "leases_live",
+    "leases_reclaim",
+    "slot_retake",
+    "slots_held",
+]

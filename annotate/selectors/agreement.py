@@ -1,0 +1,161 @@
+"""Reads for the researcher's agreement page: vote frames and the figures built from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from django.contrib.auth import get_user_model
+
+from annotate import aggregation
+from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION
+from annotate.models import Consensus, ConsensusStatus, FaceStatus, ImportBatch, Study, Vote
+
+QUESTIONS = {GENDER_QUESTION.key: GENDER_QUESTION, **ATTRIBUTE_QUESTIONS}
+
+
+def votes_frame(*, study: Study, batch_id: int | None = None, question: str = "gender"):
+    """Live votes of a study (or of the faces from one import batch) as item, coder, label."""
+    if question not in QUESTIONS:
+        raise ValueError(f"Unknown question {question!r}; choose one of {', '.join(QUESTIONS)}.")
+    votes = Vote.objects.filter(face__study=study, retracted_at__isnull=True)
+    if batch_id is not None:
+        votes = votes.filter(face__source_image__batch_id=batch_id)
+    rows = votes.exclude(**{question: ""}).values_list("face_id", "coder_id", question)
+    return pd.DataFrame(list(rows), columns=["item", "coder", "label"])
+
+
+def consensus_labels(*, study: Study, batch_id: int | None = None) -> pd.DataFrame:
+    """The aggregate gender label per face by the study's method (majority or Dawid–Skene)."""
+    return aggregation.aggregate(
+        votes_frame(study=study, batch_id=batch_id), method=study.aggregation
+    )
+
+
+@dataclass(frozen=True)
+class CoderRow:
+    coder_id: int
+    name: str
+    votes: int
+    compared: int
+    agreement: float | None
+
+    @property
+    def percent(self) -> str:
+        return "–" if self.agreement is None else f"{100 * self.agreement:.1f}"
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    y: int
+    width: float
+
+
+@dataclass
+class AgreementReport:
+    study: Study
+    question: str
+    batch: ImportBatch | None
+    n_votes: int
+    n_items: int
+    percent_agreement: float | None
+    kappa: aggregation.Kappa | None
+    alpha: float | None
+    coders: list[CoderRow]
+    selected_coder: CoderRow | None = None
+    confusion: pd.DataFrame | None = None
+    bars: list[Bar] = field(default_factory=list)
+    chart_height: int = 0
+    labels_by_method: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+CHART_WIDTH = 360
+BAR_HEIGHT = 22
+
+
+def agreement_report(
+    *,
+    study: Study,
+    batch_id: int | None = None,
+    coder_id: int | None = None,
+    question: str = "gender",
+) -> AgreementReport:
+    frame = votes_frame(study=study, batch_id=batch_id, question=question)
+    batch = study.imports.filter(pk=batch_id).first() if batch_id is not None else None
+    names = dict(
+        get_user_model()
+        .objects.filter(pk__in=frame["coder"].unique().tolist())
+        .values_list("pk", "username")
+    )
+    if frame.empty:
+        return AgreementReport(study, question, batch, 0, 0, None, None, None, [])
+    per_coder = aggregation.coder_agreement(frame)
+    coders = [
+        CoderRow(
+            int(cid),
+            names.get(int(cid), str(cid)),
+            int(row.votes),
+            int(row.compared),
+            _finite(float(row.agreement)),
+        )
+        for cid, row in per_coder.iterrows()
+    ]
+    report = AgreementReport(
+        study=study,
+        question=question,
+        batch=batch,
+        n_votes=len(frame),
+        n_items=int(frame["item"].nunique()),
+        percent_agreement=_finite(aggregation.percent_agreement(frame)),
+        kappa=aggregation.fleiss_kappa(frame),
+        alpha=_finite(aggregation.krippendorff_alpha_nominal(frame)),
+        coders=coders,
+    )
+    report.bars = [
+        Bar(row.name, row.agreement, i * (BAR_HEIGHT + 6), CHART_WIDTH * row.agreement)
+        for i, row in enumerate(r for r in coders if r.agreement is not None)
+    ]
+    report.chart_height = max(1, len(report.bars)) * (BAR_HEIGHT + 6)
+    if coder_id is not None:
+        report.selected_coder = next((r for r in coders if r.coder_id == coder_id), None)
+        if report.selected_coder is not None:
+            report.confusion = aggregation.coder_confusion(frame, coder_id)
+    if question == "gender":
+        labels = aggregation.aggregate(frame, method=study.aggregation)["label"]
+        report.labels_by_method = {
+            str(k): int(v) for k, v in labels.fillna("tie").value_counts().items()
+        }
+        report.statuses = {
+            ConsensusStatus(s).label: n
+            for s, n in pd.Series(
+                Consensus.objects.filter(face__study=study).values_list("status", flat=True)
+            )
+            .value_counts()
+            .items()
+        }
+    return report
+
+
+def adjudication_queue(*, study: Study, limit: int = 200):
+    """Faces waiting for a researcher, oldest first, with their consensus counts."""
+    return (
+        study.faces.filter(coding_status=FaceStatus.ADJUDICATION)
+        .select_related("consensus")
+        .order_by("pk")[:limit]
+    )
+
+
+def recent_consensus(*, study: Study, limit: int = 30):
+    return (
+        Consensus.objects.filter(face__study=study)
+        .select_related("face")
+        .order_by("-updated_at")[:limit]
+    )

@@ -1,0 +1,221 @@
+"""Recording a coder's vote and undoing it; the consensus is updated in the same transaction.
+
+Lock order: the assignment row, then the face row (as in annotate.assignment).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.assignment import slot_retake
+from annotate.consensus import consensus_refresh
+from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Gender
+from annotate.models import Assignment, AssignmentStatus, Face, FaceStatus, Study, Vote
+
+logger = logging.getLogger(__name__)
+
+NOT_YOUR_ASSIGNMENT = "This face is not assigned to you."
+LEASE_LOST = (
+    "Your time on this face ran out and other coders have labeled it. "
+    "Your answer was not needed; here is the next face."
+)
+FACE_RESET = "A researcher restarted this face; your answer was not needed."
+NOTHING_TO_UNDO = "There is no vote to undo."
+UNDO_EXPIRED = "Too late to undo: your time on that face has run out."
+UNDO_DECIDED = "Too late to undo: a researcher has decided that face."
+MISSING_ANSWER = "Please answer: {question}."
+UNKNOWN_VALUE = "Unknown answer {value!r} for {question}."
+UNEXPECTED_FIELD = "Unexpected field {field!r}."
+BAD_ASSIGNMENT = "The assignment id is missing or invalid."
+BAD_SECONDS = "The time taken must be a number of seconds."
+MAX_ID = 2**63 - 1
+MAX_SECONDS = 24 * 3600.0
+# Fields a vote request may carry besides the answers.
+ENVELOPE_FIELDS = frozenset({"assignment", "seconds", "csrfmiddlewaretoken"})
+
+
+class CodingError(Exception):
+    """A vote or undo that was refused; `message` is shown to the coder as it is."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidVote(CodingError):
+    status = 400
+
+
+class NotYourAssignment(CodingError):
+    status = 403
+
+
+class LeaseLost(CodingError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class VoteRequest:
+    assignment_id: int
+    answers: dict[str, str]
+    seconds: float | None
+
+
+def vote_request_parse(*, study: Study, data: object) -> VoteRequest:
+    """Validate a vote payload against the study's questions; raise InvalidVote if it is off.
+
+    Answers are the gender plus exactly the attributes the study asks (none when the coder
+    says "not a face"); any other field is refused rather than silently ignored.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidVote(BAD_ASSIGNMENT)
+    asked = [name for name in study.attributes_asked if name in ATTRIBUTE_QUESTIONS]
+    allowed = ENVELOPE_FIELDS | {GENDER_QUESTION.key} | set(asked)
+    for field in data:
+        if field not in allowed:
+            raise InvalidVote(UNEXPECTED_FIELD.format(field=str(field)[:40]))
+    raw_id = data.get("assignment")
+    if isinstance(raw_id, bool) or not isinstance(raw_id, int | str):
+        raise InvalidVote(BAD_ASSIGNMENT)
+    try:
+        assignment_id = int(str(raw_id).strip())
+    except ValueError:
+        raise InvalidVote(BAD_ASSIGNMENT) from None
+    if not 0 < assignment_id <= MAX_ID:
+        raise InvalidVote(BAD_ASSIGNMENT)
+
+    answers = {"gender": _choice(data, GENDER_QUESTION.key, GENDER_QUESTION.title, Gender.values)}
+    for name in asked:
+        question = ATTRIBUTE_QUESTIONS[name]
+        if answers["gender"] == Gender.NOT_FACE and not data.get(name):
+            answers[name] = ""
+            continue
+        answers[name] = _choice(data, name, question.title, question.choices.values)
+
+    seconds = data.get("seconds")
+    if seconds in (None, ""):
+        seconds = None
+    else:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float | str):
+            raise InvalidVote(BAD_SECONDS)
+        try:
+            seconds = float(seconds)
+        except (ValueError, OverflowError):
+            raise InvalidVote(BAD_SECONDS) from None
+        if not math.isfinite(seconds) or seconds < 0:
+            raise InvalidVote(BAD_SECONDS)
+        seconds = min(seconds, MAX_SECONDS)
+    return VoteRequest(assignment_id, answers, seconds)
+
+
+def _choice(data: Mapping, key: str, title: str, values: list[str]) -> str:
+    value = data.get(key)
+    if value in (None, ""):
+        raise InvalidVote(MISSING_ANSWER.format(question=title))
+    if not isinstance(value, str) or value not in values:
+        raise InvalidVote(UNKNOWN_VALUE.format(value=str(value)[:40], question=title))
+    return value
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    vote: Vote
+    duplicate: bool  # the same vote was already recorded (a double submit)
+    late: bool  # the lease had expired and a free slot was taken again
+
+
+def _assignment_lock(*, study: Study, coder, assignment_id: int) -> Assignment:
+    assignment = (
+        Assignment.objects.select_for_update().filter(pk=assignment_id, face__study=study).first()
+    )
+    if assignment is None or assignment.coder_id != coder.pk:
+        raise NotYourAssignment(NOT_YOUR_ASSIGNMENT)
+    return assignment
+
+
+def _face_lock(face_id: int) -> Face:
+    return Face.objects.select_for_update().select_related("study").get(pk=face_id)
+
+
+@transaction.atomic
+def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
+    """Record the coder's answers on its assignment; idempotent; consensus in the same commit.
+
+    A repeat of a submitted assignment returns the recorded vote (no second vote). A vote on
+    an expired lease is accepted while the face still has a free slot, else LeaseLost.
+    Locks the assignment, then its face.
+    """
+    now = timezone.now()
+    assignment = _assignment_lock(study=study, coder=coder, assignment_id=request.assignment_id)
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        vote = Vote.objects.filter(assignment=assignment, retracted_at__isnull=True).first()
+        if vote is not None:
+            return VoteOutcome(vote, duplicate=True, late=False)
+    if assignment.status == AssignmentStatus.RELEASED:
+        raise LeaseLost(FACE_RESET)
+    face = _face_lock(assignment.face_id)
+    late = False
+    if assignment.status == AssignmentStatus.EXPIRED:
+        if not slot_retake(face=face):
+            raise LeaseLost(LEASE_LOST)
+        late = True
+    elif assignment.expires_at <= now:
+        late = True  # expired but its slot was never given away: still ours
+    if face.coding_status != FaceStatus.OPEN:
+        raise LeaseLost(LEASE_LOST)
+    vote = Vote.objects.create(
+        face=face,
+        coder=coder,
+        assignment=assignment,
+        seconds_taken=request.seconds,
+        **request.answers,
+    )
+    assignment.status = AssignmentStatus.SUBMITTED
+    assignment.submitted_at = now
+    assignment.save(update_fields=["status", "submitted_at"])
+    consensus_refresh(face=face)
+    return VoteOutcome(vote, duplicate=False, late=late)
+
+
+def _last_vote(*, study: Study, coder) -> Vote | None:
+    return (
+        Vote.objects.filter(face__study=study, coder=coder, retracted_at__isnull=True)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+@transaction.atomic
+def vote_undo(*, study: Study, coder, now: datetime | None = None) -> Assignment:
+    """Retract the coder's last vote while its lease lasts; the face is theirs to label again.
+
+    The vote row stays (retracted_at is set); the assignment becomes a live lease again, so
+    the slot is not given away. Locks the assignment, then the face.
+    """
+    now = now or timezone.now()
+    vote = _last_vote(study=study, coder=coder)
+    if vote is None or vote.assignment_id is None:
+        raise CodingError(NOTHING_TO_UNDO)
+    assignment = _assignment_lock(study=study, coder=coder, assignment_id=vote.assignment_id)
+    if assignment.status != AssignmentStatus.SUBMITTED:
+        raise CodingError(NOTHING_TO_UNDO)
+    if assignment.expires_at <= now:
+        raise LeaseLost(UNDO_EXPIRED)
+    face = _face_lock(assignment.face_id)
+    if face.adjudications.exists():
+        raise LeaseLost(UNDO_DECIDED)
+    Vote.objects.filter(pk=vote.pk, retracted_at__isnull=True).update(retracted_at=now)
+    assignment.status = AssignmentStatus.LEASED
+    assignment.submitted_at = None
+    assignment.save(update_fields=["status", "submitted_at"])
+    consensus_refresh(face=face)
+    return assignment

@@ -1,0 +1,88 @@
+"""Researcher pages of the coding area: agreement (per study, batch, coder) and adjudication."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from annotate.access import check_study_member, role_required
+from annotate.consensus import face_adjudicate
+from annotate.labels import Gender
+from annotate.models import Study
+from annotate.roles import Role
+from annotate.selectors.agreement import (
+    QUESTIONS,
+    adjudication_queue,
+    agreement_report,
+    recent_consensus,
+)
+
+
+def _study(request: HttpRequest, slug: str) -> Study:
+    study = get_object_or_404(Study, slug=slug)
+    check_study_member(request.user, study)
+    return study
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        number = int(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and 0 < number < 2**63 else None
+
+
+@role_required(Role.RESEARCHER)
+def agreement(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study(request, slug)
+    question = request.GET.get("question", "gender")
+    if question not in QUESTIONS:
+        question = "gender"
+    report = agreement_report(
+        study=study,
+        batch_id=_int_or_none(request.GET.get("batch")),
+        coder_id=_int_or_none(request.GET.get("coder")),
+        question=question,
+    )
+    return render(
+        request,
+        "annotate/agreement.html",
+        {
+            "study": study,
+            "report": report,
+            "batches": study.imports.order_by("-created_at")[:50],
+            "questions": QUESTIONS.values(),
+            "recent": recent_consensus(study=study),
+        },
+    )
+
+
+@role_required(Role.RESEARCHER)
+def adjudication(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study(request, slug)
+    return render(
+        request,
+        "annotate/adjudication.html",
+        {"study": study, "faces": adjudication_queue(study=study), "labels": Gender.choices},
+    )
+
+
+@role_required(Role.RESEARCHER)
+@require_POST
+def adjudicate(request: HttpRequest, slug: str, face_id: int) -> HttpResponse:
+    study = _study(request, slug)
+    face = get_object_or_404(study.faces, pk=face_id)
+    try:
+        face_adjudicate(
+            face=face,
+            researcher=request.user,
+            label=request.POST.get("label", ""),
+            reason=request.POST.get("reason", "")[:2000],
+        )
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Face {face.pk} decided.")
+    return redirect("annotate:adjudication", slug=study.slug)

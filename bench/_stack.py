@@ -1,0 +1,344 @@
+"""The real stack for the coding benchmarks: a fresh PostgreSQL database, gunicorn, HTTP coders.
+
+Used by bench/coding.py and bench/load.py. Everything started here is stopped in `close()`;
+the benchmark database is dropped unless asked to keep it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+logger = logging.getLogger("bench")
+PASSWORD = "bench-pass-123"
+DEFAULT_BASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+SAFE_NAME = re.compile(r"^bench_[a-z0-9_]+$")
+
+
+def database_url(base_url: str, name: str) -> str:
+    parsed = urlparse(base_url)
+    return urlunparse(parsed._replace(path="/" + name))
+
+
+def database_recreate(*, base_url: str, name: str) -> str:
+    """Drop and create `name` (must start with bench_) on the server of `base_url`."""
+    import psycopg
+
+    if not SAFE_NAME.match(name):
+        raise SystemExit(f"Benchmark database names must match {SAFE_NAME.pattern}: {name!r}")
+    admin = database_url(base_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(base_url, name)
+
+
+def database_drop(*, base_url: str, name: str) -> None:
+    import psycopg
+
+    if not SAFE_NAME.match(name):
+        return
+    with psycopg.connect(database_url(base_url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def django_setup(url: str, var_dir: Path) -> None:
+    os.environ["DATABASE_URL"] = url
+    os.environ["FACET_VAR_DIR"] = str(var_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("FACET_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def study_populate(*, faces: int, coders: int, attributes: list[str]):
+    """A study with `faces` faces (no image files: the HTTP flow never reads them),
+    `coders` coder accounts and one researcher, all sharing one password hash."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+
+    from annotate.models import Face, Study
+    from annotate.roles import Role, groups_ensure
+
+    groups = groups_ensure()
+    study = Study.objects.create(slug="bench", title="Bench", attributes_asked=attributes)
+    Face.objects.bulk_create(
+        (
+            Face(
+                study=study,
+                crop=f"faces/bench-{i}.jpg",
+                crop_sha256=f"{i:064d}",
+                votes_target=study.votes_per_face,
+            )
+            for i in range(faces)
+        ),
+        batch_size=2000,
+    )
+    User = get_user_model()
+    hashed = make_password(PASSWORD)
+    users = User.objects.bulk_create(
+        [User(username=f"bench-coder-{i}", password=hashed) for i in range(coders)]
+        + [User(username="bench-researcher", password=hashed)]
+        + [User(username="bench-admin", password=hashed, is_staff=True, is_superuser=True)]
+    )
+    groups[Role.CODER].user_set.add(*users[:coders])
+    groups[Role.RESEARCHER].user_set.add(users[coders])
+    groups[Role.ADMIN].user_set.add(users[coders + 1])
+    study.members.add(*users)
+    return study
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def service_env(url: str, var_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "FACET_VAR_DIR": str(var_dir),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_DEBUG": "0",
+        "FACET_LOG_LEVEL": "WARNING",
+        **(extra or {}),
+    }
+    return env
+
+
+def gunicorn_start(
+    *, url: str, port: int, workers: int, threads: int, var_dir: Path, env: dict | None = None
+) -> Server:
+    if not port_free(port):
+        raise SystemExit(f"Port {port} is in use; pass --port.")
+    log = var_dir / "gunicorn.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--worker-class",
+            "gthread" if threads > 1 else "sync",
+            "--log-level",
+            "warning",
+            "--timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=service_env(url, var_dir, env),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        if not port_free(port):
+            return server
+        time.sleep(0.2)
+    server.stop()
+    raise SystemExit("gunicorn did not start in 60 s")
+
+
+def session_login(base: str, username: str):
+    import requests
+
+    session = requests.Session()
+    session.get(f"{base}/login/", timeout=30)
+    token = session.cookies.get("csrftoken")
+    response = session.post(
+        f"{base}/login/",
+        data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base}/login/"},
+        timeout=30,
+        allow_redirects=False,
+    )
+    if response.status_code != 302:
+        raise SystemExit(f"login of {username} failed: {response.status_code}")
+    session.headers["X-CSRFToken"] = session.cookies.get("csrftoken")
+    session.headers["Referer"] = f"{base}/"
+    return session
+
+
+@dataclass
+class Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    latencies_ms: list[float] = field(default_factory=list)
+    acked: set[int] = field(default_factory=set)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    page_latencies_ms: list[float] = field(default_factory=list)
+
+    def error(self, text: str) -> None:
+        with self.lock:
+            self.errors += 1
+            if len(self.error_samples) < 5:
+                self.error_samples.append(text[:300])
+
+
+GENDERS = ["female", "female", "male", "male", "cant_tell"]
+ATTRIBUTE_VALUES = {
+    "race": ["white", "black", "east_asian"],
+    "age_band": ["20-29", "30-39", "40-49"],
+    "glasses": ["none", "glasses"],
+    "quality": ["good", "blurred"],
+}
+
+
+def sessions_login(base: str, usernames: list[str]) -> list:
+    """Log everyone in (in parallel) before the timed part starts."""
+    sessions: list = [None] * len(usernames)
+
+    def one(i: int) -> None:
+        sessions[i] = session_login(base, usernames[i])
+
+    threads_run([threading.Thread(target=one, args=(i,)) for i in range(len(usernames))])
+    if any(s is None for s in sessions):
+        raise SystemExit("some bench logins failed")
+    return sessions
+
+
+def coder_run(
+    *, session, base: str, slug: str, deadline: float, attributes: list[str], tally: Tally
+) -> None:
+    """One coder: take faces and vote on them over HTTP until the deadline or no work."""
+    rng = random.Random(id(session))
+    items: list[dict] = []
+    empty_polls = 0
+    while time.monotonic() < deadline:
+        try:
+            if not items:
+                response = session.post(f"{base}/code/{slug}/next/", json={}, timeout=30)
+                if response.status_code != 200:
+                    tally.error(f"next {response.status_code} {response.text[:200]}")
+                    time.sleep(0.1)
+                    continue
+                items = response.json()["items"]
+                if not items:
+                    empty_polls += 1
+                    if empty_polls > 20:
+                        return
+                    time.sleep(0.05)
+                    continue
+            item = items[0]
+            body = {"assignment": item["assignment"], "gender": rng.choice(GENDERS)}
+            for name in attributes:
+                body[name] = rng.choice(ATTRIBUTE_VALUES[name])
+            start = time.perf_counter()
+            response = session.post(f"{base}/code/{slug}/submit/", json=body, timeout=30)
+            elapsed = (time.perf_counter() - start) * 1000
+            if response.status_code == 200:
+                data = response.json()
+                with tally.lock:
+                    tally.latencies_ms.append(elapsed)
+                    if not data["duplicate"]:
+                        tally.acked.add(int(data["vote"]))
+                items = data["items"]
+            else:
+                tally.error(f"submit {response.status_code} {response.text[:200]}")
+                items = response.json().get("items", []) if response.status_code == 409 else []
+        except Exception as exc:  # noqa: BLE001 - a failed request is an error, not a crash
+            tally.error(f"{type(exc).__name__}: {exc}")
+            items = []
+            time.sleep(0.05)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def invariants_check(*, study, acked: set[int]) -> dict[str, int]:
+    """lost_votes, over_assigned, duplicate_votes, from the database."""
+    from django.db.models import Count
+
+    from annotate.assignment import faces_over_assigned
+    from annotate.models import Face, Vote
+
+    live = set(
+        Vote.objects.filter(face__study=study, retracted_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    pairs = (
+        Vote.objects.filter(face__study=study, retracted_at__isnull=True)
+        .values("face", "coder")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+        .count()
+    )
+    too_many = 0
+    per_face = (
+        Vote.objects.filter(face__study=study, retracted_at__isnull=True)
+        .values("face")
+        .annotate(n=Count("pk"))
+    )
+    targets = dict(Face.objects.filter(study=study).values_list("pk", "votes_target"))
+    for row in per_face:
+        if row["n"] > targets[row["face"]]:
+            too_many += 1
+    return {
+        "lost_votes": len(acked - live),
+        "over_assigned": len(faces_over_assigned(study=study)),
+        "duplicate_votes": pairs + too_many,
+    }
+
+
+@contextlib.contextmanager
+def bench_dir():
+    with tempfile.TemporaryDirectory(prefix="facet-bench-") as folder:
+        yield Path(folder)
+
+
+def threads_run(targets: list[threading.Thread]) -> None:
+    for t in targets:
+        t.start()
+    for t in targets:
+        t.join()

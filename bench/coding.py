@@ -1,0 +1,102 @@
+"""Coding throughput on the real stack: gunicorn on PostgreSQL, N coders voting over HTTP.
+
+Prints one JSON line:
+  coders, votes_per_s, p50_ms, p95_ms, errors, lost_votes, over_assigned, duplicate_votes
+(latencies are of the vote request, which also hands out the next face). The invariants are
+checked in the database after the run. Example:
+  .venv/bin/python bench/coding.py --coders 50 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+
+import _stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--coders", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--faces", type=int, default=20000)
+    parser.add_argument("--attributes", default="glasses", help="comma-separated, or empty")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FACET_BENCH_PORT", 8120)))
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("DATABASE_URL", _stack.DEFAULT_BASE_URL),
+        help="PostgreSQL server (its database name is replaced by --db-name)",
+    )
+    parser.add_argument("--db-name", default=None, help="default: bench_<base db>_coding")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+    base_name = _stack.urlparse(args.base_url).path.lstrip("/") or "facet"
+    name = args.db_name or f"bench_{base_name}_coding".lower()
+    attributes = [a for a in args.attributes.split(",") if a]
+
+    url = _stack.database_recreate(base_url=args.base_url, name=name)
+    try:
+        with _stack.bench_dir() as var_dir:
+            _stack.django_setup(url, var_dir)
+            study = _stack.study_populate(
+                faces=args.faces, coders=args.coders, attributes=attributes
+            )
+            server = _stack.gunicorn_start(
+                url=url,
+                port=args.port,
+                workers=args.workers,
+                threads=args.threads,
+                var_dir=var_dir,
+            )
+            try:
+                tally = _stack.Tally()
+                # Log everyone in first, so the timed part is only coding.
+                sessions = _stack.sessions_login(
+                    server.url, [f"bench-coder-{i}" for i in range(args.coders)]
+                )
+                started = time.monotonic()
+                threads = [
+                    threading.Thread(
+                        target=_stack.coder_run,
+                        kwargs={
+                            "session": session,
+                            "base": server.url,
+                            "slug": study.slug,
+                            "deadline": started + args.seconds,
+                            "attributes": attributes,
+                            "tally": tally,
+                        },
+                    )
+                    for session in sessions
+                ]
+                _stack.threads_run(threads)
+                elapsed = time.monotonic() - started
+            finally:
+                server.stop()
+            checks = _stack.invariants_check(study=study, acked=tally.acked)
+            from django.db import connections
+
+            connections.close_all()
+    finally:
+        if not args.keep:
+            _stack.database_drop(base_url=args.base_url, name=name)
+    result = {
+        "coders": args.coders,
+        "votes_per_s": round(len(tally.latencies_ms) / elapsed, 1),
+        "p50_ms": round(_stack.percentile(tally.latencies_ms, 0.5), 1),
+        "p95_ms": round(_stack.percentile(tally.latencies_ms, 0.95), 1),
+        "errors": tally.errors,
+        **checks,
+    }
+    print(json.dumps(result))
+    if tally.error_samples:
+        _stack.logger.warning("first errors: %s", tally.error_samples)
+
+
+if __name__ == "__main__":
+    main()

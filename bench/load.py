@@ -1,0 +1,274 @@
+"""Load on the whole stack: gunicorn + PostgreSQL + Redis broker + a Celery worker process,
+N coders voting over HTTP and a researcher browsing pages, for a bounded time; then the
+invariants are checked from the database.
+
+Prints one JSON line:
+  coders, seconds, votes, errors, lost_votes, over_assigned, duplicate_votes, p95_ms
+`p95_ms` is the 95th percentile of the coders' vote requests; `errors` counts failed
+requests of coders and researcher and queue round trips (health pings) the worker never
+answered. Example:
+  .venv/bin/python bench/load.py --coders 50 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import _stack
+
+RESEARCHER_PAGES = ("annotate:study_detail", "annotate:agreement", "modeling:gallery")
+
+
+def researcher_urls(slug: str) -> list[str]:
+    """The pages the researcher browses; the gallery only where this build has one."""
+    from django.urls import NoReverseMatch, reverse
+
+    urls = []
+    for name in RESEARCHER_PAGES:
+        for attempt in ({"args": [slug]}, {"kwargs": {"slug": slug}}, {}):
+            try:
+                urls.append(reverse(name, **attempt))
+                break
+            except NoReverseMatch:
+                continue
+        else:
+            _stack.logger.warning("skipping %s: no such page in this build", name)
+    return urls
+
+
+def researcher_run(*, session, base: str, urls: list[str], deadline: float, tally) -> None:
+    i = 0
+    while time.monotonic() < deadline:
+        url = urls[i % len(urls)]
+        i += 1
+        try:
+            start = time.perf_counter()
+            response = session.get(base + url, timeout=60)
+            elapsed = (time.perf_counter() - start) * 1000
+            if response.status_code != 200:
+                tally.error(f"researcher {url} {response.status_code}")
+            with tally.lock:
+                tally.page_latencies_ms.append(elapsed)
+        except Exception as exc:  # noqa: BLE001 - counted
+            tally.error(f"researcher {url} {type(exc).__name__}: {exc}")
+        time.sleep(0.2)
+
+
+def pinger_run(*, session, base: str, deadline: float, pings: list[int], tally) -> None:
+    """An admin sends a queue round trip every 2 s; the worker must answer each."""
+    while time.monotonic() < deadline:
+        try:
+            response = session.post(f"{base}/health/ping/", json={}, timeout=30)
+            if response.status_code == 200:
+                pings.append(int(response.json()["id"]))
+            else:
+                tally.error(f"ping {response.status_code} {response.text[:200]}")
+        except Exception as exc:  # noqa: BLE001 - counted
+            tally.error(f"ping {type(exc).__name__}: {exc}")
+        time.sleep(2)
+
+
+def worker_start(*, env: dict, var_dir) -> subprocess.Popen:
+    log = var_dir / "worker.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "default,gpu",
+            "--concurrency",
+            "1",
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--hostname",
+            "bench-load@%h",
+        ],
+        cwd=_stack.ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if "ready." in log.read_text(errors="replace"):
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.3)
+    _stop(process)
+    raise SystemExit(f"Celery worker did not start:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--coders", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--faces", type=int, default=20000)
+    parser.add_argument("--attributes", default="glasses")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FACET_BENCH_PORT", 8121)))
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("FACET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
+    parser.add_argument(
+        "--base-url", default=os.environ.get("DATABASE_URL", _stack.DEFAULT_BASE_URL)
+    )
+    parser.add_argument("--db-name", default=None, help="default: bench_<base db>_load")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    base_name = _stack.urlparse(args.base_url).path.lstrip("/") or "facet"
+    name = args.db_name or f"bench_{base_name}_load".lower()
+    attributes = [a for a in args.attributes.split(",") if a]
+
+    import redis
+
+    redis.Redis.from_url(args.redis_url, socket_connect_timeout=3).flushdb()
+    os.environ["CELERY_BROKER_URL"] = args.redis_url
+    url = _stack.database_recreate(base_url=args.base_url, name=name)
+    try:
+        with _stack.bench_dir() as var_dir:
+            _stack.django_setup(url, var_dir)
+            study = _stack.study_populate(
+                faces=args.faces, coders=args.coders, attributes=attributes
+            )
+            urls = researcher_urls(study.slug)
+            env = _stack.service_env(url, var_dir, {"CELERY_BROKER_URL": args.redis_url})
+            worker = worker_start(env=env, var_dir=var_dir)
+            try:
+                server = _stack.gunicorn_start(
+                    url=url,
+                    port=args.port,
+                    workers=args.workers,
+                    threads=args.threads,
+                    var_dir=var_dir,
+                    env={"CELERY_BROKER_URL": args.redis_url},
+                )
+                try:
+                    tally = _stack.Tally()
+                    sessions = _stack.sessions_login(
+                        server.url,
+                        [f"bench-coder-{i}" for i in range(args.coders)]
+                        + ["bench-researcher", "bench-admin"],
+                    )
+                    *coders, researcher, admin = sessions
+                    pings: list[int] = []
+                    started = time.monotonic()
+                    deadline = started + args.seconds
+                    threads = [
+                        threading.Thread(
+                            target=_stack.coder_run,
+                            kwargs={
+                                "session": s,
+                                "base": server.url,
+                                "slug": study.slug,
+                                "deadline": deadline,
+                                "attributes": attributes,
+                                "tally": tally,
+                            },
+                        )
+                        for s in coders
+                    ]
+                    threads.append(
+                        threading.Thread(
+                            target=researcher_run,
+                            kwargs={
+                                "session": researcher,
+                                "base": server.url,
+                                "urls": urls,
+                                "deadline": deadline,
+                                "tally": tally,
+                            },
+                        )
+                    )
+                    threads.append(
+                        threading.Thread(
+                            target=pinger_run,
+                            kwargs={
+                                "session": admin,
+                                "base": server.url,
+                                "deadline": deadline,
+                                "pings": pings,
+                                "tally": tally,
+                            },
+                        )
+                    )
+                    _stack.threads_run(threads)
+                    elapsed = time.monotonic() - started
+                finally:
+                    server.stop()
+                unanswered = _pings_wait(pings, timeout=30)
+            finally:
+                _stop(worker)
+            for _ in range(unanswered):
+                tally.error("health ping never answered by the worker")
+            checks = _stack.invariants_check(study=study, acked=tally.acked)
+            from django.db import connections
+
+            connections.close_all()
+    finally:
+        if not args.keep:
+            _stack.database_drop(base_url=args.base_url, name=name)
+    print(
+        json.dumps(
+            {
+                "coders": args.coders,
+                "seconds": round(elapsed, 1),
+                "votes": len(tally.acked),
+                "errors": tally.errors,
+                **checks,
+                "p95_ms": round(_stack.percentile(tally.latencies_ms, 0.95), 1),
+            }
+        )
+    )
+    _stack.logger.warning(
+        "researcher pages: %d, p95 %.0f ms; pings sent %d; first errors: %s",
+        len(tally.page_latencies_ms),
+        _stack.percentile(tally.page_latencies_ms, 0.95),
+        len(pings),
+        tally.error_samples,
+    )
+
+
+def _pings_wait(pings: list[int], *, timeout: float) -> int:
+    from annotate.models import HealthPing
+
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = HealthPing.objects.filter(pk__in=pings, received_at__isnull=True).count()
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()
