@@ -42,11 +42,15 @@ def faces_to_predict(*, version: ModelVersion):
     )
 
 
-def predictions_run_create(*, version: ModelVersion) -> PredictionRun:
-    """Create a queued prediction run and enqueue it after commit (BrokerUnavailable first)."""
+def predictions_run_create(*, version: ModelVersion, enqueue: bool = True) -> PredictionRun:
+    """Create a queued prediction run and enqueue it after commit (BrokerUnavailable first).
+
+    With `enqueue=False` the caller runs `predictions_run_execute` itself (no broker needed).
+    """
     from modeling.tasks import prediction_run_task
 
-    broker_check()
+    if enqueue:
+        broker_check()
     predictions_runs_sweep()
     with transaction.atomic():
         run = PredictionRun.objects.create(
@@ -54,9 +58,10 @@ def predictions_run_create(*, version: ModelVersion) -> PredictionRun:
             total=faces_to_predict(version=version).count(),
             task_id=str(uuid.uuid4()),
         )
-        transaction.on_commit(
-            lambda: prediction_run_task.apply_async((run.pk,), task_id=run.task_id)
-        )
+        if enqueue:
+            transaction.on_commit(
+                lambda: prediction_run_task.apply_async((run.pk,), task_id=run.task_id)
+            )
     return run
 
 

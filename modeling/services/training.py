@@ -68,19 +68,22 @@ def _stale_after() -> timedelta:
 
 
 def training_run_create(
-    *, study: Study, requested_by=None, config: dict | None = None
+    *, study: Study, requested_by=None, config: dict | None = None, enqueue: bool = True
 ) -> TrainingRun:
     """Create a queued run and enqueue it on the gpu queue after commit.
 
     Checks the settings and the broker first: with the broker down nothing is created and
-    BrokerUnavailable says so. `requested_by`, when given, must be an admin.
+    BrokerUnavailable says so. `requested_by`, when given, must be an admin (None: the
+    command line). With `enqueue=False` the caller runs `training_run_execute` itself
+    (`train --inline`, tests) and no broker is needed.
     """
     from modeling.tasks import training_run_task
 
     if requested_by is not None and not is_admin(requested_by):
         raise PermissionDenied(ADMIN_ONLY)
     frozen = TrainConfig.from_dict(config)  # invalid settings fail before anything is written
-    broker_check()
+    if enqueue:
+        broker_check()
     training_runs_sweep()
     with transaction.atomic():
         run = TrainingRun.objects.create(
