@@ -213,3 +213,5 @@ FACET_RUN_STALE_SECONDS = env_int("FACET_RUN_STALE_SECONDS", 300, minimum=10)
 FACET_WEIGHTS_DOWNLOAD = env_bool("FACET_WEIGHTS_DOWNLOAD", True)
 FACET_DEVICE = env_str("FACET_DEVICE", "auto")
 FACET_TRAIN_SOFT_TIME_LIMIT = env_int("FACET_TRAIN_SOFT_TIME_LIMIT", 4 * 3600, minimum=60)
+# Faces per prediction chunk: one bulk insert and one progress/heartbeat update each.
+FACET_PREDICT_CHUNK = env_int("FACET_PREDICT_CHUNK", 256, minimum=1)

@@ -198,7 +198,7 @@ def fine_tune(
             block.train()
         model.head.train()
         for step, (images, local) in enumerate(train_loader):
-            target = y_all[train_idx[local.numpy()]].to(device)
+            target = y_all[local].to(device)  # Subset yields the dataset's own index
             images = images.to(device)
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)

@@ -27,7 +27,6 @@ from modeling.models import ModelVersion, Prediction, PredictionRun
 from modeling.services.training import FINISHED, WORKER_LOST, artifact_path
 
 logger = logging.getLogger(__name__)
-CHUNK_FACES = 256
 BATCH_SIZE = 32
 PREDICTION_CANCELLED = "Cancelled on request."
 
@@ -123,9 +122,10 @@ def predictions_run_execute(*, run_id: int) -> PredictionRun:
         threshold = version.threshold
         ids = list(faces_to_predict(version=version).order_by("pk").values_list("pk", flat=True))
         PredictionRun.objects.filter(pk=run.pk).update(total=run.done + len(ids))
-        for start in range(0, len(ids), CHUNK_FACES):
+        chunk_faces = settings.FACET_PREDICT_CHUNK
+        for start in range(0, len(ids), chunk_faces):
             chunk = list(
-                Face.objects.filter(pk__in=ids[start : start + CHUNK_FACES])
+                Face.objects.filter(pk__in=ids[start : start + chunk_faces])
                 .order_by("pk")
                 .values_list("pk", "crop")
             )

@@ -14,13 +14,13 @@ from tests.modeling.helpers import trained_version
 pytestmark = pytest.mark.django_db
 
 
-def test_prediction_writes_one_row_per_face_and_version_and_resumes(monkeypatch):
+def test_prediction_writes_one_row_per_face_and_version_and_resumes(settings):
     version = trained_version(faces=60)
     study = version.study
     excluded = Face.objects.filter(study=study).first()
     excluded.coding_status = FaceStatus.EXCLUDED
     excluded.save()
-    monkeypatch.setattr("modeling.services.prediction.CHUNK_FACES", 16)
+    settings.FACET_PREDICT_CHUNK = 16
     run = predictions_run_create(version=version, enqueue=False)
     assert run.total == 59
     run = predictions_run_execute(run_id=run.pk)
