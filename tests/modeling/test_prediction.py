@@ -30,7 +30,9 @@ def test_prediction_writes_one_row_per_face_and_version_and_resumes(settings):
     assert all(0.0 <= p <= 1.0 for p in rows.values_list("probability", flat=True))
     assert set(rows.values_list("label", flat=True)) <= {"female", "male"}
     # A second run of the same version finds nothing missing and doubles nothing.
-    again = predictions_run_execute(run_id=predictions_run_create(version=version, enqueue=False).pk)
+    again = predictions_run_execute(
+        run_id=predictions_run_create(version=version, enqueue=False).pk
+    )
     assert again.total == 0 and rows.count() == 59
 
 

@@ -54,7 +54,9 @@ def test_training_set_takes_consensus_and_imported_labels_but_never_hidden_truth
     _label(faces[6], "male")
     _label(faces[7], "female")
     _label(faces[8], "male")
-    version = ModelVersion.objects.create(study=study, number=1, backbone="resnet18", weights="none")
+    version = ModelVersion.objects.create(
+        study=study, number=1, backbone="resnet18", weights="none"
+    )
     round_ = ValidationRound.objects.create(study=study, version=version, size=1, seed=1)
     ValidationItem.objects.create(round=round_, face=faces[6])
     Triage.objects.create(face=faces[7], version=version, decision="not_face", decided_by=admin)
@@ -110,7 +112,9 @@ def test_too_few_faces_per_fold_fails_the_run_with_the_reason(tiny_config):
 def test_only_admins_may_retrain(tiny_config):
     study = make_study()
     with pytest.raises(PermissionDenied):
-        training_run_create(study=study, requested_by=make_user(Role.RESEARCHER), config=tiny_config)
+        training_run_create(
+            study=study, requested_by=make_user(Role.RESEARCHER), config=tiny_config
+        )
     assert not TrainingRun.objects.exists()
 
 
