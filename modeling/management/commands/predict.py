@@ -13,7 +13,7 @@ from modeling.models import ModelVersion
 from modeling.services.prediction import predictions_run_create, predictions_run_execute
 
 FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
-NO_ACTIVE = "Study {study} has no active model version; activate one (or pass --version)."
+NO_ACTIVE = "Study {study} has no active model version; activate one (or pass --model-version)."
 
 
 class Command(BaseCommand):
@@ -21,7 +21,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--study", required=True, help="Study slug.")
-        parser.add_argument("--version", type=int, help="Version number (default: the active).")
+        parser.add_argument(
+            "--model-version",
+            type=int,
+            dest="model_version",
+            help="Version number (default: active).",
+        )
         parser.add_argument("--wait", action="store_true", help="Block until it is done.")
         parser.add_argument("--inline", action="store_true", help="Run here, without a worker.")
 
@@ -31,8 +36,8 @@ class Command(BaseCommand):
             raise CommandError(f"No study {options['study']!r}.")
         versions = ModelVersion.objects.filter(study=study)
         version = (
-            versions.filter(number=options["version"]).first()
-            if options["version"]
+            versions.filter(number=options["model_version"]).first()
+            if options["model_version"]
             else versions.filter(is_active=True).first()
         )
         if version is None:
