@@ -158,7 +158,9 @@ class _RunReporter:
         TrainingRun.objects.filter(pk=self.run_id).update(
             stage=stage, progress=percent, heartbeat_at=timezone.now()
         )
-        if TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
+        # Stop when asked to, or when the run is no longer ours (swept as lost meanwhile).
+        state = TrainingRun.objects.filter(pk=self.run_id).values("status", "cancel_requested")
+        if not state or state[0]["cancel_requested"] or state[0]["status"] != JobStatus.RUNNING:
             raise Cancelled()
 
 

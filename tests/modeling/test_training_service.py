@@ -161,3 +161,32 @@ def test_a_run_trains_a_version_with_snapshot_metrics_by_subgroup_and_checkpoint
     assert second.metrics["cache"] == {"hits": 48, "misses": 0}
     assert second.version.number == 2
     assert second.metrics["cv"]["accuracy"] == version.metrics["cv"]["accuracy"]
+
+
+def test_cancel_while_running_stops_at_the_next_batch_and_creates_no_version(
+    tiny_config, monkeypatch
+):
+    import modeling.services.training as training
+
+    study = demo_study_load(slug="cancel", faces=60, seed=5).study
+    admin = make_user(Role.ADMIN)
+    run = training_run_create(study=study, requested_by=admin, config=tiny_config)
+    real = training.train_model
+    stages = []
+
+    def cancelling_train_model(**kwargs):
+        progress = kwargs["progress"]
+
+        def spy(stage, fraction):
+            stages.append(stage)
+            if stage == "cv":  # an admin clicks Cancel while cross-validation runs
+                training_run_cancel(run=run, user=admin)
+            progress(stage, fraction)
+
+        return real(**{**kwargs, "progress": spy})
+
+    monkeypatch.setattr(training, "train_model", cancelling_train_model)
+    run = training_run_execute(run_id=run.pk)
+    assert run.status == JobStatus.CANCELLED and run.finished_at is not None
+    assert "fit" not in stages  # stopped during CV, before the final fit
+    assert not ModelVersion.objects.exists()
