@@ -64,10 +64,10 @@ def training_set_select(*, study: Study) -> TrainingSet:
     for face_id, status, label in Consensus.objects.filter(
         face__study=study, status__in=[ConsensusStatus.AGREED, ConsensusStatus.ADJUDICATED]
     ).values_list("face_id", "status", "label"):
+        if label in CLASSES:
+            labels[face_id] = (label, SOURCE_CONSENSUS)
         if status == ConsensusStatus.ADJUDICATED:
             adjudicated.append(face_id)
-        elif label in CLASSES:
-            labels[face_id] = (label, SOURCE_CONSENSUS)
     latest: dict[int, str] = {}
     for face_id, label in (
         Adjudication.objects.filter(face_id__in=adjudicated)
@@ -78,6 +78,8 @@ def training_set_select(*, study: Study) -> TrainingSet:
     for face_id, label in latest.items():
         if label in CLASSES:
             labels[face_id] = (label, SOURCE_ADJUDICATION)
+        else:  # the researcher decided "can't tell" / "not a face": no training label
+            labels.pop(face_id, None)
     for face_id, label in (
         KnownLabel.objects.filter(face__study=study, usage=KnownLabel.Usage.TRAIN)
         .order_by("face_id", "created_at", "pk")

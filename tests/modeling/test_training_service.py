@@ -42,7 +42,9 @@ def _consensus(face, label, status=ConsensusStatus.AGREED):
 def test_training_set_takes_consensus_and_imported_labels_but_never_hidden_truth():
     study = make_study()
     admin = make_user(Role.ADMIN)
-    faces = make_faces(study, 9)
+    faces = make_faces(study, 10)
+    _consensus(faces[9], "female", ConsensusStatus.ADJUDICATED)
+    Adjudication.objects.create(face=faces[9], researcher=admin, label="not_face")
     _consensus(faces[0], "female")
     _consensus(faces[1], "male", ConsensusStatus.ADJUDICATED)
     Adjudication.objects.create(face=faces[1], researcher=admin, label="male")
