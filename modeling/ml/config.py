@@ -16,8 +16,10 @@ class TrainConfig:
     weights: str = "default"  # "default", a torchvision weights name, or "none"
     image_size: int | None = None  # None: the weights' own resize/crop (224 for ImageNet)
     folds: int = 5
-    epochs: int = 12  # head epochs on cached features
-    batch_size: int = 256  # head batch size
+    # Head epochs on cached features. 6 gave the best CV accuracy on 10k generated faces
+    # (0.877 vs 0.863 at 12) in half the time.
+    epochs: int = 6
+    batch_size: int = 256  # largest head batch; small sets use smaller ones (head_batch_size)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     hidden: int = 512

@@ -7,11 +7,12 @@ the run cooperatively between batches.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,15 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+MIN_STEPS_PER_EPOCH = 16
+
+
+def head_batch_size(n: int, largest: int) -> int:
+    """At most `largest`, but small enough for MIN_STEPS_PER_EPOCH steps (never below 8), so
+    a few hundred faces get as many optimizer steps as ten thousand."""
+    return max(1, min(largest, max(8, n // MIN_STEPS_PER_EPOCH)))
+
+
 def head_fit(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -79,16 +89,46 @@ def head_fit(
     """Train a fresh head on pooled features `x` (N, F) with float targets `y` (N,)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    with _threads_for(head_batch_size(x.shape[0], config.batch_size) * x.shape[1] * config.hidden):
+        return _head_fit(x, y, config=config, seed=seed, generator=generator, progress=progress)
+
+
+# Below this many multiply-adds per step, one thread beats several (thread start-up and
+# barriers dominate; measured on the 2-core CI machine under load).
+SMALL_STEP_MACS = 20_000_000
+
+
+@contextlib.contextmanager
+def _threads_for(step_macs: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if step_macs < SMALL_STEP_MACS and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _head_fit(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    config: TrainConfig,
+    seed: int,
+    generator: torch.Generator,
+    progress: Callable[[float], None] | None,
+) -> Head:
     head = Head(x.shape[1], config.hidden)
     head.standardize_from(x)
     head.train()
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     n = x.shape[0]
+    batch_size = head_batch_size(n, config.batch_size)
     for epoch in range(config.epochs):
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.batch_size):
-            batch = order[start : start + config.batch_size]
+        for start in range(0, n, batch_size):
+            batch = order[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(head(x[batch]), y[batch])
             loss.backward()

@@ -65,6 +65,10 @@ def test_training_set_takes_consensus_and_imported_labels_but_never_hidden_truth
     faces[8].coding_status = FaceStatus.EXCLUDED
     faces[8].save()
 
+    from annotate.models import Face
+
+    Face.objects.filter(pk__in=[faces[0].pk, faces[3].pk]).update(phash="00ff00ff00ff00ff")
+
     training = training_set_select(study=study)
 
     got = {e.face_id: (e.label, e.source) for e in training.examples}
@@ -74,6 +78,8 @@ def test_training_set_takes_consensus_and_imported_labels_but_never_hidden_truth
         faces[3].pk: ("male", "imported"),
     }
     assert training.excluded == {"in_validation": 1, "triaged_not_face": 1, "coding_excluded": 1}
+    groups = {e.face_id: e.group for e in training.examples}
+    assert groups[faces[0].pk] == groups[faces[3].pk] != groups[faces[1].pk]  # same fold
     assert training.triage["not_face"] == 1
 
 
