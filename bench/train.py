@@ -85,7 +85,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="facet-bench-train-"))
+    with tempfile.TemporaryDirectory(prefix="facet-bench-train-") as tmp:
+        run(args, args.workdir or Path(tmp))
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     cache = work / "feature-cache"
     items = [TrainItem(p, h, lab, g) for p, h, lab, g in crops_write(work / "crops", args.faces)]
     config = TrainConfig(
