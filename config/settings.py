@@ -213,3 +213,13 @@ if PRODUCTION:
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Modeling: promotion gate, stale-run detection, weights, devices and time limits.
+FACET_GATE_MARGIN = float(env_str("FACET_GATE_MARGIN", "0.05"))
+FACET_GATE_MIN_N = env_int("FACET_GATE_MIN_N", 30, minimum=1)
+FACET_RUN_STALE_SECONDS = env_int("FACET_RUN_STALE_SECONDS", 300, minimum=10)
+FACET_WEIGHTS_DOWNLOAD = env_bool("FACET_WEIGHTS_DOWNLOAD", True)
+FACET_DEVICE = env_str("FACET_DEVICE", "auto")
+FACET_TRAIN_SOFT_TIME_LIMIT = env_int("FACET_TRAIN_SOFT_TIME_LIMIT", 4 * 3600, minimum=60)
+# Faces per prediction chunk: one bulk insert and one progress/heartbeat update each.
+FACET_PREDICT_CHUNK = env_int("FACET_PREDICT_CHUNK", 256, minimum=1)

@@ -1,5 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 
+from annotate.admin import StudyAdmin
 from modeling import models
 
 
@@ -47,3 +49,22 @@ class TriageAdmin(admin.ModelAdmin):
     list_display = ["id", "face", "version", "decision", "decided_by", "created_at"]
     list_filter = ["decision"]
     raw_id_fields = ["face"]
+
+
+@admin.action(description="Retrain the model (default settings, queue gpu)")
+def study_retrain(modeladmin, request, queryset) -> None:
+    """Admin action on Study: one training run per selected study, enqueued after commit."""
+    from config.celery import BrokerUnavailable
+    from modeling.services.training import training_run_create
+
+    for study in queryset:
+        try:
+            run = training_run_create(study=study, requested_by=request.user)
+        except (BrokerUnavailable, ValueError, PermissionDenied) as exc:
+            modeladmin.message_user(request, f"{study}: {exc}", level=messages.ERROR)
+            return
+        modeladmin.message_user(request, f"{study}: training run #{run.pk} queued.")
+
+
+# The Study admin belongs to the annotate app; the modeling app adds its action to it.
+StudyAdmin.actions = [*(StudyAdmin.actions or ()), study_retrain]

@@ -175,10 +175,15 @@ def use_broker(broker: Broker) -> Iterator[None]:
 
 
 def _reset_pools(app) -> None:
+    from kombu import pools
+
     if app._pool is not None:
         app._pool.force_close_all()
     app._pool = None
     app.amqp._producer_pool = None
+    # Celery's pools come from kombu's process-wide registry, keyed by broker URL: drop
+    # them too, or the next use of the same URL is handed the pool just closed.
+    pools.reset()
 
 
 @pytest.fixture

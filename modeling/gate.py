@@ -1,0 +1,44 @@
+"""The promotion gate (pure): does a candidate's subgroup CV accuracy drop too far?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    attribute: str
+    value: str
+    candidate: float
+    active: float
+    n: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.attribute} = {self.value}: {self.candidate:.1%} vs {self.active:.1%} "
+            f"(n = {self.n})"
+        )
+
+
+def gate_failures(
+    candidate: dict[str, Any], active: dict[str, Any], *, margin: float, min_n: int
+) -> list[GateFailure]:
+    """Subgroups with at least `min_n` faces in both versions' CV whose accuracy in the
+    candidate is more than `margin` below the active version's."""
+    failures = []
+    cand = (candidate.get("cv") or {}).get("by_subgroup") or {}
+    act = (active.get("cv") or {}).get("by_subgroup") or {}
+    for attribute, rows in cand.items():
+        previous = {row["value"]: row for row in act.get(attribute, [])}
+        for row in rows:
+            old = previous.get(row["value"])
+            if old is None or row.get("accuracy") is None or old.get("accuracy") is None:
+                continue
+            if row["n"] < min_n or old["n"] < min_n:
+                continue
+            if row["accuracy"] < old["accuracy"] - margin:
+                failures.append(
+                    GateFailure(attribute, row["value"], row["accuracy"], old["accuracy"], row["n"])
+                )
+    return failures

@@ -1,0 +1,68 @@
+"""A checkpoint is one file holding one dict: state dicts, config, classes, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modeling.ml.errors import CHECKPOINT_CORRUPT, CheckpointError
+
+CHECKPOINT_FORMAT = "facet-classifier/1"
+REQUIRED_KEYS = (
+    "format",
+    "backbone",
+    "weights_id",
+    "features",
+    "preprocessing",
+    "config",
+    "classes",
+    "threshold",
+    "metrics",
+    "trunk",
+    "head",
+)
+
+
+def checkpoint_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> str:
+    """Write atomically (a reader never sees half a file); returns the file's sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint back, or raise CheckpointError saying which file and why."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(
+            CHECKPOINT_CORRUPT.format(path=path, reason="file not found")
+        ) from None
+    except Exception as exc:  # pickle/zip errors vary with how the file is damaged
+        raise CheckpointError(
+            CHECKPOINT_CORRUPT.format(path=path, reason=f"{type(exc).__name__}: {exc}")
+        ) from exc
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(CHECKPOINT_CORRUPT.format(path=path, reason="not a Facet checkpoint"))
+    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            CHECKPOINT_CORRUPT.format(path=path, reason=f"missing {', '.join(missing)}")
+        )
+    return checkpoint

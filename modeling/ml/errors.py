@@ -1,0 +1,41 @@
+"""Errors the training code raises, with the messages tests and pages show."""
+
+from __future__ import annotations
+
+NO_LABELS = (
+    "No labeled faces to train on. Training uses faces with an agreed or adjudicated "
+    "consensus label (female/male) and imported training labels; code or import some first."
+)
+ONE_CLASS = (
+    "Only one class ({label!r}) among the {n} labeled faces; the model needs both female and "
+    "male examples."
+)
+TOO_FEW_PER_FOLD = (
+    "Too few faces for {folds}-fold cross-validation: each class needs at least {need} faces "
+    "(have {counts}). Label more faces or lower the number of folds."
+)
+WEIGHTS_MISSING = (
+    "Pretrained weights for {backbone} ({weights}) are not available offline. Place the file "
+    "{file_name} in the folder {folder} (torchvision's cache; set TORCH_HOME to move it), or "
+    "name the file with FACET_WEIGHTS_FILE, or use weights 'none'."
+)
+WEIGHTS_FILE_MISSING = "The weights file {path} does not exist."
+CHECKPOINT_CORRUPT = "The model checkpoint {path} is unreadable or corrupted ({reason})."
+UNKNOWN_BACKBONE = "Unknown backbone {name!r}; valid backbones: {valid}."
+UNKNOWN_WEIGHTS = "Unknown weights {weights!r} for {backbone}; valid weights: {valid}."
+
+
+class TrainingDataError(ValueError):
+    """The labeled data cannot train a model (no labels, one class, too few per fold)."""
+
+
+class WeightsMissing(FileNotFoundError):
+    """Pretrained weights were asked for but cannot be found or downloaded."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read back."""
+
+
+class Cancelled(Exception):  # noqa: N818 - reads as "the run was cancelled"
+    """Raised by a progress callback to stop training or prediction cooperatively."""

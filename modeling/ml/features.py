@@ -1,0 +1,191 @@
+"""Backbone features cached on disk, keyed by backbone + weights + preprocessing + crop content.
+
+A cache entry lives in a folder named by the digest of (backbone, weights id, preprocessing),
+in a file named by the crop's content hash, and starts with that key digest. So an entry from
+another backbone, other weights or other preprocessing is a miss, never a silent reuse; an
+entry that is truncated or carries another key is recomputed and overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from modeling.ml.backbones import Backbone
+from modeling.ml.data import CropDataset
+from modeling.ml.device import amp_enabled
+from modeling.ml.head import pooled
+
+logger = logging.getLogger(__name__)
+DIGEST_BYTES = 16
+Progress = Callable[[float], None]
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+    computed_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class FeatureCache:
+    """Pooled feature vectors on disk for one (backbone, weights, preprocessing) key."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        backbone: str,
+        weights_id: str,
+        preprocessing: str,
+        dim: int,
+    ) -> None:
+        self.key = {
+            "backbone": backbone,
+            "weights": weights_id,
+            "preprocessing": preprocessing,
+            "dim": dim,
+        }
+        raw = json.dumps(self.key, sort_keys=True).encode()
+        self.digest = hashlib.sha256(raw).digest()[:DIGEST_BYTES]
+        self.dim = dim
+        self.folder = Path(root) / self.digest.hex()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_file = self.folder / "key.json"
+        if not key_file.exists():
+            key_file.write_text(json.dumps(self.key, indent=1, sort_keys=True))
+
+    def path(self, content_hash: str) -> Path:
+        return self.folder / content_hash[:2] / f"{content_hash}.f32"
+
+    def get(self, content_hash: str) -> np.ndarray | None:
+        """The cached vector, or None on a miss or an unusable entry (which is then removed)."""
+        path = self.path(content_hash)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        expected = DIGEST_BYTES + 4 * self.dim
+        if len(raw) != expected or raw[:DIGEST_BYTES] != self.digest:
+            logger.warning(
+                "feature cache entry %s is corrupt or from another key; recomputing", path
+            )
+            path.unlink(missing_ok=True)
+            return None
+        vector = np.frombuffer(raw, dtype=np.float32, offset=DIGEST_BYTES)
+        if not np.isfinite(vector).all():
+            logger.warning("feature cache entry %s holds non-finite values; recomputing", path)
+            path.unlink(missing_ok=True)
+            return None
+        return vector
+
+    def put(self, content_hash: str, vector: np.ndarray) -> None:
+        path = self.path(content_hash)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.digest + np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+        # Write then rename, so a reader (or a killed writer) never sees half an entry.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+
+def trunk_prepare(
+    trunk: torch.nn.Module, device: torch.device, *, channels_last: bool
+) -> torch.nn.Module:
+    trunk = trunk.to(device)
+    if channels_last:
+        trunk = trunk.to(memory_format=torch.channels_last)
+    return trunk
+
+
+def batches_forward(
+    trunk: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    channels_last: bool,
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Yield (indices, pooled features on CPU) per batch, in inference mode."""
+    trunk.eval()
+    with torch.inference_mode():
+        for images, indices in loader:
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp_enabled(device)):
+                feats = pooled(trunk, images)
+            yield indices.numpy(), feats.float().cpu()
+
+
+def features_extract(
+    *,
+    backbone: Backbone,
+    paths: Sequence[str | os.PathLike],
+    content_hashes: Sequence[str],
+    cache: FeatureCache,
+    device: torch.device,
+    batch_size: int = 32,
+    channels_last: bool = True,
+    num_workers: int = 0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, CacheStats]:
+    """Features for every crop: cached ones read, the others computed and written back."""
+
+    n = len(paths)
+    out = np.zeros((n, backbone.features), dtype=np.float32)
+    stats = CacheStats()
+    missing: list[int] = []
+    for i, content_hash in enumerate(content_hashes):
+        vector = cache.get(content_hash)
+        if vector is None:
+            missing.append(i)
+        else:
+            out[i] = vector
+            stats.hits += 1
+    stats.misses = len(missing)
+    if progress:
+        progress(stats.hits / n if n else 1.0)
+    if not missing:
+        return out, stats
+    started = time.perf_counter()
+    trunk = trunk_prepare(backbone.trunk, device, channels_last=channels_last)
+    dataset = CropDataset([paths[i] for i in missing], backbone.preprocessing.transform())
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    done = 0
+    for local, feats in batches_forward(trunk, loader, device, channels_last=channels_last):
+        for j, vector in zip(local, feats.numpy(), strict=True):
+            i = missing[int(j)]
+            out[i] = vector
+            cache.put(content_hashes[i], vector)
+        done += len(local)
+        if progress:
+            progress((stats.hits + done) / n)
+    stats.computed_s = time.perf_counter() - started
+    logger.info(
+        "features: %d cached, %d computed in %.1fs (%s)",
+        stats.hits,
+        stats.misses,
+        stats.computed_s,
+        backbone.name,
+    )
+    return out, stats

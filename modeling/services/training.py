@@ -1,0 +1,339 @@
+"""Training runs: create (and enqueue), execute on a worker, cancel, sweep runs whose worker died.
+
+Status moves queued → running → succeeded / failed / cancelled, written only here. A run that
+fails records why in `error`; a run whose worker vanished is marked failed by the sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotate.access import is_admin
+from annotate.labels import CLASSES, SUBGROUP_ATTRIBUTES
+from annotate.models import JobStatus, Study
+from annotate.selectors.attributes import face_attributes_frame
+from config.celery import broker_check
+from modeling.ml.checkpoint import checkpoint_save
+from modeling.ml.config import TrainConfig
+from modeling.ml.errors import Cancelled, TrainingDataError, WeightsMissing
+from modeling.ml.metrics import accuracy_by_subgroup
+from modeling.ml.train import TrainItem, train_model
+from modeling.models import ModelVersion, TrainingRun
+from modeling.selectors.training import TrainingSet, training_set_select
+
+logger = logging.getLogger(__name__)
+
+ADMIN_ONLY = "Only admins may retrain, activate or override the gate."
+RUN_CANCELLED = "Cancelled by {user}."
+WORKER_LOST = (
+    "The worker running this job stopped answering (last heartbeat {heartbeat}); it was "
+    "probably killed or lost. The run was marked failed; start a new one."
+)
+TIME_LIMIT = "The run went past its time limit and was stopped."
+HEARTBEAT_EVERY_S = 2.0
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+# Percent of the whole run each stage covers (fine-tuning takes the remainder when on).
+STAGE_SPANS = {
+    TrainingRun.Stage.FEATURES: (2, 60),
+    TrainingRun.Stage.CROSS_VALIDATION: (60, 85),
+    TrainingRun.Stage.FINAL_FIT: (85, 95),
+    TrainingRun.Stage.FINE_TUNE: (95, 99),
+}
+
+
+def artifact_root() -> Path:
+    """Model files live under FACET_ARTIFACT_ROOT (not media: they are never served)."""
+    return Path(settings.FACET_ARTIFACT_ROOT)
+
+
+def artifact_path(version: ModelVersion) -> Path:
+    return artifact_root() / version.artifact.name
+
+
+def _stale_after() -> timedelta:
+    return timedelta(seconds=getattr(settings, "FACET_RUN_STALE_SECONDS", 300))
+
+
+def training_run_create(
+    *, study: Study, requested_by=None, config: dict | None = None, enqueue: bool = True
+) -> TrainingRun:
+    """Create a queued run and enqueue it on the gpu queue after commit.
+
+    Checks the settings and the broker first: with the broker down nothing is created and
+    BrokerUnavailable says so. `requested_by`, when given, must be an admin (None: the
+    command line). With `enqueue=False` the caller runs `training_run_execute` itself
+    (`train --inline`, tests) and no broker is needed.
+    """
+    from modeling.tasks import training_run_task
+
+    if requested_by is not None and not is_admin(requested_by):
+        raise PermissionDenied(ADMIN_ONLY)
+    frozen = TrainConfig.from_dict(config)  # invalid settings fail before anything is written
+    if enqueue:
+        broker_check()
+    training_runs_sweep()
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            study=study,
+            requested_by=requested_by,
+            config=frozen.to_dict(),
+            task_id=str(uuid.uuid4()),
+        )
+        transaction.on_commit(lambda: training_run_task.apply_async((run.pk,), task_id=run.task_id))
+    logger.info("training run %s queued for %s", run.pk, study)
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
+    """Ask a run to stop. A queued run is cancelled at once; a running one at its next batch."""
+    if not is_admin(user):
+        raise PermissionDenied(ADMIN_ONLY)
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if run.status in FINISHED:
+            return run
+        run.cancel_requested = True
+        fields = ["cancel_requested"]
+        if run.status == JobStatus.QUEUED:
+            run.status = JobStatus.CANCELLED
+            run.error = RUN_CANCELLED.format(user=user.get_username())
+            run.finished_at = timezone.now()
+            fields += ["status", "error", "finished_at"]
+        run.save(update_fields=fields)
+    return run
+
+
+def training_runs_sweep(*, now=None, stale_after: timedelta | None = None) -> int:
+    """Mark running runs whose heartbeat is older than `stale_after` failed. Returns how many.
+
+    A worker killed mid-run (SIGKILL, OOM, lost machine) cannot record its own failure;
+    this sweep does, so no run stays "running" forever. Called before a new run is created,
+    when a page polls progress, and when a worker starts.
+    """
+    now = now or timezone.now()
+    cutoff = now - (stale_after if stale_after is not None else _stale_after())
+    swept = 0
+    stale = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
+    for run in stale:
+        updated = TrainingRun.objects.filter(
+            pk=run.pk, status=JobStatus.RUNNING, heartbeat_at=run.heartbeat_at
+        ).update(
+            status=JobStatus.FAILED,
+            error=WORKER_LOST.format(heartbeat=run.heartbeat_at.isoformat(timespec="seconds")),
+            finished_at=now,
+        )
+        if updated:
+            logger.warning("training run %s marked failed: worker lost", run.pk)
+            swept += 1
+    return swept
+
+
+class _RunReporter:
+    """Progress callback: writes stage, percent and heartbeat; raises Cancelled on request."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        self.run_id = run.pk
+        self.last = 0.0
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last < HEARTBEAT_EVERY_S and fraction < 1.0 and fraction > 0.0:
+            return
+        self.last = now
+        lo, hi = STAGE_SPANS.get(stage, (0, 100))
+        percent = int(lo + (hi - lo) * min(max(fraction, 0.0), 1.0))
+        TrainingRun.objects.filter(pk=self.run_id).update(
+            stage=stage, progress=percent, heartbeat_at=timezone.now()
+        )
+        # Stop when asked to, or when the run is no longer ours (swept as lost meanwhile).
+        state = TrainingRun.objects.filter(pk=self.run_id).values("status", "cancel_requested")
+        if not state or state[0]["cancel_requested"] or state[0]["status"] != JobStatus.RUNNING:
+            raise Cancelled()
+
+
+def _claim(run_id: int) -> TrainingRun | None:
+    """Move a queued run to running; None when it is not queued (cancelled, redelivered)."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != JobStatus.QUEUED:
+            return None
+        run.status = JobStatus.RUNNING
+        run.stage = TrainingRun.Stage.SNAPSHOT
+        run.started_at = run.heartbeat_at = timezone.now()
+        run.save(update_fields=["status", "stage", "started_at", "heartbeat_at"])
+    return run
+
+
+def _finish(run_id: int, **fields) -> None:
+    TrainingRun.objects.filter(pk=run_id, status=JobStatus.RUNNING).update(
+        finished_at=timezone.now(), **fields
+    )
+
+
+def _snapshot(study: Study, training: TrainingSet) -> dict:
+    examples = training.examples
+    face_ids = [e.face_id for e in examples]
+    digest = hashlib.sha256()
+    for e in examples:
+        digest.update(f"{e.face_id}:{e.label}:{e.crop_sha256}\n".encode())
+    frame = face_attributes_frame(face_ids=face_ids)
+    subgroups = {
+        name: {
+            (str(value) or "unknown"): int(count)
+            for value, count in frame[name].fillna("").astype(str).value_counts().items()
+        }
+        for name in SUBGROUP_ATTRIBUTES
+        if name in frame
+    }
+    classes: dict[str, int] = {c: 0 for c in CLASSES}
+    sources: dict[str, int] = {}
+    for e in examples:
+        classes[e.label] += 1
+        sources[e.source] = sources.get(e.source, 0) + 1
+    return {
+        "face_ids": face_ids,
+        "labels": [e.label for e in examples],
+        "labels_hash": digest.hexdigest(),
+        "n": len(examples),
+        "class_counts": classes,
+        "sources": sources,
+        "subgroup_counts": subgroups,
+        "excluded": training.excluded,
+        "triage": training.triage,
+    }
+
+
+def training_run_execute(*, run_id: int) -> TrainingRun:
+    """Do the work of a queued run (on a worker, or inline in tests and `train --inline`).
+
+    Returns the run as it ended. Never raises for bad data or missing weights: those end the
+    run failed with the reason in `error`. Expects no lock; claims the run under a row lock.
+    """
+    run = _claim(run_id)
+    if run is None:
+        logger.info("training run %s is not queued; nothing to do", run_id)
+        return TrainingRun.objects.get(pk=run_id)
+    try:
+        _execute(run)
+    except Cancelled:
+        _finish(run.pk, status=JobStatus.CANCELLED, error="Cancelled on request.")
+    except (TrainingDataError, WeightsMissing, ValueError, OSError) as exc:
+        logger.warning("training run %s failed: %s", run.pk, exc)
+        _finish(run.pk, status=JobStatus.FAILED, error=str(exc))
+    except Exception as exc:  # SoftTimeLimitExceeded and the unexpected: record, then re-raise
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        message = TIME_LIMIT if isinstance(exc, SoftTimeLimitExceeded) else repr(exc)
+        logger.exception("training run %s failed", run.pk)
+        _finish(run.pk, status=JobStatus.FAILED, error=message)
+        if not isinstance(exc, SoftTimeLimitExceeded):
+            raise
+    return TrainingRun.objects.get(pk=run.pk)
+
+
+def _execute(run: TrainingRun) -> None:
+    config = TrainConfig.from_dict(run.config)
+    training = training_set_select(study=run.study)
+    snapshot = _snapshot(run.study, training)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        dataset=snapshot, labels_hash=snapshot["labels_hash"]
+    )
+    index = {c: i for i, c in enumerate(CLASSES)}
+    items = [
+        TrainItem(
+            path=default_storage.path(e.crop_name),
+            content_hash=e.crop_sha256,
+            label=index[e.label],
+            group=e.group,
+        )
+        for e in training.examples
+    ]
+    reporter = _RunReporter(run)
+    started = time.perf_counter()
+    result = train_model(
+        config=config,
+        items=items,
+        classes=CLASSES,
+        cache_root=settings.FACET_FEATURE_CACHE,
+        weights_file=settings.FACET_WEIGHTS_FILE,
+        download=getattr(settings, "FACET_WEIGHTS_DOWNLOAD", True),
+        progress=reporter,
+    )
+    reporter(TrainingRun.Stage.SAVING, 0.0)
+    frame = face_attributes_frame(face_ids=snapshot["face_ids"]).set_index("face_id")
+    frame = frame.loc[snapshot["face_ids"]]
+    labels = np.array([item.label for item in items])
+    frame["correct"] = (result.oof_probability >= config.threshold).astype(int) == labels
+    metrics = dict(result.metrics)
+    metrics["cv"]["by_subgroup"] = accuracy_by_subgroup(
+        frame.reset_index(),
+        attributes=SUBGROUP_ATTRIBUTES,
+        min_n=getattr(settings, "FACET_GATE_MIN_N", 30),
+    )
+    metrics["cache"] = result.cache
+    result.checkpoint["metrics"] = metrics
+    result.checkpoint["dataset"] = {
+        "labels_hash": snapshot["labels_hash"],
+        "n": snapshot["n"],
+        "study": run.study.slug,
+        "run": run.pk,
+    }
+    timings = {**result.timings, "total_s": time.perf_counter() - started}
+    _version_create(run, config, result.checkpoint, metrics, timings, result.device)
+
+
+def _version_create(run, config, checkpoint, metrics, timings, device) -> ModelVersion:
+    """Save the artifact, then record the version and finish the run in one transaction."""
+    root = artifact_root()
+    name = f"models/{run.study.slug}/run-{run.pk}-{uuid.uuid4().hex[:8]}.pt"
+    sha = checkpoint_save(checkpoint, root / name)
+    with transaction.atomic():
+        locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != JobStatus.RUNNING:  # swept or cancelled meanwhile: keep nothing
+            (root / name).unlink(missing_ok=True)
+            return None
+        if locked.cancel_requested:
+            (root / name).unlink(missing_ok=True)
+            raise Cancelled()
+        number = (
+            ModelVersion.objects.select_for_update()
+            .filter(study=run.study)
+            .aggregate(n=Max("number"))["n"]
+            or 0
+        ) + 1
+        version = ModelVersion.objects.create(
+            study=run.study,
+            number=number,
+            training_run=run,
+            backbone=config.backbone,
+            weights=checkpoint["weights_id"],
+            artifact=name,
+            artifact_sha256=sha,
+            threshold=config.threshold,
+            metrics=metrics,
+        )
+        locked.status = JobStatus.SUCCEEDED
+        locked.stage = TrainingRun.Stage.DONE
+        locked.progress = 100
+        locked.metrics = metrics
+        locked.timings = timings
+        locked.device = device[:50]
+        locked.finished_at = timezone.now()
+        locked.save()
+    logger.info(
+        "training run %s → %s (CV accuracy %.3f)", run.pk, version, metrics["cv"]["accuracy"]
+    )
+    return version
