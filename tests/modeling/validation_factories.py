@@ -153,3 +153,37 @@ def code_faces(face_ids, truth: dict[int, dict]) -> None:
         )
         for face_id in face_ids
     )
+
+
+def predict_from_hidden_truth(
+    study: Study, version: ModelVersion, *, error: float = 0.1, seed: int = 1
+) -> dict[int, dict]:
+    """Predictions of `version` for every face of a demo study, wrong with rate `error`
+    against the demo's hidden truth. Returns the truth dict `code_faces` takes.
+    """
+    from annotate.models import KnownLabel
+
+    rng = np.random.default_rng(seed)
+    truth, predictions = {}, []
+    for known in KnownLabel.objects.filter(face__study=study, usage=KnownLabel.Usage.TRUTH):
+        wrong = rng.random() < error
+        predicted = ("male" if known.gender == "female" else "female") if wrong else known.gender
+        confidence = rng.uniform(0.55, 0.99)
+        predictions.append(
+            Prediction(
+                face_id=known.face_id,
+                version=version,
+                label=predicted,
+                probability=confidence if predicted == "female" else 1 - confidence,
+            )
+        )
+        truth[known.face_id] = {
+            "truth": known.gender,
+            "predicted": predicted,
+            "race": known.race,
+            "age_band": known.age_band,
+            "glasses": known.glasses,
+            "quality": known.quality,
+        }
+    Prediction.objects.bulk_create(predictions)
+    return truth
