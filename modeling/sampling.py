@@ -17,6 +17,8 @@ import pandas as pd
 STRATA_COLUMNS = ("predicted", "query")
 MIN_PER_GROUP = 30
 STRATUM_SEPARATOR = " | "
+# Items drawn for a subgroup minimum are marked, so estimators can use the self-weighting rest.
+MINIMUM_PREFIX = "minimum: "
 
 
 def stratum_keys(frame: pd.DataFrame, columns: Sequence[str] = STRATA_COLUMNS) -> pd.Series:

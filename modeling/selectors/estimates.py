@@ -11,6 +11,7 @@ import pandas as pd
 from annotate.models import ConsensusStatus, FaceStatus, SourceImage, Study
 from modeling import estimates
 from modeling.models import ModelVersion, Prediction, Triage, ValidationRound
+from modeling.sampling import MINIMUM_PREFIX
 from modeling.selectors.validation import validation_round_frame, validation_round_latest
 
 GROUPINGS: dict[str, tuple[str, ...]] = {
@@ -129,10 +130,19 @@ class ValidationBasis:
     round: ValidationRound | None
     rates: estimates.ErrorRates | None
     frame: pd.DataFrame | None
+    sample: str = ""  # which of the round's faces gave the rates
+
+
+SAMPLE_PROPORTIONAL = "the round's proportional (self-weighting) faces"
+SAMPLE_ALL = "all of the round's faces (too few proportional ones)"
 
 
 def estimates_validation(*, version: ModelVersion) -> ValidationBasis:
-    """Se/Sp from the version's newest round with results (its coded faces as they are now)."""
+    """Se/Sp from the version's newest round with results (its coded faces as they are now).
+
+    Faces drawn for a subgroup minimum over-represent small groups; Se and Sp come from the
+    proportionally drawn rest when it has enough faces of each class, else from all faces.
+    """
     round = validation_round_latest(version=version)
     if round is None:
         return ValidationBasis(None, None, None)
@@ -140,9 +150,14 @@ def estimates_validation(*, version: ModelVersion) -> ValidationBasis:
     frame = frame[frame["truth"].isin(["female", "male"]) & frame["predicted"].notna()]
     if frame.empty:
         return ValidationBasis(round, None, None)
-    return ValidationBasis(
-        round, estimates.ErrorRates.from_labels(frame["truth"], frame["predicted"]), frame
-    )
+    proportional = frame[~frame["stratum"].str.startswith(MINIMUM_PREFIX)]
+    counts = proportional["truth"].value_counts()
+    if min(counts.get("female", 0), counts.get("male", 0)) >= estimates.MIN_VALIDATION_PER_CLASS:
+        frame, sample = proportional, SAMPLE_PROPORTIONAL
+    else:
+        sample = SAMPLE_ALL
+    rates = estimates.ErrorRates.from_labels(frame["truth"], frame["predicted"])
+    return ValidationBasis(round, rates, frame, sample)
 
 
 @dataclass(frozen=True)

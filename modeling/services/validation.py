@@ -23,7 +23,7 @@ from annotate.labels import CLASSES, POSITIVE_CLASS, SUBGROUP_ATTRIBUTES
 from modeling import evaluation
 from modeling.estimates import ErrorRates
 from modeling.models import ModelVersion, ValidationItem, ValidationRound
-from modeling.sampling import MIN_PER_GROUP, STRATA_COLUMNS, stratified_sample
+from modeling.sampling import MIN_PER_GROUP, MINIMUM_PREFIX, STRATA_COLUMNS, stratified_sample
 from modeling.selectors.validation import (
     BINARY,
     validation_eligible,
@@ -102,8 +102,14 @@ def validation_round_create(
         },
     )
     ValidationItem.objects.bulk_create(
-        ValidationItem(round=round, face_id=int(face_id), stratum=stratum[:200])
-        for face_id, stratum in zip(sample["face_id"], sample["stratum"], strict=True)
+        ValidationItem(
+            round=round,
+            face_id=int(face_id),
+            stratum=((MINIMUM_PREFIX if reason == "minimum" else "") + stratum)[:200],
+        )
+        for face_id, stratum, reason in zip(
+            sample["face_id"], sample["stratum"], sample["reason"], strict=True
+        )
     )
     coding_bridge.faces_prioritize(
         face_ids=[int(i) for i in sample["face_id"]], priority=coding_bridge.VALIDATION_PRIORITY
@@ -198,6 +204,12 @@ def results_from_frame(
             "n_sampled": len(frame),
             "n_coded": int((frame["consensus_status"] != "").sum()),
             "n_used": len(coded),
+            "sample": {
+                "minimum": int(frame["stratum"].str.startswith(MINIMUM_PREFIX).sum()),
+                "proportional": int((~frame["stratum"].str.startswith(MINIMUM_PREFIX)).sum()),
+            }
+            if "stratum" in frame
+            else {},
             "n_unusable": int(
                 ((frame["consensus_status"] != "") & ~frame.index.isin(coded.index)).sum()
             ),

@@ -90,11 +90,19 @@ def validation_round(request: HttpRequest, round_id: int) -> HttpResponse:
         ValidationRound.objects.select_related("version", "study"), pk=round_id
     )
     check_study_member(request.user, round.study)
+    progress = validation_round_progress(round=round)
+    if round.status == ValidationRound.Status.OPEN and progress.complete:
+        # Fallback for a completion the consensus hook did not report: compute once now.
+        try:
+            validation_results_request(round=round)
+            round.status = ValidationRound.Status.COMPUTING
+        except BrokerUnavailable as exc:
+            messages.error(request, str(exc))
     results = round.results or {}
     context = {
         "round": round,
         "study": round.study,
-        "progress": validation_round_progress(round=round),
+        "progress": progress,
         "results": results,
     }
     if "overall" in results:

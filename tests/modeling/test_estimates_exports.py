@@ -291,3 +291,27 @@ def test_methods_appendix_in_markdown_and_json(client, validated, tmp_path):
         stdout=io.StringIO(),
     )
     assert json.loads(out.read_text())["human_validation"]["round"] == round.pk
+
+
+def test_error_rates_come_from_the_proportionally_drawn_faces(coding_flow):
+    from modeling.sampling import MINIMUM_PREFIX
+    from modeling.selectors.estimates import SAMPLE_PROPORTIONAL, estimates_validation
+
+    study = make_study()
+    faces = make_plain_faces(study, 800)
+    version = make_version(study, active=True)
+    truth = plant(faces, version, coded=False, seed=2, weak_error=0.5)
+    round = validation_round_create(version=version, size=400, seed=3, min_per_group=60)
+    code_faces(round.items.values_list("face_id", flat=True), truth)
+    round = validation_results_compute(round_id=round.pk)
+    minimum = round.items.filter(stratum__startswith=MINIMUM_PREFIX)
+    assert round.results["sample"]["minimum"] == minimum.count() > 0
+    basis = estimates_validation(version=version)
+    assert basis.sample == SAMPLE_PROPORTIONAL
+    proportional = round.items.exclude(stratum__startswith=MINIMUM_PREFIX).values_list(
+        "face_id", flat=True
+    )
+    tp = sum(
+        truth[i]["truth"] == "female" and truth[i]["predicted"] == "female" for i in proportional
+    )
+    assert basis.rates.tp == tp and basis.rates.n == len(proportional)

@@ -120,3 +120,13 @@ def test_triage_without_csrf_token_is_rejected(coding_flow, scenario):
     url = reverse("modeling:triage", args=[version.pk, faces[0].pk])
     assert client.post(url, {"decision": "model_error"}).status_code == 403
     assert not Triage.objects.exists()
+
+
+def test_triage_counts_by_decision_for_the_model_card(coding_flow, scenario):
+    from modeling.selectors.triage import triage_counts, triage_not_face_ids
+
+    study, version, faces, researcher = scenario
+    for face, decision in zip(faces, ["model_error", "model_error", "not_face"], strict=False):
+        triage_record(face=face, version=version, decision=decision, decided_by=researcher)
+    assert triage_counts(version=version) == {"model_error": 2, "label_error": 0, "not_face": 1}
+    assert triage_not_face_ids(study_id=study.pk) == {faces[2].pk}

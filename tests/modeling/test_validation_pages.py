@@ -117,3 +117,35 @@ def test_version_comparison_shows_whether_the_gap_closed(client, coding_flow):
     ).content.decode()
     assert 'data-testid="compare-table"' in html
     assert "gap closed" in html
+
+
+def test_opening_a_fully_coded_round_starts_its_computation_once(
+    client, coding_flow, filesystem_broker, monkeypatch, django_capture_on_commit_callbacks
+):
+    study = make_study()
+    faces = make_plain_faces(study, 60)
+    version, truth, round = _round(study, faces, number=1, weak_error=0.1, seed=1, size=30)
+    code_faces(round.items.values_list("face_id", flat=True), truth)
+    sent = []
+    monkeypatch.setattr("modeling.validation_tasks.validation_results.delay", sent.append)
+    client.force_login(make_user(Role.RESEARCHER, study=study))
+    url = reverse("modeling:validation_round", args=[round.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.get(url).content.decode()
+        client.get(url)
+    assert sent == [round.pk] and 'data-testid="computing"' in first
+
+
+def test_study_page_links_to_validation_estimates_and_galleries(client):
+    study = make_study()
+    version = make_version(study)
+    client.force_login(make_user(Role.RESEARCHER, study=study))
+    html = client.get(reverse("annotate:study_detail", args=[study.slug])).content.decode()
+    for url in (
+        reverse("modeling:validation_rounds", args=[study.slug]),
+        reverse("modeling:estimates", args=[study.slug]),
+        reverse("modeling:gallery", args=[version.pk]),
+        reverse("modeling:exports", args=[study.slug]),
+        reverse("modeling:appendix", args=[study.slug]),
+    ):
+        assert f'href="{url}' in html, url
