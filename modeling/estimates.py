@@ -304,114 +304,84 @@ def share_estimates(
         raise ValueError(f"unknown grouping columns: {missing}")
     selected = faces_select(faces, rank_cutoff=rank_cutoff, dedupe=dedupe).copy()
     selected["is_female"] = (selected["predicted"].astype(str) == POSITIVE).astype(float)
-    groups = _group_keys(selected, images, by, rank_cutoff)
-    rows = []
-    unit_values: list[np.ndarray] = []
-    row_rates: list[ErrorRates | None] = []
-    face_groups = dict(iter(selected.groupby(by, sort=False))) if len(selected) else {}
+    face_groups = {key: group for key, group in selected.groupby(by, sort=False)}
     image_counts = _image_counts(images, by, rank_cutoff)
-    for key in groups:
-        tuple_key = key if isinstance(key, tuple) else (key,)
-        group = face_groups.get(key if len(by) > 1 else tuple_key[0])
-        if group is None:
-            group = face_groups.get(tuple_key, selected.iloc[0:0])
+    rows, units, row_rates = [], [], []
+    for key in _group_keys(selected, images, by, rank_cutoff):
+        group = face_groups.get(key, selected.iloc[0:0])
         if per == "image":
-            units = group.groupby("image_id")["is_female"].mean().to_numpy()
+            units.append(group.groupby("image_id")["is_female"].mean().to_numpy())
         else:
-            units = group["is_female"].to_numpy()
-        unit_values.append(units)
-        consensus = (
-            group["consensus"].astype(str) if "consensus" in group else pd.Series([], dtype=str)
-        )
-        coded = consensus[consensus.isin([POSITIVE, NEGATIVE])]
+            units.append(group["is_female"].to_numpy())
         group_rates, rates_from = rates, "overall" if rates is not None else ""
         if per_subgroup_rates and validation is not None and rates is not None:
-            mask = np.ones(len(validation), dtype=bool)
-            for column, value in zip(by, tuple_key, strict=True):
-                mask &= validation[column].astype(str).to_numpy() == str(value)
-            own = ErrorRates.from_labels(
-                validation.loc[mask, "truth"], validation.loc[mask, "predicted"]
-            )
+            own = _rates_within(validation, dict(zip(by, key, strict=True)))
             if min(own.tp + own.fn, own.fp + own.tn) >= min_validation:
                 group_rates, rates_from = own, "group"
         row_rates.append(group_rates)
+        consensus = group.get("consensus", pd.Series([], dtype=str)).astype(str)
+        coded = consensus[consensus.isin([POSITIVE, NEGATIVE])]
         rows.append(
             {
-                **dict(zip(by, tuple_key, strict=True)),
-                "images": int(image_counts.get(tuple_key, group["image_id"].nunique())),
+                **dict(zip(by, key, strict=True)),
+                "images": image_counts.get(key, int(group["image_id"].nunique())),
                 "faces": len(group),
                 "predicted_female": int(group["is_female"].sum()),
-                "raw_share": float(units.mean()) if units.size else np.nan,
+                "raw_share": float(units[-1].mean()) if units[-1].size else np.nan,
                 "consensus_faces": len(coded),
                 "consensus_share": float((coded == POSITIVE).mean()) if len(coded) else np.nan,
                 "rates_from": rates_from,
             }
         )
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            *by,
-            "images",
-            "faces",
-            "predicted_female",
-            "raw_share",
-            "consensus_faces",
-            "consensus_share",
-            "rates_from",
-        ],
-    )
+    table = pd.DataFrame(rows, columns=[*by, *ESTIMATE_COLUMNS])
+    if table.empty:
+        return table
     rng = np.random.default_rng(seed)
-    n_rows = len(table)
     if per == "face":
-        q_draws = (
-            binomial_draws(
-                table["predicted_female"].to_numpy(),
-                table["faces"].to_numpy(),
-                n_boot=n_boot,
-                rng=rng,
-            )
-            if n_rows
-            else np.empty((0, n_boot))
+        q_draws = binomial_draws(
+            table["predicted_female"].to_numpy(), table["faces"].to_numpy(), n_boot=n_boot, rng=rng
         )
     else:
-        q_draws = unit_mean_draws(unit_values, n_boot=n_boot, rng=rng)
-    has_rates = [r is not None for r in row_rates]
-    filled = [r if r is not None else ErrorRates(0, 0, 0, 0) for r in row_rates]
-    interval = (
-        bootstrap_interval(q_draws, filled if n_rows else [], rng=rng, level=level)
-        if n_rows
-        else None
+        q_draws = unit_mean_draws(units, n_boot=n_boot, rng=rng)
+    has_rates = np.array([r is not None for r in row_rates])
+    interval = bootstrap_interval(
+        q_draws, [r or ErrorRates(0, 0, 0, 0) for r in row_rates], rng=rng, level=level
     )
-    table["raw_ci_low"] = interval.raw_low if n_rows else []
-    table["raw_ci_high"] = interval.raw_high if n_rows else []
     se = np.array([r.sensitivity if r else np.nan for r in row_rates], dtype=float)
     sp = np.array([r.specificity if r else np.nan for r in row_rates], dtype=float)
-    defined = np.array([bool(r and r.defined) for r in row_rates], dtype=bool)
-    point = (
-        rogan_gladen(table["raw_share"].to_numpy(dtype=float), se, sp) if n_rows else np.array([])
-    )
+    point = rogan_gladen(table["raw_share"].to_numpy(dtype=float), se, sp)
     clipped = np.isfinite(point) & ((point < 0) | (point > 1))
+    table["raw_ci_low"], table["raw_ci_high"] = interval.raw_low, interval.raw_high
     table["corrected_share"] = np.clip(point, 0.0, 1.0)
-    table["ci_low"] = np.where(has_rates, interval.low, np.nan) if n_rows else []
-    table["ci_high"] = np.where(has_rates, interval.high, np.nan) if n_rows else []
+    table["ci_low"] = np.where(has_rates, interval.low, np.nan)
+    table["ci_high"] = np.where(has_rates, interval.high, np.nan)
     table["clipped"] = clipped
-    table["correction_defined"] = defined
-    table["sensitivity"] = se
-    table["specificity"] = sp
-    notes = []
-    for i in range(n_rows):
-        if table.at[i, "faces"] == 0:
-            notes.append(NOTE_NO_FACES)
-        elif not has_rates[i]:
-            notes.append(NOTE_NO_VALIDATION)
-        elif not defined[i]:
-            notes.append(NOTE_UNDEFINED)
-        elif clipped[i]:
-            notes.append(NOTE_CLIPPED)
-        else:
-            notes.append(NOTE_OK)
-    table["note"] = notes
-    return table[[*by, *ESTIMATE_COLUMNS]].reset_index(drop=True)
+    table["correction_defined"] = np.array([bool(r and r.defined) for r in row_rates])
+    table["sensitivity"], table["specificity"] = se, sp
+    table["note"] = [
+        _note(faces=n, has_rates=h, defined=d, clipped=c)
+        for n, h, d, c in zip(
+            table["faces"], has_rates, table["correction_defined"], clipped, strict=True
+        )
+    ]
+    return table.reset_index(drop=True)
+
+
+def _note(*, faces: int, has_rates: bool, defined: bool, clipped: bool) -> str:
+    if faces == 0:
+        return NOTE_NO_FACES
+    if not has_rates:
+        return NOTE_NO_VALIDATION
+    if not defined:
+        return NOTE_UNDEFINED
+    return NOTE_CLIPPED if clipped else NOTE_OK
+
+
+def _rates_within(validation: pd.DataFrame, values: dict[str, object]) -> ErrorRates:
+    mask = np.ones(len(validation), dtype=bool)
+    for column, value in values.items():
+        mask &= validation[column].astype(str).to_numpy() == str(value)
+    return ErrorRates.from_labels(validation.loc[mask, "truth"], validation.loc[mask, "predicted"])
 
 
 def _group_keys(faces: pd.DataFrame, images: pd.DataFrame | None, by: list[str], rank_cutoff):
