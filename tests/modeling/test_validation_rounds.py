@@ -242,3 +242,12 @@ def test_command_opens_a_round_and_prints_its_id_then_computes(coding_flow):
         call_command("validation_round", "--study", study.slug, "--size", "500")
     with pytest.raises(CommandError, match="no version 9"):
         call_command("validation_round", "--study", study.slug, "--version", "9")
+
+
+def test_results_of_a_round_with_nothing_coded_yet_are_empty_not_an_error(coding_flow):
+    study, version, faces, truth = _uncoded_scenario(40)
+    round = validation_round_create(version=version, size=20, seed=1, min_per_group=0)
+    round = validation_results_compute(round_id=round.pk)
+    assert round.results["overall"]["n"] == 0 and round.results["overall"]["accuracy"] is None
+    assert round.results["by_subgroup"] == [] and round.results["partial"]
+    assert round.status == ValidationRound.Status.OPEN
