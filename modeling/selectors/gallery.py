@@ -44,6 +44,7 @@ class GalleryFilters:
     job: str = ""
     country: str = ""
     query: str = ""
+    max_rank: int | None = None  # the estimates' top-N cut-off
 
 
 class Abs(Func):
@@ -89,6 +90,8 @@ def gallery_queryset(*, version: ModelVersion, filters: GalleryFilters) -> Query
     for name in ("job", "country", "query"):
         if getattr(filters, name):
             qs = qs.filter(_attribute_q(name, getattr(filters, name)))
+    if filters.max_rank is not None:
+        qs = qs.filter(face__source_image__rank__lte=filters.max_rank)
     if filters.round_id is not None:
         qs = qs.filter(face__validation_items__round_id=filters.round_id)
     return qs.annotate(confidence=Abs(F("probability") - Value(0.5))).order_by(

@@ -58,9 +58,11 @@ def _study(request: HttpRequest, slug: str) -> Study:
     return study
 
 
-def _gallery_link(version_id: int, row: dict, by: tuple[str, ...]) -> str:
+def _gallery_link(version_id: int, row: dict, by: tuple[str, ...], rank: int | None) -> str:
     params = {name: row[name] for name in by if row.get(name)}
     params["show"] = "all"
+    if rank is not None:
+        params["rank"] = rank
     return reverse("modeling:gallery", args=[version_id]) + "?" + urlencode(params)
 
 
@@ -86,7 +88,7 @@ def estimates(request: HttpRequest, slug: str) -> HttpResponse:
         rows = frame.to_dict(orient="records")
         for row in rows:
             row["key"] = " × ".join(str(row[c]) or "(none)" for c in by)
-            row["faces_url"] = _gallery_link(version.pk, row, by)
+            row["faces_url"] = _gallery_link(version.pk, row, by, options.rank_cutoff)
         tables.append({"name": name, "rows": rows})
     kept = {k: request.GET[k] for k in OPTION_KEYS if request.GET.get(k)}
     context.update(

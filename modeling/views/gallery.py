@@ -26,12 +26,23 @@ from modeling.selectors.gallery import (
 from modeling.services.coding_bridge import CodingFlowMissing
 from modeling.services.triage import TAGS, TriageError, triage_record
 
-FILTER_KEYS = ("attribute", "group", "direction", "show", "round", "job", "country", "query")
+FILTER_KEYS = (
+    "attribute",
+    "group",
+    "direction",
+    "show",
+    "round",
+    "job",
+    "country",
+    "query",
+    "rank",
+)
 
 
 def _filters(request: HttpRequest) -> GalleryFilters:
     get = request.GET
     round_id = get.get("round", "")
+    rank = get.get("rank", "")
     return GalleryFilters(
         attribute=get.get("attribute", "").strip(),
         group=get.get("group", "").strip(),
@@ -41,6 +52,7 @@ def _filters(request: HttpRequest) -> GalleryFilters:
         job=get.get("job", "").strip(),
         country=get.get("country", "").strip(),
         query=get.get("query", "").strip(),
+        max_rank=int(rank) if rank.isdigit() and int(rank) > 0 else None,
     )
 
 

@@ -119,3 +119,18 @@ def test_gallery_page_renders_cards_and_refuses_coders(client, planted):
     assert bad.status_code == 200 and "Unknown attribute" in bad.content.decode()
     client.force_login(make_user(Role.RESEARCHER))  # not a member
     assert client.get(url).status_code == 403
+
+
+def test_estimate_links_carry_the_rank_cutoff_into_the_gallery(client, planted):
+    study, version, truth = planted
+    client.force_login(make_user(Role.RESEARCHER, study=study))
+    html = client.get(
+        reverse("modeling:estimates", args=[study.slug]), {"rank": "5"}
+    ).content.decode()
+    link = reverse("modeling:gallery", args=[version.pk]) + "?job=nurse&amp;show=all&amp;rank=5"
+    assert link in html
+    qs = gallery_queryset(
+        version=version, filters=GalleryFilters(show="all", job="nurse", max_rank=5)
+    )
+    ranks = set(qs.values_list("face__source_image__rank", flat=True))
+    assert ranks and max(ranks) <= 5
