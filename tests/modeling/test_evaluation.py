@@ -34,8 +34,8 @@ def _random_frame(seed: int, n: int = 2000) -> pd.DataFrame:
     )
 
 
+# z = 1.959964 (METHODS.md) against statsmodels' norm.ppf(0.975) = 1.95996398...: equal to 1e-7.
 @pytest.mark.parametrize("count,nobs", [(0, 10), (10, 10), (7, 13), (1, 1), (950, 1000), (3, 400)])
-# z = 1.959964 (METHODS.md) vs statsmodels' norm.ppf(0.975) = 1.95996398...: equal to 1e-7.
 def test_wilson_interval_equals_statsmodels(count, nobs):
     low, high = wilson_interval(count, nobs)
     ref_low, ref_high = proportion_confint(count, nobs, alpha=0.05, method="wilson")
@@ -105,17 +105,18 @@ def test_planted_weak_group_is_flagged_and_small_groups_never_are():
 
 
 def test_gap_threshold_is_configurable():
-    truth = ["female"] * 200
-    predicted = ["female"] * 100 + ["female"] * 90 + ["male"] * 10
-    frame = pd.DataFrame({"truth": truth, "predicted": predicted, "g": ["a"] * 100 + ["b"] * 100})
-    # overall 0.95, group b 0.90: a 5-point gap flags at gap=0.04, not at gap=0.06
-    assert (
-        accuracy_by_group(frame, attributes=["g"], gap=0.04, min_n=30)
-        .set_index("group")
-        .loc["b", "flagged"]
+    # a: 960/1000 right; b: 27/30 right. Overall 987/1030 = 0.958; b is 5.8 points below,
+    # but its interval reaches above the overall, so only the gap rule can flag it.
+    predicted = ["female"] * 960 + ["male"] * 40 + ["female"] * 27 + ["male"] * 3
+    frame = pd.DataFrame(
+        {"truth": ["female"] * 1030, "predicted": predicted, "g": ["a"] * 1000 + ["b"] * 30}
     )
-    loose = accuracy_by_group(frame, attributes=["g"], gap=0.06, min_n=30).set_index("group")
-    assert not loose.loc["b", "flagged"] or loose.loc["b", "ci_high"] < 0.95
+    strict = accuracy_by_group(frame, attributes=["g"], gap=0.05).set_index("group")
+    loose = accuracy_by_group(frame, attributes=["g"], gap=0.07).set_index("group")
+    assert strict.loc["b", "ci_high"] > strict.loc["all", "accuracy"]
+    assert strict.loc["b", "gap"] == pytest.approx(987 / 1030 - 0.9)
+    assert strict.loc["b", "flagged"] and not loose.loc["b", "flagged"]
+    assert not strict.loc["a", "flagged"]
 
 
 def test_bad_arguments_are_refused_with_the_reason():
