@@ -248,6 +248,8 @@ def test_without_validation_or_active_version_the_page_and_command_say_so(client
         call_command("estimates", "--study", study.slug, "--by", "planet")
     bad = client.get(reverse("modeling:estimates", args=[study.slug]), {"rank": "0"})
     assert "at least 1" in bad.content.decode()
+    appendix = client.get(reverse("modeling:appendix", args=[study.slug])).content.decode()
+    assert "No validation round with results yet." in appendix
 
 
 def test_bad_export_requests_are_refused_with_the_reason(client, validated):
