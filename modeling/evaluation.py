@@ -54,8 +54,11 @@ def wilson_interval(
         denom = 1.0 + z2 / nobs
         centre = (p + z2 / (2 * nobs)) / denom
         half = z / denom * np.sqrt(p * (1 - p) / nobs + z2 / (4 * nobs * nobs))
-        low = np.where(nobs > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-        high = np.where(nobs > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+        # At 0 or n successes the bound is exactly 0 or 1; rounding would leave 1e-16 off.
+        low = np.where(count == 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+        high = np.where(count == nobs, 1.0, np.clip(centre + half, 0.0, 1.0))
+        low = np.where(nobs > 0, low, np.nan)
+        high = np.where(nobs > 0, high, np.nan)
     return low, high
 
 

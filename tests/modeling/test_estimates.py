@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modeling.estimates import (
     NOTE_CLIPPED,
@@ -220,3 +222,14 @@ def test_bad_options_are_refused():
         share_estimates(faces, by=["job"], rates=None, per="query")
     with pytest.raises(ValueError, match="unknown grouping"):
         share_estimates(faces, by=["planet"], rates=None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    p=st.floats(0, 1),
+    se=st.floats(0.51, 1),
+    sp=st.floats(0.51, 1),
+)
+def test_rogan_gladen_recovers_any_share_from_its_expected_raw_share(p, se, sp):
+    q = se * p + (1 - sp) * (1 - p)
+    assert rogan_gladen(q, se, sp) == pytest.approx(p, abs=1e-9)

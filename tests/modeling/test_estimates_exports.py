@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.urls import reverse
 
 from annotate.models import SourceImage, Vote
@@ -198,6 +199,12 @@ def test_votes_export_pseudonymizes_coders_on_request(validated):
     assert plain["coder_id"].tolist() == [coder.pk] and plain["coder"].tolist() == ["alice"]
     assert hidden["coder_id"].tolist() == [coder_pseudonym(coder.pk, study=study)]
     assert "coder" not in hidden.columns and "alice" not in hidden.to_csv()
+    client = Client()
+    client.force_login(researcher)
+    url = reverse("modeling:export", args=[study.slug])
+    download = client.get(url, {"what": "votes", "format": "csv", "pseudonymize": "1"})
+    assert b"alice" not in download.content
+    assert coder_pseudonym(coder.pk, study=study).encode() in download.content
 
 
 def test_undefined_correction_is_said_and_the_raw_share_shown(client, coding_flow):

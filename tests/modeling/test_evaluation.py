@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint
 
 from modeling.evaluation import (
@@ -166,3 +168,11 @@ def test_calibration_bins_match_a_pandas_cut():
     assert calibration_bins([True], [1.0], bins=4)["n"].tolist() == [0, 0, 0, 1]
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         calibration_bins([True], [1.5])
+
+
+@settings(max_examples=200, deadline=None)
+@given(nobs=st.integers(1, 5000), data=st.data())
+def test_wilson_interval_holds_the_estimate_inside_zero_one(nobs, data):
+    count = data.draw(st.integers(0, nobs))
+    low, high = wilson_interval(count, nobs)
+    assert 0 <= low <= count / nobs <= high <= 1

@@ -240,6 +240,11 @@ def test_command_opens_a_round_and_prints_its_id_then_computes(coding_flow):
     assert out.getvalue().startswith(f"{round.pk}\tcomplete")
     with pytest.raises(CommandError, match="eligible"):
         call_command("validation_round", "--study", study.slug, "--size", "500")
+    out = io.StringIO()
+    call_command(
+        "validation_round", "--study", study.slug, "--version", "1", "--size", "10", stdout=out
+    )
+    assert ValidationRound.objects.get(pk=int(out.getvalue())).version == version
     with pytest.raises(CommandError, match="no version 9"):
         call_command("validation_round", "--study", study.slug, "--version", "9")
 
