@@ -26,6 +26,7 @@ from modeling.models import ModelVersion, ValidationItem, ValidationRound
 from modeling.sampling import MIN_PER_GROUP, MINIMUM_PREFIX, STRATA_COLUMNS, stratified_sample
 from modeling.selectors.validation import (
     BINARY,
+    FINAL_STATUSES,
     validation_eligible,
     validation_round_frame,
     validation_round_progress,
@@ -199,10 +200,11 @@ def results_from_frame(
     )
     rates = ErrorRates.from_labels(coded["truth"], coded["predicted"])
     overall = by_group.iloc[0]
+    final = frame["consensus_status"].isin([str(s) for s in FINAL_STATUSES])
     return _clean(
         {
             "n_sampled": len(frame),
-            "n_coded": int((frame["consensus_status"] != "").sum()),
+            "n_coded": int(final.sum()),
             "n_used": len(coded),
             "sample": {
                 "minimum": int(frame["stratum"].str.startswith(MINIMUM_PREFIX).sum()),
@@ -210,9 +212,7 @@ def results_from_frame(
             }
             if "stratum" in frame
             else {},
-            "n_unusable": int(
-                ((frame["consensus_status"] != "") & ~frame.index.isin(coded.index)).sum()
-            ),
+            "n_unusable": int((final & ~frame.index.isin(coded.index)).sum()),
             "min_n": min_n,
             "gap": gap,
             "overall": {

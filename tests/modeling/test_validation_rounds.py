@@ -256,3 +256,19 @@ def test_results_of_a_round_with_nothing_coded_yet_are_empty_not_an_error(coding
     assert round.results["overall"]["n"] == 0 and round.results["overall"]["accuracy"] is None
     assert round.results["by_subgroup"] == [] and round.results["partial"]
     assert round.status == ValidationRound.Status.OPEN
+
+
+def test_a_split_vote_waiting_for_more_coders_is_not_coded_yet(coding_flow):
+    from annotate.models import Consensus
+
+    study, version, faces, truth = _uncoded_scenario(30)
+    round = validation_round_create(version=version, size=10, seed=1, min_per_group=0)
+    ids = list(round.items.values_list("face_id", flat=True))
+    code_faces(ids[1:], truth)
+    Consensus.objects.create(
+        face_id=ids[0], label="", status=ConsensusStatus.ESCALATED, counts={"female": 1, "male": 1}
+    )
+    assert validation_round_progress(round=round).coded == 9
+    round = validation_results_compute(round_id=round.pk)
+    assert (round.results["n_coded"], round.results["n_used"]) == (9, 9)
+    assert round.status == ValidationRound.Status.OPEN and round.results["partial"]
