@@ -29,12 +29,12 @@ FAST = EstimateOptions(n_boot=300)
 
 @pytest.fixture
 def validated(coding_flow):
-    """600 faces over 2 jobs × 2 countries, a version with planted errors, a complete round."""
+    """400 faces over 2 jobs × 2 countries, a version with planted errors, a complete round."""
     study = make_study()
-    faces = make_plain_faces(study, 600)
+    faces = make_plain_faces(study, 400)
     version = make_version(study, active=True)
     truth = plant(faces, version, coded=False, seed=8, female_share=0.35)
-    round = validation_round_create(version=version, size=300, seed=1, min_per_group=0)
+    round = validation_round_create(version=version, size=200, seed=1, min_per_group=0)
     code_faces(round.items.values_list("face_id", flat=True), truth)
     round = validation_results_compute(round_id=round.pk)
     researcher = make_user(Role.RESEARCHER, study=study)
