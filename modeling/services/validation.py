@@ -187,7 +187,15 @@ def results_from_frame(
     gap: float = evaluation.GAP,
     attributes: tuple[str, ...] = SUBGROUP_ATTRIBUTES,
 ) -> dict[str, Any]:
-    """Everything the results page shows, from a round frame (see validation_round_frame)."""
+    """Everything the results page shows, from a round frame (see validation_round_frame).
+
+    Keys (stored in ValidationRound.results; the pages, exports and appendix read them):
+    n_sampled, n_coded, n_used, n_unusable, sample {minimum, proportional}, min_n, gap,
+    overall {n, accuracy, ci_low, ci_high}, by_subgroup [rows of evaluation.RESULT_COLUMNS],
+    confusion {classes, matrix}, per_class [rows], calibration [bins], ece,
+    error_rates {tp, fn, fp, tn, sensitivity, specificity, defined}. The compute service adds
+    partial, computed_at, cv_overall and cv_by_subgroup.
+    """
     coded = frame[frame["truth"].isin(BINARY) & frame["predicted"].isin(BINARY)]
     by_group = evaluation.accuracy_by_group(
         coded, attributes=list(attributes), min_n=min_n, gap=gap
