@@ -159,6 +159,11 @@ def test_validation_export_has_the_page_numbers(client, validated, tmp_path):
     assert merged["flagged"].tolist() == stored["flagged"].tolist()
     assert back.iloc[0]["accuracy"] == pytest.approx(round.results["overall"]["accuracy"])
     client.force_login(researcher)
+    download = client.get(
+        reverse("modeling:export", args=[study.slug]),
+        {"what": "validation", "round": round.pk, "format": "csv"},
+    )
+    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(download.content)), back)
     html = client.get(reverse("modeling:validation_round", args=[round.pk])).content.decode()
     for _, row in merged.head(8).iterrows():
         assert pct(row["accuracy"]) in html and pct(row["ci_high"]) in html
