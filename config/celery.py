@@ -20,7 +20,10 @@ class Queue(StrEnum):
 app = Celery("facet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_default_queue = Queue.DEFAULT.value
-app.conf.task_routes = {"modeling.tasks.*": {"queue": Queue.GPU.value}}
+app.conf.task_routes = {
+    "modeling.tasks.*": {"queue": Queue.GPU.value},
+    "modeling.validation_tasks.*": {"queue": Queue.DEFAULT.value},
+}
 app.autodiscover_tasks()
 
 

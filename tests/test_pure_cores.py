@@ -17,6 +17,8 @@ CORES = [
     "modeling/ml",
     "modeling/evaluation.py",
     "modeling/estimates.py",
+    "modeling/sampling.py",
+    "modeling/charts.py",
 ]
 
 

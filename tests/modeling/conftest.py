@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.modeling.coding_flow import CodingFlowCalls, coding_flow_record
+
 torch.set_num_threads(1)
 
 TINY = {
@@ -21,3 +23,9 @@ TINY = {
 @pytest.fixture
 def tiny_config() -> dict:
     return dict(TINY)
+
+
+@pytest.fixture
+def coding_flow(monkeypatch) -> CodingFlowCalls:
+    """Record faces_prioritize / face_votes_reset calls instead of reaching the coding flow."""
+    return coding_flow_record(monkeypatch)

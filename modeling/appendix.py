@@ -1,0 +1,181 @@
+"""The methods appendix for a study and model version, as JSON-ready data and Markdown.
+
+Every figure is read from the stored rows (votes, consensus, the version's metrics and its
+newest validation round's stored results), so the appendix repeats the pages' numbers.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+import pandas as pd
+from django.db.models import Count
+from django.utils import timezone
+
+from annotate.models import Consensus, ConsensusStatus, Study, Vote
+from modeling import estimates
+from modeling.evaluation import MIN_N, Z95
+from modeling.models import ModelVersion
+from modeling.selectors.validation import validation_round_latest
+from modeling.services.validation import _clean, cv_by_subgroup, cv_overall
+
+ESTIMATOR = (
+    "Raw share: classify and count (mean of predicted 'female' among the faces of a group, or "
+    "the mean over images of each image's share when counted per image), after the rank "
+    "cut-off and counting near-duplicate faces once per query. Corrected share: Rogan–Gladen, "
+    "p = (q + Sp − 1) / (Se + Sp − 1), with sensitivity Se and specificity Sp for 'female' "
+    "measured against the coders' majority in the human-validation round; undefined when "
+    "Se + Sp ≤ 1 (the raw share is reported instead); clipped to [0, 1] and flagged when "
+    "clipped. 95 % interval: percentile bootstrap ({n_boot} resamples, seeded) resampling the "
+    "group's faces (or images) and, independently, the validation faces."
+)
+ASSUMPTIONS = [
+    "Se and Sp measured on the validation sample hold for the faces being estimated (the same "
+    "version, the same kind of images); per-subgroup rates relax this where enough faces exist.",
+    "The coders' majority label is the truth the model is measured against.",
+    "Faces are classified independently; faces are resampled independently within a group.",
+    "Faces marked 'not a face' by coders or triage are excluded from every figure.",
+]
+
+
+def _percent_agreement(study: Study) -> float | None:
+    """Share of agreeing coder pairs per face, averaged over faces with ≥ 2 live votes."""
+    votes = pd.DataFrame(
+        Vote.objects.filter(face__study=study, retracted_at__isnull=True).values_list(
+            "face_id", "gender"
+        ),
+        columns=["face_id", "gender"],
+    )
+    shares = []
+    for _, labels in votes.groupby("face_id")["gender"]:
+        pairs = list(combinations(labels.tolist(), 2))
+        if pairs:
+            shares.append(sum(a == b for a, b in pairs) / len(pairs))
+    return sum(shares) / len(shares) if shares else None
+
+
+def methods_appendix(*, study: Study, version: ModelVersion) -> dict[str, Any]:
+    consensus = Consensus.objects.filter(face__study=study)
+    coders_per_face = {
+        str(row["n_votes"]): row["n"]
+        for row in consensus.values("n_votes").annotate(n=Count("face_id")).order_by("n_votes")
+    }
+    run = version.training_run
+    round = validation_round_latest(version=version)
+    results = round.results if round is not None else {}
+    data = {
+        "generated_at": timezone.now().isoformat(),
+        "study": {"slug": study.slug, "title": study.title},
+        "data": {
+            "images": study.images.count(),
+            "faces": study.faces.count(),
+            "faces_with_consensus": consensus.count(),
+            "faces_agreed": consensus.filter(status=ConsensusStatus.AGREED).count(),
+            "faces_adjudicated": consensus.filter(status=ConsensusStatus.ADJUDICATED).count(),
+            "faces_not_a_face": consensus.filter(status=ConsensusStatus.NOT_FACE).count(),
+            "votes": Vote.objects.filter(face__study=study, retracted_at__isnull=True).count(),
+        },
+        "coding": {
+            "coders_per_face_target": study.votes_per_face,
+            "coders_per_face": coders_per_face,
+            "aggregation": study.aggregation,
+            "percent_agreement": _percent_agreement(study),
+        },
+        "model": {
+            "version": version.number,
+            "backbone": version.backbone,
+            "weights": version.weights,
+            "threshold": version.threshold,
+            "artifact_sha256": version.artifact_sha256,
+            "training_config": run.config if run is not None else {},
+            "training_faces": len((run.dataset or {}).get("face_ids", [])) if run else None,
+            "labels_hash": run.labels_hash if run is not None else "",
+            "cv_accuracy": cv_overall(version),
+            "cv_by_subgroup": cv_by_subgroup(version),
+        },
+        "human_validation": {
+            "round": round.pk if round is not None else None,
+            "size": round.size if round is not None else None,
+            "seed": round.seed if round is not None else None,
+            "stratification": round.stratification if round is not None else {},
+            "faces_used": results.get("n_used"),
+            "partial": results.get("partial"),
+            "overall": results.get("overall"),
+            "by_subgroup": results.get("by_subgroup", []),
+            "error_rates": results.get("error_rates"),
+            "interval": f"Wilson score, 95 % (z = {Z95})",
+            "min_n": results.get("min_n", MIN_N),
+            "flag_rule": "upper bound below the overall accuracy, or accuracy more than "
+            f"{results.get('gap', 0.05):.0%} below the overall",
+        },
+        "estimator": {
+            "description": ESTIMATOR.format(n_boot=estimates.N_BOOT),
+            "assumptions": ASSUMPTIONS,
+        },
+    }
+    return _clean(data)
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def appendix_markdown(data: dict[str, Any]) -> str:
+    d, c, m, h = data["data"], data["coding"], data["model"], data["human_validation"]
+    lines = [
+        f"# Methods appendix: {data['study']['title']} (model v{m['version']})",
+        "",
+        "## Data",
+        f"- Images: {d['images']}; faces: {d['faces']}; faces with a consensus: "
+        f"{d['faces_with_consensus']} (agreed {d['faces_agreed']}, adjudicated "
+        f"{d['faces_adjudicated']}, not a face {d['faces_not_a_face']}); votes: {d['votes']}.",
+        f"- Coders per face: target {c['coders_per_face_target']}; observed "
+        + (", ".join(f"{k}: {v} faces" for k, v in c["coders_per_face"].items()) or "—")
+        + f". Aggregation: {c['aggregation']}. Percent agreement: {_pct(c['percent_agreement'])}.",
+        "",
+        "## Model",
+        f"- Backbone {m['backbone']} (weights: {m['weights']}), decision threshold "
+        f"{m['threshold']}; trained on {m['training_faces'] if m['training_faces'] is not None else '—'} faces.",
+        f"- Cross-validation accuracy: {_pct(m['cv_accuracy'])}.",
+        "",
+        "## Human validation",
+    ]
+    if h["round"] is None:
+        lines.append("- No validation round with results yet.")
+    else:
+        overall = h["overall"] or {}
+        lines += [
+            f"- Round {h['round']}: {h['size']} faces sampled (seed {h['seed']}), "
+            f"{h['faces_used']} used{' (partial)' if h['partial'] else ''}. {h['interval']}.",
+            f"- Overall accuracy {_pct(overall.get('accuracy'))} "
+            f"[{_pct(overall.get('ci_low'))}, {_pct(overall.get('ci_high'))}], n = {overall.get('n')}.",
+            f"- Groups with n < {h['min_n']} are marked too few; flag rule: {h['flag_rule']}.",
+            "",
+            "| attribute | group | n | accuracy | 95 % CI | CV accuracy | note |",
+            "| --- | --- | ---: | ---: | --- | ---: | --- |",
+        ]
+        cv = {(r["attribute"], r["group"]): r["accuracy"] for r in m["cv_by_subgroup"]}
+        for row in h["by_subgroup"]:
+            note = "flagged" if row.get("flagged") else "too few" if row.get("too_few") else ""
+            lines.append(
+                f"| {row['attribute']} | {row['group']} | {row['n']} | {_pct(row['accuracy'])} "
+                f"| {_pct(row['ci_low'])} – {_pct(row['ci_high'])} "
+                f"| {_pct(cv.get((row['attribute'], row['group'])))} | {note} |"
+            )
+        rates = h["error_rates"] or {}
+        lines.append("")
+        lines.append(
+            f"- Sensitivity (female) {_pct(rates.get('sensitivity'))}, specificity "
+            f"{_pct(rates.get('specificity'))}."
+        )
+    lines += [
+        "",
+        "## Estimator",
+        data["estimator"]["description"],
+        "",
+        "Assumptions:",
+        *[f"- {a}" for a in data["estimator"]["assumptions"]],
+        "",
+    ]
+    return "\n".join(lines)

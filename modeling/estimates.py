@@ -1,0 +1,473 @@
+"""Share of women per group: classify-and-count, Rogan–Gladen correction, bootstrap intervals.
+
+Pure pandas/numpy (no Django); METHODS.md "Estimates" is the definition:
+
+- raw share q: mean of "predicted female" in a group, per face or per image (the image's
+  share of its faces, averaged over images), after the rank cut-off and the rule that
+  near-duplicate faces count once per query;
+- corrected share p = (q + Sp − 1) / (Se + Sp − 1) with Se, Sp for "female" from the human
+  validation round; undefined when Se + Sp ≤ 1 (the raw share is shown instead); clipped to
+  [0, 1] and flagged when clipped;
+- 95 % interval: percentile bootstrap that resamples the group's faces (or images) and,
+  independently, the validation faces giving Se and Sp; vectorized and seeded.
+
+Resampling n faces that are 0/1 is a binomial draw, and resampling the validation faces is a
+multinomial draw over the four cells (TP, FN, FP, TN); both are exact equivalents of index
+resampling and let thousands of resamples run as a few array operations.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+POSITIVE = "female"
+NEGATIVE = "male"
+N_BOOT = 2000
+LEVEL = 0.95
+MIN_VALIDATION_PER_CLASS = 30
+PER_CHOICES = ("face", "image")
+
+NOTE_OK = ""
+NOTE_NO_FACES = "no faces in this group"
+NOTE_NO_VALIDATION = "no human-validation round: raw share only"
+NOTE_UNDEFINED = (
+    "correction undefined: sensitivity + specificity ≤ 1 in the validation round, "
+    "so the raw share is shown"
+)
+NOTE_CLIPPED = "corrected share fell outside [0, 1] and was clipped"
+
+ESTIMATE_COLUMNS = [
+    "images",
+    "faces",
+    "predicted_female",
+    "raw_share",
+    "raw_ci_low",
+    "raw_ci_high",
+    "corrected_share",
+    "ci_low",
+    "ci_high",
+    "clipped",
+    "correction_defined",
+    "sensitivity",
+    "specificity",
+    "rates_from",
+    "consensus_faces",
+    "consensus_share",
+    "note",
+]
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """Counts of the validation round's 2×2 table for the positive class ("female")."""
+
+    tp: int
+    fn: int
+    fp: int
+    tn: int
+
+    @classmethod
+    def from_labels(
+        cls, truth: Sequence[str] | pd.Series, predicted: Sequence[str] | pd.Series
+    ) -> ErrorRates:
+        """Count the cells from label columns; rows whose truth is not female/male are ignored."""
+        t = pd.Series(list(truth), dtype=object).astype(str)
+        p = pd.Series(list(predicted), dtype=object).astype(str)
+        binary = t.isin([POSITIVE, NEGATIVE])
+        t, p = t[binary], p[binary]
+        tpos, ppos = t == POSITIVE, p == POSITIVE
+        return cls(
+            tp=int((tpos & ppos).sum()),
+            fn=int((tpos & ~ppos).sum()),
+            fp=int((~tpos & ppos).sum()),
+            tn=int((~tpos & ~ppos).sum()),
+        )
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fn + self.fp + self.tn
+
+    @property
+    def sensitivity(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
+
+    @property
+    def specificity(self) -> float:
+        return self.tn / (self.tn + self.fp) if self.tn + self.fp else float("nan")
+
+    @property
+    def defined(self) -> bool:
+        """Whether the Rogan–Gladen correction is defined (Se + Sp > 1)."""
+        total = self.sensitivity + self.specificity
+        return bool(np.isfinite(total) and total > 1)
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return {
+            "tp": self.tp,
+            "fn": self.fn,
+            "fp": self.fp,
+            "tn": self.tn,
+            "sensitivity": self.sensitivity,
+            "specificity": self.specificity,
+            "defined": self.defined,
+        }
+
+
+def rogan_gladen(
+    q: np.ndarray | float, se: np.ndarray | float, sp: np.ndarray | float
+) -> np.ndarray:
+    """Unclipped corrected share (q + Sp − 1) / (Se + Sp − 1); NaN where Se + Sp ≤ 1."""
+    q, se, sp = (np.asarray(x, dtype=float) for x in (q, se, sp))
+    denom = se + sp - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, (q + sp - 1) / denom, np.nan)
+
+
+def raw_bias(p: float, se: float, sp: float) -> float:
+    """Expected raw share minus the true share: (Se + Sp − 1)·p + (1 − Sp) − p."""
+    return (se + sp - 1) * p + (1 - sp) - p
+
+
+@dataclass(frozen=True)
+class Interval:
+    raw_low: np.ndarray
+    raw_high: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def _rates_draws_fast(
+    tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, tn: np.ndarray, n_boot: int, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorized multinomial over rows via sequential binomials (same distribution)."""
+    total = (tp + fn + fp + tn)[:, None]
+    shape = (len(tp), n_boot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_tp = np.where(total > 0, tp[:, None] / total, 0.0)
+        p_fn = np.where(total - tp[:, None] > 0, fn[:, None] / (total - tp[:, None]), 0.0)
+        rest_fp = fp[:, None] + tn[:, None]
+        p_fp = np.where(rest_fp > 0, fp[:, None] / rest_fp, 0.0)
+    d_tp = rng.binomial(
+        np.broadcast_to(total, shape).astype(np.int64), np.broadcast_to(p_tp, shape)
+    )
+    left = np.broadcast_to(total, shape) - d_tp
+    d_fn = rng.binomial(left.astype(np.int64), np.clip(np.broadcast_to(p_fn, shape), 0, 1))
+    left = left - d_fn
+    d_fp = rng.binomial(left.astype(np.int64), np.clip(np.broadcast_to(p_fp, shape), 0, 1))
+    d_tn = left - d_fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = d_tp / (d_tp + d_fn)
+        sp = d_tn / (d_tn + d_fp)
+    return se, sp
+
+
+def bootstrap_interval(
+    q_draws: np.ndarray,
+    rates: ErrorRates | Sequence[ErrorRates] | None,
+    *,
+    rng: np.random.Generator,
+    level: float = LEVEL,
+) -> Interval:
+    """Percentile intervals of the raw and corrected share from resampled raw shares.
+
+    `q_draws` has shape (R, B): B resampled raw shares for each of R rows. `rates` is one
+    ErrorRates for all rows or one per row; each row's validation faces are resampled
+    independently of its faces. Corrected draws with Se + Sp ≤ 1 are dropped; the corrected
+    interval is NaN when `rates` is None or the point correction is undefined.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    rows, n_boot = q_draws.shape
+    alpha = (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        raw_low = np.nanquantile(q_draws, alpha, axis=1)
+        raw_high = np.nanquantile(q_draws, 1 - alpha, axis=1)
+    if rates is None:
+        nan = np.full(rows, np.nan)
+        return Interval(raw_low, raw_high, nan, nan.copy())
+    per_row = [rates] * rows if isinstance(rates, ErrorRates) else list(rates)
+    if len(per_row) != rows:
+        raise ValueError("one ErrorRates per row is needed")
+    cells = np.array([[r.tp, r.fn, r.fp, r.tn] for r in per_row], dtype=np.int64).reshape(rows, 4)
+    # Rows sharing one validation table (the usual case) share its resamples: the marginal
+    # interval of each row is the same, and the draws cost one row instead of thousands.
+    distinct, index = np.unique(cells, axis=0, return_inverse=True)
+    se, sp = _rates_draws_fast(*distinct.T, n_boot, rng)
+    se, sp = se[index.reshape(-1)], sp[index.reshape(-1)]
+    corrected = np.clip(rogan_gladen(q_draws, se, sp), 0.0, 1.0)
+    with warnings.catch_warnings():  # all-NaN rows (no resample defined) give NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low = np.nanquantile(corrected, alpha, axis=1)
+        high = np.nanquantile(corrected, 1 - alpha, axis=1)
+    defined = np.array([r.defined for r in per_row])
+    low = np.where(defined, low, np.nan)
+    high = np.where(defined, high, np.nan)
+    return Interval(raw_low, raw_high, low, high)
+
+
+def binomial_draws(
+    k: np.ndarray, n: np.ndarray, *, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Resampled raw shares for rows of k positives among n faces, shape (R, B); NaN if n = 0."""
+    k = np.asarray(k, dtype=np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(n > 0, k / np.maximum(n, 1), 0.0)
+    draws = rng.binomial(n[:, None], q[:, None], size=(len(n), n_boot)).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n[:, None] > 0, draws / np.maximum(n[:, None], 1), np.nan)
+
+
+def unit_mean_draws(
+    values: Sequence[np.ndarray], *, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Resampled means of each row's units (e.g. images' shares), shape (R, B).
+
+    Resampling m units with replacement is a multinomial draw over their distinct values.
+    """
+    out = np.full((len(values), n_boot), np.nan)
+    for row, unit_values in enumerate(values):
+        unit_values = np.asarray(unit_values, dtype=float)
+        if unit_values.size == 0:
+            continue
+        distinct, counts = np.unique(unit_values, return_counts=True)
+        draws = rng.multinomial(unit_values.size, counts / unit_values.size, size=n_boot)
+        out[row] = draws @ distinct / unit_values.size
+    return out
+
+
+# --- the faces behind the figures ------------------------------------------------------
+
+
+def faces_select(
+    faces: pd.DataFrame, *, rank_cutoff: int | None = None, dedupe: bool = True
+) -> pd.DataFrame:
+    """The faces that count: rank ≤ cut-off (unknown rank dropped when a cut-off is set) and,
+    with `dedupe`, each near-duplicate cluster once per query.
+
+    Expects columns `face_id`, `query`, `rank`, and optionally `duplicate_of` (the face a
+    near-duplicate points to) and `phash`. The lowest face id of a cluster is kept.
+    """
+    if rank_cutoff is not None:
+        if rank_cutoff < 1:
+            raise ValueError(f"the rank cut-off must be at least 1, got {rank_cutoff}")
+        rank = pd.to_numeric(faces["rank"], errors="coerce")
+        faces = faces[rank.notna() & (rank <= rank_cutoff)]
+    if not dedupe or faces.empty:
+        return faces
+    faces = faces.sort_values("face_id")
+    if "duplicate_of" in faces.columns:
+        cluster = faces["duplicate_of"].where(faces["duplicate_of"].notna(), faces["face_id"])
+        faces = faces[~pd.DataFrame({"q": faces["query"], "c": cluster}).duplicated()]
+    if "phash" in faces.columns:
+        hashed = faces["phash"].fillna("").astype(str) != ""
+        dup = faces.duplicated(subset=["query", "phash"]) & hashed
+        faces = faces[~dup]
+    return faces
+
+
+def share_estimates(
+    faces: pd.DataFrame,
+    *,
+    by: Sequence[str],
+    rates: ErrorRates | None,
+    images: pd.DataFrame | None = None,
+    validation: pd.DataFrame | None = None,
+    per: str = "face",
+    rank_cutoff: int | None = None,
+    dedupe: bool = True,
+    per_subgroup_rates: bool = False,
+    min_validation: int = MIN_VALIDATION_PER_CLASS,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """The estimate table: one row per group of `by` columns, with ESTIMATE_COLUMNS.
+
+    `faces`: one row per face with `face_id`, `image_id`, `query`, `rank`, `predicted`
+    (label), optional `consensus` (human label or empty), `duplicate_of`, `phash` and the
+    `by` columns. `images` (optional): one row per image with `image_id`, `rank` and the `by`
+    columns, so groups with images but no faces still get a row. `validation` (for
+    per-subgroup Se/Sp): `truth`, `predicted` and the `by` columns; a group uses its own
+    rates when it has at least `min_validation` validation faces of each class, else the
+    overall `rates`.
+    """
+    if per not in PER_CHOICES:
+        raise ValueError(f"per must be one of {', '.join(PER_CHOICES)}; got {per!r}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    by = list(by)
+    missing = [c for c in by if c not in faces.columns]
+    if missing:
+        raise ValueError(f"unknown grouping columns: {missing}")
+    selected = faces_select(faces, rank_cutoff=rank_cutoff, dedupe=dedupe).copy()
+    selected["is_female"] = (selected["predicted"].astype(str) == POSITIVE).astype(float)
+    face_groups = {key: group for key, group in selected.groupby(by, sort=False)}
+    image_counts = _image_counts(images, by, rank_cutoff)
+    rows, units, row_rates = [], [], []
+    for key in _group_keys(selected, images, by, rank_cutoff):
+        group = face_groups.get(key, selected.iloc[0:0])
+        if per == "image":
+            units.append(group.groupby("image_id")["is_female"].mean().to_numpy())
+        else:
+            units.append(group["is_female"].to_numpy())
+        group_rates, rates_from = rates, "overall" if rates is not None else ""
+        if per_subgroup_rates and validation is not None and rates is not None:
+            own = _rates_within(validation, dict(zip(by, key, strict=True)))
+            if min(own.tp + own.fn, own.fp + own.tn) >= min_validation:
+                group_rates, rates_from = own, "group"
+        row_rates.append(group_rates)
+        consensus = group.get("consensus", pd.Series([], dtype=str)).astype(str)
+        coded = consensus[consensus.isin([POSITIVE, NEGATIVE])]
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "images": image_counts.get(key, int(group["image_id"].nunique())),
+                "faces": len(group),
+                "predicted_female": int(group["is_female"].sum()),
+                "raw_share": float(units[-1].mean()) if units[-1].size else np.nan,
+                "consensus_faces": len(coded),
+                "consensus_share": float((coded == POSITIVE).mean()) if len(coded) else np.nan,
+                "rates_from": rates_from,
+            }
+        )
+    table = pd.DataFrame(rows, columns=[*by, *ESTIMATE_COLUMNS])
+    if table.empty:
+        return table
+    rng = np.random.default_rng(seed)
+    if per == "face":
+        q_draws = binomial_draws(
+            table["predicted_female"].to_numpy(), table["faces"].to_numpy(), n_boot=n_boot, rng=rng
+        )
+    else:
+        q_draws = unit_mean_draws(units, n_boot=n_boot, rng=rng)
+    has_rates = np.array([r is not None for r in row_rates])
+    interval = bootstrap_interval(
+        q_draws, [r or ErrorRates(0, 0, 0, 0) for r in row_rates], rng=rng, level=level
+    )
+    se = np.array([r.sensitivity if r else np.nan for r in row_rates], dtype=float)
+    sp = np.array([r.specificity if r else np.nan for r in row_rates], dtype=float)
+    point = rogan_gladen(table["raw_share"].to_numpy(dtype=float), se, sp)
+    clipped = np.isfinite(point) & ((point < 0) | (point > 1))
+    table["raw_ci_low"], table["raw_ci_high"] = interval.raw_low, interval.raw_high
+    table["corrected_share"] = np.clip(point, 0.0, 1.0)
+    table["ci_low"] = np.where(has_rates, interval.low, np.nan)
+    table["ci_high"] = np.where(has_rates, interval.high, np.nan)
+    table["clipped"] = clipped
+    table["correction_defined"] = np.array([bool(r and r.defined) for r in row_rates])
+    table["sensitivity"], table["specificity"] = se, sp
+    table["note"] = [
+        _note(faces=n, has_rates=h, defined=d, clipped=c)
+        for n, h, d, c in zip(
+            table["faces"], has_rates, table["correction_defined"], clipped, strict=True
+        )
+    ]
+    return table.reset_index(drop=True)
+
+
+def _note(*, faces: int, has_rates: bool, defined: bool, clipped: bool) -> str:
+    if faces == 0:
+        return NOTE_NO_FACES
+    if not has_rates:
+        return NOTE_NO_VALIDATION
+    if not defined:
+        return NOTE_UNDEFINED
+    return NOTE_CLIPPED if clipped else NOTE_OK
+
+
+def _rates_within(validation: pd.DataFrame, values: dict[str, object]) -> ErrorRates:
+    mask = np.ones(len(validation), dtype=bool)
+    for column, value in values.items():
+        mask &= validation[column].astype(str).to_numpy() == str(value)
+    return ErrorRates.from_labels(validation.loc[mask, "truth"], validation.loc[mask, "predicted"])
+
+
+def _group_keys(faces: pd.DataFrame, images: pd.DataFrame | None, by: list[str], rank_cutoff):
+    keys: set[tuple] = set()
+    for frame in (faces, _images_selected(images, rank_cutoff)):
+        if frame is None or frame.empty:
+            continue
+        keys.update(map(tuple, frame[by].astype(object).itertuples(index=False, name=None)))
+    return sorted(keys, key=lambda k: tuple(str(v) for v in k))
+
+
+def _images_selected(images: pd.DataFrame | None, rank_cutoff: int | None) -> pd.DataFrame | None:
+    if images is None or rank_cutoff is None:
+        return images
+    rank = pd.to_numeric(images["rank"], errors="coerce")
+    return images[rank.notna() & (rank <= rank_cutoff)]
+
+
+def _image_counts(images: pd.DataFrame | None, by: list[str], rank_cutoff) -> dict[tuple, int]:
+    selected = _images_selected(images, rank_cutoff)
+    if selected is None or selected.empty:
+        return {}
+    counts = selected.groupby(by, sort=False)["image_id"].nunique()
+    return {(k if isinstance(k, tuple) else (k,)): int(v) for k, v in counts.items()}
+
+
+# --- the simulation that validates the estimator ----------------------------------------
+
+
+@dataclass(frozen=True)
+class CoverageResult:
+    replications: int
+    corrected_coverage: float
+    raw_coverage: float
+    raw_bias: float
+    expected_raw_bias: float
+    corrected_bias: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return self.__dict__.copy()
+
+
+def simulate_coverage(
+    *,
+    true_share: float,
+    sensitivity: float,
+    specificity: float,
+    faces: int,
+    validation_faces: int,
+    validation_share: float = 0.5,
+    replications: int = 300,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> CoverageResult:
+    """Replicate: draw a group of `faces` with a true female share, classify with known error
+    rates, draw a validation sample, and bootstrap. All replications run as one array job.
+    """
+    rng = np.random.default_rng(seed)
+    q_true = sensitivity * true_share + (1 - specificity) * (1 - true_share)
+    k = rng.binomial(faces, q_true, size=replications)
+    positives = rng.binomial(validation_faces, validation_share, size=replications)
+    tp = rng.binomial(positives, sensitivity)
+    tn = rng.binomial(validation_faces - positives, specificity)
+    rates = [
+        ErrorRates(int(a), int(p - a), int(validation_faces - p - b), int(b))
+        for a, p, b in zip(tp, positives, tn, strict=True)
+    ]
+    n = np.full(replications, faces)
+    q_draws = binomial_draws(k, n, n_boot=n_boot, rng=rng)
+    interval = bootstrap_interval(q_draws, rates, rng=rng, level=level)
+    q_hat = k / faces
+    se_hat = np.array([r.sensitivity for r in rates])
+    sp_hat = np.array([r.specificity for r in rates])
+    corrected = np.clip(rogan_gladen(q_hat, se_hat, sp_hat), 0, 1)
+    covered = (interval.low <= true_share) & (true_share <= interval.high)
+    raw_covered = (interval.raw_low <= true_share) & (true_share <= interval.raw_high)
+    return CoverageResult(
+        replications=replications,
+        corrected_coverage=float(np.mean(covered)),
+        raw_coverage=float(np.mean(raw_covered)),
+        raw_bias=float(np.mean(q_hat) - true_share),
+        expected_raw_bias=raw_bias(true_share, sensitivity, specificity),
+        corrected_bias=float(np.nanmean(corrected) - true_share),
+    )

@@ -1,0 +1,221 @@
+"""Exports of a study's data as pandas frames, written as CSV or Parquet.
+
+One function builds each frame (`export_frame`), so the command, the pages' download links
+and the tests share the numbers. Text cells that a spreadsheet would run as a formula (first
+character =, +, -, @, tab or carriage return) are prefixed with an apostrophe, in CSV and
+Parquet alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+from django.conf import settings
+
+from annotate.models import Consensus, Study, Vote
+from annotate.selectors.attributes import face_attributes_frame
+from modeling.models import ModelVersion, Prediction, ValidationRound
+from modeling.selectors.estimates import EstimateOptions, estimate_tables, version_active
+
+WHAT_CHOICES = ("votes", "consensus", "predictions", "validation", "estimates")
+FORMAT_CHOICES = ("csv", "parquet")
+VALIDATION_COLUMNS = ["attribute", "group", "n", "accuracy", "ci_low", "ci_high", "flagged"]
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+UNKNOWN_WHAT = "Unknown export {what!r}; choose one of: {choices}."
+UNKNOWN_FORMAT = "Unknown format {format!r}; choose one of: {choices}."
+NO_VALIDATION_RESULTS = (
+    "No validation round of {version} has results yet: open a round and compute its results."
+)
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+
+
+class ExportError(ValueError):
+    """The export cannot be produced; the message says why."""
+
+
+def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells starting with a formula character with an apostrophe."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v
+            )
+    return frame
+
+
+def coder_pseudonym(user_id: int, *, study: Study) -> str:
+    """Stable per study, not reversible without the server's secret key."""
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"{study.slug}:{user_id}".encode(), hashlib.sha256
+    )
+    return "coder-" + digest.hexdigest()[:10]
+
+
+def _votes(study: Study, pseudonymize: bool) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        Vote.objects.filter(face__study=study)
+        .order_by("id")
+        .values(
+            "id",
+            "face_id",
+            "coder_id",
+            "coder__username",
+            "gender",
+            "race",
+            "age_band",
+            "glasses",
+            "quality",
+            "seconds_taken",
+            "created_at",
+            "retracted_at",
+        ),
+        columns=[
+            "id",
+            "face_id",
+            "coder_id",
+            "coder__username",
+            "gender",
+            "race",
+            "age_band",
+            "glasses",
+            "quality",
+            "seconds_taken",
+            "created_at",
+            "retracted_at",
+        ],
+    ).rename(columns={"id": "vote_id", "coder__username": "coder"})
+    if pseudonymize:
+        frame["coder_id"] = [coder_pseudonym(i, study=study) for i in frame["coder_id"]]
+        frame = frame.drop(columns="coder")
+    return frame
+
+
+def _consensus(study: Study) -> pd.DataFrame:
+    rows = Consensus.objects.filter(face__study=study).order_by("face_id")
+    frame = pd.DataFrame(
+        [
+            {
+                "face_id": c.face_id,
+                "label": c.label,
+                "status": c.status,
+                "n_votes": c.n_votes,
+                "agreement": c.agreement,
+                "counts": json.dumps(c.counts, sort_keys=True),
+            }
+            for c in rows
+        ],
+        columns=["face_id", "label", "status", "n_votes", "agreement", "counts"],
+    )
+    attributes = face_attributes_frame(face_ids=frame["face_id"].tolist())
+    return frame.merge(attributes, on="face_id", how="left")
+
+
+def _predictions(study: Study, version: ModelVersion | None) -> pd.DataFrame:
+    qs = Prediction.objects.filter(version__study=study)
+    if version is not None:
+        qs = qs.filter(version=version)
+    frame = pd.DataFrame(
+        qs.order_by("version__number", "face_id").values_list(
+            "face_id",
+            "version__number",
+            "version_id",
+            "probability",
+            "label",
+            "face__source_image__job",
+            "face__source_image__country",
+            "face__source_image__query",
+        ),
+        columns=[
+            "face_id",
+            "version",
+            "version_id",
+            "probability",
+            "label",
+            "job",
+            "country",
+            "query",
+        ],
+    )
+    return frame.fillna({"job": "", "country": "", "query": ""})
+
+
+def validation_frame(round: ValidationRound) -> pd.DataFrame:
+    """The round's stored results, overall row first: one row per subgroup."""
+    results = round.results or {}
+    overall = results.get("overall") or {}
+    rows = [
+        {
+            "attribute": "overall",
+            "group": "all",
+            **{k: overall.get(k) for k in ("n", "accuracy", "ci_low", "ci_high")},
+            "flagged": False,
+            "too_few": False,
+        }
+    ]
+    rows += [
+        {**{k: row.get(k) for k in VALIDATION_COLUMNS}, "too_few": row.get("too_few")}
+        for row in results.get("by_subgroup", [])
+    ]
+    return pd.DataFrame(rows, columns=[*VALIDATION_COLUMNS, "too_few"])
+
+
+def _validation(study: Study, version: ModelVersion | None, round_id: int | None) -> pd.DataFrame:
+    from modeling.selectors.validation import validation_round_latest
+
+    if round_id is not None:
+        round = ValidationRound.objects.filter(study=study, pk=round_id).first()
+    else:
+        version = version or version_active(study=study)
+        round = validation_round_latest(version=version)
+    if round is None or "overall" not in (round.results or {}):
+        raise ExportError(NO_VALIDATION_RESULTS.format(version=version or study.slug))
+    return validation_frame(round)
+
+
+def export_frame(
+    *,
+    study: Study,
+    what: str,
+    version: ModelVersion | None = None,
+    pseudonymize: bool = False,
+    round_id: int | None = None,
+    options: EstimateOptions | None = None,
+) -> pd.DataFrame:
+    """The frame for one export, formula characters neutralized."""
+    if what not in WHAT_CHOICES:
+        raise ExportError(UNKNOWN_WHAT.format(what=what, choices=", ".join(WHAT_CHOICES)))
+    if what == "votes":
+        frame = _votes(study, pseudonymize)
+    elif what == "consensus":
+        frame = _consensus(study)
+    elif what == "predictions":
+        frame = _predictions(study, version)
+    elif what == "validation":
+        frame = _validation(study, version, round_id)
+    else:
+        version = version or version_active(study=study)
+        frame = estimate_tables(version=version, options=options or EstimateOptions()).combined()
+    return neutralize_formulas(frame)
+
+
+def export_bytes(frame: pd.DataFrame, *, format: str) -> bytes:
+    if format not in FORMAT_CHOICES:
+        raise ExportError(UNKNOWN_FORMAT.format(format=format, choices=", ".join(FORMAT_CHOICES)))
+    if format == "csv":
+        return frame.to_csv(index=False).encode("utf-8")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def export_write(frame: pd.DataFrame, *, format: str, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(export_bytes(frame, format=format))
+    return path

@@ -1,0 +1,47 @@
+"""Write the methods appendix (Markdown or JSON) for a study and model version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotate.models import Study
+from modeling.appendix import appendix_markdown, methods_appendix
+from modeling.management.version_option import version_option_free
+
+
+class Command(BaseCommand):
+    help = "Print or write the methods appendix of a study's model version."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        version_option_free(parser)
+        parser.add_argument("--study", required=True)
+        parser.add_argument("--version", type=int, help="Version number (default: active).")
+        parser.add_argument("--format", choices=("md", "json"), default="md")
+        parser.add_argument("--out", type=Path)
+
+    def handle(self, *args, **options) -> None:
+        study = Study.objects.filter(slug=options["study"]).first()
+        if study is None:
+            raise CommandError(f"No study {options['study']!r}.")
+        versions = study.model_versions.all()
+        version = (
+            versions.filter(number=options["version"]).first()
+            if options["version"] is not None
+            else versions.filter(is_active=True).first()
+        )
+        if version is None:
+            raise CommandError(f"Study {study.slug} has no such model version.")
+        data = methods_appendix(study=study, version=version)
+        text = (
+            json.dumps(data, indent=2, ensure_ascii=False)
+            if options["format"] == "json"
+            else appendix_markdown(data)
+        )
+        if options["out"]:
+            options["out"].write_text(text, encoding="utf-8")
+            self.stdout.write(f"written to {options['out']}")
+        else:
+            self.stdout.write(text)

@@ -1,0 +1,124 @@
+"""The misclassification gallery: faces of a version, filtered in SQL, paginated in SQL.
+
+Filters map to indexed columns where possible: the version and predicted label
+(`prediction_gallery`), the source image's job/country (`image_job_country`), the consensus
+status/label; coded attributes are JSON keys of Consensus.attributes. Only the page's rows
+are loaded, with their votes prefetched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.paginator import Page, Paginator
+from django.db.models import F, FloatField, Func, Q, QuerySet, Value
+
+from annotate.labels import ATTRIBUTE_QUESTIONS, Gender
+from annotate.models import ConsensusStatus, Vote
+from modeling.evaluation import INTERSECTION_SEPARATOR
+from modeling.models import ModelVersion, Prediction, Triage
+
+PAGE_SIZE = 48
+DIRECTIONS = {
+    "female_to_male": (Gender.FEMALE.value, Gender.MALE.value),
+    "male_to_female": (Gender.MALE.value, Gender.FEMALE.value),
+}
+SHOW_CHOICES = ("errors", "all")
+IMAGE_FIELDS = ("job", "country", "query", "language")
+UNKNOWN_ATTRIBUTE = "Unknown attribute {name!r}; choose one of: {choices}."
+BAD_FILTER = "The attribute and group filters must name the same number of parts."
+TRUSTED = (ConsensusStatus.AGREED, ConsensusStatus.ADJUDICATED)
+
+
+class GalleryFilterError(ValueError):
+    """A filter the gallery cannot apply; the message says which values work."""
+
+
+@dataclass(frozen=True)
+class GalleryFilters:
+    attribute: str = ""
+    group: str = ""
+    direction: str = ""
+    show: str = "errors"
+    round_id: int | None = None
+    job: str = ""
+    country: str = ""
+    query: str = ""
+    max_rank: int | None = None  # the estimates' top-N cut-off
+
+
+class Abs(Func):
+    function = "ABS"
+    output_field = FloatField()
+
+
+def _attribute_q(name: str, value: str) -> Q:
+    if name in IMAGE_FIELDS:
+        return Q(**{f"face__source_image__{name}": value})
+    if name in ATTRIBUTE_QUESTIONS:
+        return Q(**{f"face__consensus__attributes__{name}": value})
+    choices = ", ".join((*IMAGE_FIELDS, *ATTRIBUTE_QUESTIONS))
+    raise GalleryFilterError(UNKNOWN_ATTRIBUTE.format(name=name, choices=choices))
+
+
+def gallery_queryset(*, version: ModelVersion, filters: GalleryFilters) -> QuerySet[Prediction]:
+    """Predictions of `version` matching the filters, the most confident first.
+
+    show="errors": faces whose trusted consensus (agreed/adjudicated, female or male)
+    differs from the prediction; show="all": every predicted face (for the estimates' trail).
+    """
+    qs = Prediction.objects.filter(version=version)
+    if filters.show == "errors":
+        qs = qs.filter(
+            face__consensus__status__in=TRUSTED,
+            face__consensus__label__in=[Gender.FEMALE, Gender.MALE],
+        ).exclude(face__consensus__label=F("label"))
+    elif filters.show != "all":
+        raise GalleryFilterError(f"show must be one of: {', '.join(SHOW_CHOICES)}")
+    if filters.direction:
+        if filters.direction not in DIRECTIONS:
+            raise GalleryFilterError(f"direction must be one of: {', '.join(DIRECTIONS)}")
+        truth, predicted = DIRECTIONS[filters.direction]
+        qs = qs.filter(face__consensus__label=truth, label=predicted)
+    if filters.attribute or filters.group:
+        names = filters.attribute.split(INTERSECTION_SEPARATOR)
+        values = filters.group.split(INTERSECTION_SEPARATOR)
+        if len(names) != len(values):
+            raise GalleryFilterError(BAD_FILTER)
+        for name, value in zip(names, values, strict=True):
+            qs = qs.filter(_attribute_q(name.strip(), value.strip()))
+    for name in ("job", "country", "query"):
+        if getattr(filters, name):
+            qs = qs.filter(_attribute_q(name, getattr(filters, name)))
+    if filters.max_rank is not None:
+        qs = qs.filter(face__source_image__rank__lte=filters.max_rank)
+    if filters.round_id is not None:
+        qs = qs.filter(face__validation_items__round_id=filters.round_id)
+    return qs.annotate(confidence=Abs(F("probability") - Value(0.5))).order_by(
+        "-confidence", "face_id"
+    )
+
+
+def gallery_page(*, version: ModelVersion, filters: GalleryFilters, page: int | str = 1) -> Page:
+    """One page of gallery cards: prediction, face, source image, consensus, votes, triage."""
+    qs = gallery_queryset(version=version, filters=filters).select_related(
+        "face", "face__source_image", "face__consensus"
+    )
+    paginator = Paginator(qs, PAGE_SIZE)
+    page_obj = paginator.get_page(page)
+    predictions = list(page_obj.object_list)
+    face_ids = [p.face_id for p in predictions]
+    votes: dict[int, list[Vote]] = {}
+    for vote in Vote.objects.filter(face_id__in=face_ids, retracted_at__isnull=True).order_by("id"):
+        votes.setdefault(vote.face_id, []).append(vote)
+    triages = {
+        t.face_id: t
+        for t in Triage.objects.filter(version=version, face_id__in=face_ids).select_related(
+            "decided_by"
+        )
+    }
+    for prediction in predictions:
+        prediction.live_votes = votes.get(prediction.face_id, [])
+        prediction.triage = triages.get(prediction.face_id)
+    page_obj.object_list = predictions
+    return page_obj

@@ -1,0 +1,111 @@
+"""The misclassification gallery of a version and triage from it."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+
+from annotate.access import check_study_member, role_required
+from annotate.labels import ATTRIBUTE_QUESTIONS
+from annotate.models import Face
+from annotate.roles import Role
+from modeling.models import ModelVersion, Triage
+from modeling.selectors.gallery import (
+    DIRECTIONS,
+    IMAGE_FIELDS,
+    GalleryFilterError,
+    GalleryFilters,
+    gallery_page,
+)
+from modeling.services.coding_bridge import CodingFlowMissing
+from modeling.services.triage import TAGS, TriageError, triage_record
+
+FILTER_KEYS = (
+    "attribute",
+    "group",
+    "direction",
+    "show",
+    "round",
+    "job",
+    "country",
+    "query",
+    "rank",
+)
+
+
+def _filters(request: HttpRequest) -> GalleryFilters:
+    get = request.GET
+    round_id = get.get("round", "")
+    rank = get.get("rank", "")
+    return GalleryFilters(
+        attribute=get.get("attribute", "").strip(),
+        group=get.get("group", "").strip(),
+        direction=get.get("direction", "").strip(),
+        show=get.get("show", "errors").strip() or "errors",
+        round_id=int(round_id) if round_id.isdigit() else None,
+        job=get.get("job", "").strip(),
+        country=get.get("country", "").strip(),
+        query=get.get("query", "").strip(),
+        max_rank=int(rank) if rank.isdigit() and int(rank) > 0 else None,
+    )
+
+
+@role_required(Role.RESEARCHER)
+def gallery(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
+    check_study_member(request.user, version.study)
+    filters = _filters(request)
+    error = ""
+    try:
+        page = gallery_page(version=version, filters=filters, page=request.GET.get("page", 1))
+    except GalleryFilterError as exc:
+        error, page = str(exc), None
+    kept = {k: request.GET[k] for k in FILTER_KEYS if request.GET.get(k)}
+    return render(
+        request,
+        "modeling/gallery.html",
+        {
+            "version": version,
+            "study": version.study,
+            "page": page,
+            "filters": filters,
+            "error": error,
+            "query_string": urlencode(kept),
+            "here": request.get_full_path(),
+            "directions": list(DIRECTIONS),
+            "attributes": [*ATTRIBUTE_QUESTIONS, *IMAGE_FIELDS],
+            "decisions": Triage.Decision.choices,
+            "tags": TAGS,
+        },
+    )
+
+
+@role_required(Role.RESEARCHER)
+@require_http_methods(["POST"])
+def triage(request: HttpRequest, version_id: int, face_id: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
+    check_study_member(request.user, version.study)
+    face = get_object_or_404(Face, pk=face_id, study_id=version.study_id)
+    try:
+        triage_record(
+            face=face,
+            version=version,
+            decision=request.POST.get("decision", ""),
+            decided_by=request.user,
+            tags=request.POST.getlist("tags"),
+            note=request.POST.get("note", "")[:2000],
+        )
+    except (TriageError, CodingFlowMissing) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Face {face.pk} triaged.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("modeling:gallery", args=[version.pk])
+    return redirect(target)
