@@ -29,11 +29,14 @@ from annotate.models import (
     FaceStatus,
     Vote,
 )
+from annotate.signals import face_coded
 
 logger = logging.getLogger(__name__)
 
 NOT_WAITING = "This face is not waiting for a researcher's decision."
 UNKNOWN_LABEL = "Unknown label {label!r}."
+# A face in one of these has its final consensus; `face_coded` is sent when it gets there.
+FINAL_FACE_STATUSES = (FaceStatus.COMPLETE, FaceStatus.EXCLUDED)
 
 
 def _attributes(votes: list[Vote]) -> dict[str, str]:
@@ -111,6 +114,11 @@ def consensus_refresh(*, face: Face) -> Consensus | None:
 def _face_status_set(face: Face, status: str, *, target: int) -> None:
     if face.coding_status != status or face.votes_target != target:
         Face.objects.filter(pk=face.pk).update(coding_status=status, votes_target=target)
+        if status in FINAL_FACE_STATUSES and face.coding_status != status:
+            face_id = face.pk
+            transaction.on_commit(
+                lambda: face_coded.send(sender=Face, face_id=face_id), robust=True
+            )
         face.coding_status, face.votes_target = status, target
 
 

@@ -7,4 +7,5 @@ class ModelingConfig(AppConfig):
 
     def ready(self) -> None:
         # Celery's autodiscovery imports only `modeling.tasks`; validation's tasks live apart.
-        from modeling import validation_tasks  # noqa: F401
+        # Receivers of annotate's signals connect on import.
+        from modeling import receivers, validation_tasks  # noqa: F401
