@@ -1,9 +1,10 @@
 """Synthetic face crops with known gender and subgroup attributes (pure: Pillow + stdlib).
 
 Drawn faces carry three gender cues — hair length, lip colour, beard — each scaled by a cue
-strength. The planted weakness: children (age band 3-9) get cue strength near zero, so any
-model trained on this data is measurably less accurate on `age_band == "3-9"` while other
-groups stay well above it. Everything is deterministic given the seed.
+strength. The planted weakness: children (age band 3-9) get cue strength near zero, and
+their faint cue points to either gender at random, so no model trained on this data does
+much better than chance on `age_band == "3-9"` while other groups stay well above it
+(adults follow the stereotype 92 % of the time). Everything is deterministic given the seed.
 """
 
 from __future__ import annotations
@@ -156,8 +157,10 @@ def draw_face(spec: SyntheticFace, *, seed: int, size: int = TILE) -> Image.Imag
     child = spec.age_band == "3-9"
     female = spec.gender == "female"
     cue = spec.cue_strength
-    # An honest share of adults do not follow the stereotype: the cue flips for them.
-    female_look = not female if not child and rng.random() < 0.08 else female
+    # An honest share of adults do not follow the stereotype: the cue flips for them. A
+    # child's faint cue points either way whatever the gender (the planted weakness).
+    flip = 0.5 if child else 0.08
+    female_look = not female if rng.random() < flip else female
     signed = cue if female_look else -cue  # +1 reads female, -1 reads male, 0 ambiguous
     hair = rng.choice(HAIR_RGB[:2] if child else HAIR_RGB)
     if spec.age_band in {"50-59", "60-69"} and rng.random() < 0.6:
@@ -182,7 +185,9 @@ def draw_face(spec: SyntheticFace, *, seed: int, size: int = TILE) -> Image.Imag
     d.ellipse([cx - head_w / 2, cy - head_h / 2, cx + head_w / 2, cy + head_h / 2], fill=skin)
     # Beard shadow for the male cue (adults only).
     if signed < 0 and not child:
-        shade = tuple(int(c * (1 - 0.55 * -signed)) for c in skin)
+        # Stubble blends toward one dark colour, so it reads on every skin tone alike.
+        strength = 0.7 * -signed
+        shade = tuple(int(c * (1 - strength) + 30 * strength) for c in skin)
         d.chord(
             [cx - head_w / 2, cy - head_h / 6, cx + head_w / 2, cy + head_h / 2],
             10,
@@ -210,15 +215,20 @@ def draw_face(spec: SyntheticFace, *, seed: int, size: int = TILE) -> Image.Imag
 
 def _degrade(img: Image.Image, quality: str, rng: random.Random) -> Image.Image:
     if quality == "blurred":
-        return img.filter(ImageFilter.GaussianBlur(radius=3))
+        return img.filter(ImageFilter.GaussianBlur(radius=2))
     if quality == "low_resolution":
         small = img.resize((24, 24), Image.Resampling.BILINEAR)
         return small.resize(img.size, Image.Resampling.NEAREST)
     if quality == "obstructed":
+        # Something across the upper face (a hand, a sign, a hat brim): the eyes go, the
+        # gender cues below them stay, so obstruction is not a second planted weakness.
         d = ImageDraw.Draw(img)
         w, h = img.size
-        x = rng.randint(0, w // 2)
-        d.rectangle([x, h * 0.35, x + w // 2, h * 0.75], fill=_jitter((120, 120, 120), rng, 60))
+        x = rng.randint(0, w // 4)
+        top = h * rng.uniform(0.18, 0.26)
+        d.rectangle(
+            [x, top, x + w * 3 // 4, top + h * 0.16], fill=_jitter((120, 120, 120), rng, 60)
+        )
     return img
 
 
