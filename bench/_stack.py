@@ -243,9 +243,20 @@ def sessions_login(base: str, usernames: list[str]) -> list:
 
 
 def coder_run(
-    *, session, base: str, slug: str, deadline: float, attributes: list[str], tally: Tally
+    *,
+    session,
+    base: str,
+    slug: str,
+    deadline: float,
+    attributes: list[str],
+    tally: Tally,
+    think_s: float = 0.0,
 ) -> None:
-    """One coder: take faces and vote on them over HTTP until the deadline or no work."""
+    """One coder: take faces and vote on them over HTTP until the deadline or no work.
+
+    `think_s` is the mean time the coder looks at a face before pressing the key (drawn
+    uniformly from half to one and a half times it); 0 votes back to back.
+    """
     rng = random.Random(id(session))
     items: list[dict] = []
     empty_polls = 0
@@ -265,6 +276,8 @@ def coder_run(
                     time.sleep(0.05)
                     continue
             item = items[0]
+            if think_s:
+                time.sleep(rng.uniform(0.5, 1.5) * think_s)
             body = {"assignment": item["assignment"], "gender": rng.choice(GENDERS)}
             for name in attributes:
                 body[name] = rng.choice(ATTRIBUTE_VALUES[name])

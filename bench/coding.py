@@ -1,9 +1,12 @@
 """Coding throughput on the real stack: gunicorn on PostgreSQL, N coders voting over HTTP.
 
 Prints one JSON line:
-  coders, votes_per_s, p50_ms, p95_ms, errors, lost_votes, over_assigned, duplicate_votes
+  coders, think_ms, votes_per_s, p50_ms, p95_ms, errors, lost_votes, over_assigned,
+  duplicate_votes
 (latencies are of the vote request, which also hands out the next face). The invariants are
-checked in the database after the run. Example:
+checked in the database after the run. By default the coders vote back to back (a closed
+loop: the server's capacity, and by Little's law a mean latency of coders / votes_per_s);
+--think-ms gives them time to look at each face, as people take. Example:
   .venv/bin/python bench/coding.py --coders 50 --seconds 30
 """
 
@@ -22,6 +25,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--coders", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0,
+        help="mean time a coder looks at a face before voting (default 0: back to back)",
+    )
     parser.add_argument("--faces", type=int, default=20000)
     parser.add_argument("--attributes", default="glasses", help="comma-separated, or empty")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
@@ -70,6 +79,7 @@ def main() -> None:
                             "deadline": started + args.seconds,
                             "attributes": attributes,
                             "tally": tally,
+                            "think_s": args.think_ms / 1000,
                         },
                     )
                     for session in sessions
@@ -87,6 +97,7 @@ def main() -> None:
             _stack.database_drop(base_url=args.base_url, name=name)
     result = {
         "coders": args.coders,
+        "think_ms": args.think_ms,
         "votes_per_s": round(len(tally.latencies_ms) / elapsed, 1),
         "p50_ms": round(_stack.percentile(tally.latencies_ms, 0.5), 1),
         "p95_ms": round(_stack.percentile(tally.latencies_ms, 0.95), 1),
