@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 
@@ -76,28 +75,10 @@ def pinger_run(*, session, base: str, deadline: float, pings: list[int], tally) 
 
 def worker_start(*, env: dict, var_dir) -> subprocess.Popen:
     log = var_dir / "worker.log"
+    from config.celery import worker_argv
+
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "default,gpu",
-            "--concurrency",
-            "1",
-            "--pool",
-            "prefork",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--hostname",
-            "bench-load@%h",
-        ],
+        worker_argv(queues="default,gpu", concurrency=1, hostname="bench-load@%h"),
         cwd=_stack.ROOT,
         env=env,
         stdout=log.open("w"),
@@ -133,8 +114,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--faces", type=int, default=20000)
     parser.add_argument("--attributes", default="glasses")
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)  # as docker-compose's web service
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--port", type=int, default=int(os.environ.get("FACET_BENCH_PORT", 8121)))
     parser.add_argument(
         "--redis-url",

@@ -1,6 +1,7 @@
 """Recording a coder's vote and undoing it; the consensus is updated in the same transaction.
 
-Lock order: the assignment row, then the face row (as in annotate.assignment).
+Lock order: the assignment row, then the face row (as in annotate.assignment); both are
+locked by one statement here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.utils import timezone
 from annotate.assignment import slot_retake
 from annotate.consensus import consensus_refresh
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Gender
-from annotate.models import Assignment, AssignmentStatus, Face, FaceStatus, Study, Vote
+from annotate.models import Assignment, AssignmentStatus, FaceStatus, Study, Vote
 
 logger = logging.getLogger(__name__)
 
@@ -134,16 +135,18 @@ class VoteOutcome:
 
 
 def _assignment_lock(*, study: Study, coder, assignment_id: int) -> Assignment:
+    """Lock the coder's assignment and its face in one statement; `assignment.face` is the
+    locked face row. Raises NotYourAssignment for another coder's or another study's."""
     assignment = (
-        Assignment.objects.select_for_update().filter(pk=assignment_id, face__study=study).first()
+        Assignment.objects.select_for_update(of=("self", "face"))
+        .select_related("face")
+        .filter(pk=assignment_id, face__study=study)
+        .first()
     )
     if assignment is None or assignment.coder_id != coder.pk:
         raise NotYourAssignment(NOT_YOUR_ASSIGNMENT)
+    assignment.face.study = study
     return assignment
-
-
-def _face_lock(face_id: int) -> Face:
-    return Face.objects.select_for_update().select_related("study").get(pk=face_id)
 
 
 @transaction.atomic
@@ -152,7 +155,7 @@ def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
 
     A repeat of a submitted assignment returns the recorded vote (no second vote). A vote on
     an expired lease is accepted while the face still has a free slot, else LeaseLost.
-    Locks the assignment, then its face.
+    Locks the assignment and its face.
     """
     now = timezone.now()
     assignment = _assignment_lock(study=study, coder=coder, assignment_id=request.assignment_id)
@@ -162,7 +165,7 @@ def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
             return VoteOutcome(vote, duplicate=True, late=False)
     if assignment.status == AssignmentStatus.RELEASED:
         raise LeaseLost(FACE_RESET)
-    face = _face_lock(assignment.face_id)
+    face = assignment.face
     late = False
     if assignment.status == AssignmentStatus.EXPIRED:
         if not slot_retake(face=face):
@@ -199,7 +202,7 @@ def vote_undo(*, study: Study, coder, now: datetime | None = None) -> Assignment
     """Retract the coder's last vote while its lease lasts; the face is theirs to label again.
 
     The vote row stays (retracted_at is set); the assignment becomes a live lease again, so
-    the slot is not given away. Locks the assignment, then the face.
+    the slot is not given away. Locks the assignment and its face.
     """
     now = now or timezone.now()
     vote = _last_vote(study=study, coder=coder)
@@ -210,7 +213,7 @@ def vote_undo(*, study: Study, coder, now: datetime | None = None) -> Assignment
         raise CodingError(NOTHING_TO_UNDO)
     if assignment.expires_at <= now:
         raise LeaseLost(UNDO_EXPIRED)
-    face = _face_lock(assignment.face_id)
+    face = assignment.face
     if face.adjudications.exists():
         raise LeaseLost(UNDO_DECIDED)
     Vote.objects.filter(pk=vote.pk, retracted_at__isnull=True).update(retracted_at=now)

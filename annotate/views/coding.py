@@ -14,10 +14,10 @@ import logging
 from django.core.files.storage import default_storage
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.access import check_study_member, role_required
+from annotate.access import role_required, study_for_member
 from annotate.assignment import assignments_take
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION
 from annotate.models import Assignment, AssignmentStatus, Study
@@ -42,9 +42,7 @@ BAD_JSON = "The request body is not a JSON object."
 
 
 def _study(request: HttpRequest, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    check_study_member(request.user, study)
-    return study
+    return study_for_member(request.user, slug)
 
 
 def _items(request: HttpRequest, study: Study) -> list[dict]:
