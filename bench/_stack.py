@@ -161,6 +161,7 @@ def gunicorn_start(
             str(threads),
             "--worker-class",
             "gthread" if threads > 1 else "sync",
+            "--preload",
             "--log-level",
             "warning",
             "--timeout",
