@@ -50,3 +50,30 @@ def broker_check(*, timeout: float = 2.0) -> None:
         raise BrokerUnavailable(
             BROKER_UNAVAILABLE_MESSAGE.format(broker=app.conf.broker_url.split("@")[-1])
         ) from exc
+
+
+def worker_argv(*, queues: str, concurrency: int, hostname: str) -> list[str]:
+    """The command line of a quiet, self-contained worker (tests and benchmarks start these)."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--hostname",
+        hostname,
+    ]

@@ -6,14 +6,14 @@ newest validation round's stored results), so the appendix repeats the pages' nu
 
 from __future__ import annotations
 
-from itertools import combinations
 from typing import Any
 
-import pandas as pd
 from django.db.models import Count
 from django.utils import timezone
 
+from annotate.aggregation import fleiss_kappa, krippendorff_alpha_nominal, percent_agreement
 from annotate.models import Consensus, ConsensusStatus, Study, Vote
+from annotate.selectors.agreement import votes_frame
 from modeling import estimates
 from modeling.evaluation import MIN_N, Z95
 from modeling.models import ModelVersion
@@ -39,20 +39,16 @@ ASSUMPTIONS = [
 ]
 
 
-def _percent_agreement(study: Study) -> float | None:
-    """Share of agreeing coder pairs per face, averaged over faces with ≥ 2 live votes."""
-    votes = pd.DataFrame(
-        Vote.objects.filter(face__study=study, retracted_at__isnull=True).values_list(
-            "face_id", "gender"
-        ),
-        columns=["face_id", "gender"],
-    )
-    shares = []
-    for _, labels in votes.groupby("face_id")["gender"]:
-        pairs = list(combinations(labels.tolist(), 2))
-        if pairs:
-            shares.append(sum(a == b for a, b in pairs) / len(pairs))
-    return sum(shares) / len(shares) if shares else None
+def _agreement(study: Study) -> dict[str, Any]:
+    """The study's inter-coder agreement on gender, as the agreement page computes it."""
+    votes = votes_frame(study=study)
+    kappa = fleiss_kappa(votes)
+    return {
+        "percent_agreement": percent_agreement(votes),
+        "fleiss_kappa": kappa.kappa,
+        "fleiss_kappa_faces": kappa.items,
+        "krippendorff_alpha": krippendorff_alpha_nominal(votes),
+    }
 
 
 def methods_appendix(*, study: Study, version: ModelVersion) -> dict[str, Any]:
@@ -80,7 +76,7 @@ def methods_appendix(*, study: Study, version: ModelVersion) -> dict[str, Any]:
             "coders_per_face_target": study.votes_per_face,
             "coders_per_face": coders_per_face,
             "aggregation": study.aggregation,
-            "percent_agreement": _percent_agreement(study),
+            **_agreement(study),
         },
         "model": {
             "version": version.number,
@@ -121,6 +117,10 @@ def _pct(value) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
 
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
 def appendix_markdown(data: dict[str, Any]) -> str:
     d, c, m, h = data["data"], data["coding"], data["model"], data["human_validation"]
     lines = [
@@ -132,7 +132,10 @@ def appendix_markdown(data: dict[str, Any]) -> str:
         f"{d['faces_adjudicated']}, not a face {d['faces_not_a_face']}); votes: {d['votes']}.",
         f"- Coders per face: target {c['coders_per_face_target']}; observed "
         + (", ".join(f"{k}: {v} faces" for k, v in c["coders_per_face"].items()) or "—")
-        + f". Aggregation: {c['aggregation']}. Percent agreement: {_pct(c['percent_agreement'])}.",
+        + f". Aggregation: {c['aggregation']}.",
+        f"- Agreement on gender: {_pct(c['percent_agreement'])} of coder pairs agree; "
+        f"Fleiss' κ {_num(c['fleiss_kappa'])} (over the {c['fleiss_kappa_faces']} faces with "
+        f"the usual number of coders); Krippendorff's α (nominal) {_num(c['krippendorff_alpha'])}.",
         "",
         "## Model",
         f"- Backbone {m['backbone']} (weights: {m['weights']}), decision threshold "

@@ -57,38 +57,26 @@ def coder_pseudonym(user_id: int, *, study: Study) -> str:
     return "coder-" + digest.hexdigest()[:10]
 
 
+VOTE_FIELDS = (
+    "id",
+    "face_id",
+    "coder_id",
+    "coder__username",
+    "gender",
+    "race",
+    "age_band",
+    "glasses",
+    "quality",
+    "seconds_taken",
+    "created_at",
+    "retracted_at",
+)
+
+
 def _votes(study: Study, pseudonymize: bool) -> pd.DataFrame:
     frame = pd.DataFrame(
-        Vote.objects.filter(face__study=study)
-        .order_by("id")
-        .values(
-            "id",
-            "face_id",
-            "coder_id",
-            "coder__username",
-            "gender",
-            "race",
-            "age_band",
-            "glasses",
-            "quality",
-            "seconds_taken",
-            "created_at",
-            "retracted_at",
-        ),
-        columns=[
-            "id",
-            "face_id",
-            "coder_id",
-            "coder__username",
-            "gender",
-            "race",
-            "age_band",
-            "glasses",
-            "quality",
-            "seconds_taken",
-            "created_at",
-            "retracted_at",
-        ],
+        Vote.objects.filter(face__study=study).order_by("id").values_list(*VOTE_FIELDS),
+        columns=list(VOTE_FIELDS),
     ).rename(columns={"id": "vote_id", "coder__username": "coder"})
     if pseudonymize:
         frame["coder_id"] = [coder_pseudonym(i, study=study) for i in frame["coder_id"]]

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -233,6 +232,8 @@ def start_worker(tmp_path, settings) -> Iterator[Callable[..., Worker]]:
         extra_env: dict[str, str] | None = None,
         ready_timeout: float = 60,
     ) -> Worker:
+        from config.celery import worker_argv
+
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -248,27 +249,7 @@ def start_worker(tmp_path, settings) -> Iterator[Callable[..., Worker]]:
             env.pop("CELERY_BROKER_URL", None)
         log = tmp_path / f"worker-{len(workers)}.log"
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                queues,
-                "--concurrency",
-                str(concurrency),
-                "--pool",
-                "prefork",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--hostname",
-                f"test{len(workers)}@%h",
-            ],
+            worker_argv(queues=queues, concurrency=concurrency, hostname=f"test{len(workers)}@%h"),
             cwd=ROOT,
             env=env,
             stdout=log.open("w"),

@@ -52,10 +52,11 @@ class Detector(Protocol):
 
 
 def _device() -> str:
-    """Where detection runs. One place; to be replaced by modeling.ml.device.device_choose()."""
-    import torch
+    """Where detection runs: the GPU that modeling.ml.device.device_choose() picks, else the
+    CPU (facenet-pytorch's MTCNN is not tested on Apple's MPS, so that falls back too)."""
+    from modeling.ml.device import device_choose
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device_choose().type == "cuda" else "cpu"
 
 
 def _clip(box: Sequence[float], width: int, height: int, score: float) -> Detection | None:

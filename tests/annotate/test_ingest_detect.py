@@ -37,6 +37,16 @@ def test_mtcnn_is_the_default():
     assert DEFAULT_DETECTOR == "mtcnn"
 
 
+@pytest.mark.parametrize(("chosen", "expected"), [("cuda", "cuda"), ("mps", "cpu"), ("cpu", "cpu")])
+def test_detection_runs_where_the_one_device_choice_says(monkeypatch, chosen, expected):
+    import torch
+
+    from annotate.ingest import detect
+
+    monkeypatch.setattr("modeling.ml.device.device_choose", lambda: torch.device(chosen))
+    assert detect._device() == expected
+
+
 def test_unknown_detector_names_the_valid_ones():
     with pytest.raises(ValueError, match="choose one of: mtcnn, haar"):
         detector_make("yolo")

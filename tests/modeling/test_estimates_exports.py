@@ -329,3 +329,33 @@ def test_error_rates_come_from_the_proportionally_drawn_faces(coding_flow):
         truth[i]["truth"] == "female" and truth[i]["predicted"] == "female" for i in proportional
     )
     assert basis.rates.tp == tp and basis.rates.n == len(proportional)
+
+
+def test_methods_appendix_reports_agreement_as_the_agreement_page_does():
+    from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_kappa
+
+    from annotate.models import Vote
+    from modeling.appendix import appendix_markdown, methods_appendix
+    from tests.annotate.coding_helpers import bare_faces, quick_users
+    from tests.modeling.validation_factories import make_version
+
+    study = make_study()
+    faces = bare_faces(study, 40)
+    coders = quick_users(study, 3)
+    rng = np.random.default_rng(4)
+    table = []
+    for face in faces:
+        labels = rng.choice(["female", "male", "cant_tell"], size=3, p=[0.6, 0.35, 0.05])
+        Vote.objects.bulk_create(
+            Vote(face=face, coder=coder, gender=label)
+            for coder, label in zip(coders, labels, strict=True)
+        )
+        table.append([int((labels == c).sum()) for c in ("female", "male", "cant_tell")])
+    appendix = methods_appendix(study=study, version=make_version(study))
+    coding = appendix["coding"]
+    assert coding["fleiss_kappa"] == pytest.approx(statsmodels_kappa(np.array(table)))
+    assert coding["fleiss_kappa_faces"] == 40
+    agreeing = [sum(n * (n - 1) for n in row) / 6 for row in table]
+    assert coding["percent_agreement"] == pytest.approx(np.mean(agreeing))
+    assert -1 <= coding["krippendorff_alpha"] <= 1
+    assert f"Fleiss' κ {coding['fleiss_kappa']:.3f}" in appendix_markdown(appendix)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import JobStatus, Study
 from config.celery import BrokerUnavailable
+from modeling.management.commands._jobs import job_finish
 from modeling.models import ModelVersion
 from modeling.services.prediction import predictions_run_create, predictions_run_execute
 
-FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 NO_ACTIVE = "Study {study} has no active model version; activate one (or pass --model-version)."
 
 
@@ -46,15 +45,13 @@ class Command(BaseCommand):
             run = predictions_run_create(version=version, enqueue=not options["inline"])
         except BrokerUnavailable as exc:
             raise CommandError(str(exc)) from exc
-        if options["inline"]:
-            run = predictions_run_execute(run_id=run.pk)
-        elif options["wait"]:
-            while run.status not in FINISHED:
-                time.sleep(1)
-                run.refresh_from_db()
-        else:
+        finished = job_finish(
+            run, execute=predictions_run_execute, inline=options["inline"], wait=options["wait"]
+        )
+        if finished is None:
             self.stdout.write(f"Prediction run #{run.pk} for v{version.number} queued.")
             return
+        run = finished
         report = {"run": run.pk, "version": version.number, "status": run.status}
         report |= {"done": run.done, "total": run.total, "error": run.error or None}
         self.stdout.write(json.dumps(report))

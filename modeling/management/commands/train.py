@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import JobStatus, Study
 from config.celery import BrokerUnavailable
+from modeling.management.commands._jobs import job_finish
 from modeling.ml.backbones import BACKBONES
 from modeling.models import TrainingRun
 from modeling.services.training import training_run_create, training_run_execute
-
-FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
 def run_report(run: TrainingRun) -> dict:
@@ -65,13 +63,10 @@ class Command(BaseCommand):
             run = training_run_create(study=study, config=config, enqueue=not options["inline"])
         except (BrokerUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        if options["inline"]:
-            run = training_run_execute(run_id=run.pk)
-        elif options["wait"]:
-            while run.status not in FINISHED:
-                time.sleep(1)
-                run.refresh_from_db()
-        else:
+        finished = job_finish(
+            run, execute=training_run_execute, inline=options["inline"], wait=options["wait"]
+        )
+        if finished is None:
             self.stdout.write(f"Training run #{run.pk} queued on queue gpu.")
             return
         run = TrainingRun.objects.select_related("version").get(pk=run.pk)
