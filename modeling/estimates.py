@@ -18,7 +18,6 @@ resampling and let thousands of resamples run as a few array operations.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -166,6 +165,25 @@ def _rates_draws_fast(
     return se, sp
 
 
+def row_quantiles(draws: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
+    """`np.nanquantile(draws, q, axis=1)` for each q (its default linear method, same
+    interpolation), from one sort of the rows instead of one quantile call per row and q."""
+    ordered = np.sort(draws, axis=1)  # NaN sort last
+    valid = (~np.isnan(draws)).sum(axis=1)
+    rows = np.arange(draws.shape[0])
+    last = np.maximum(valid - 1, 0)
+    out = []
+    for q in qs:
+        position = last * q
+        below = np.floor(position).astype(np.int64)
+        t = position - below
+        a, b = ordered[rows, below], ordered[rows, np.minimum(below + 1, last)]
+        difference = b - a
+        value = np.where(t >= 0.5, b - difference * (1 - t), a + difference * t)
+        out.append(np.where(valid > 0, value, np.nan))
+    return out
+
+
 def bootstrap_interval(
     q_draws: np.ndarray,
     rates: ErrorRates | Sequence[ErrorRates] | None,
@@ -184,10 +202,7 @@ def bootstrap_interval(
         raise ValueError(f"level must lie in (0, 1), got {level}")
     rows, n_boot = q_draws.shape
     alpha = (1 - level) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        raw_low = np.nanquantile(q_draws, alpha, axis=1)
-        raw_high = np.nanquantile(q_draws, 1 - alpha, axis=1)
+    raw_low, raw_high = row_quantiles(q_draws, (alpha, 1 - alpha))
     if rates is None:
         nan = np.full(rows, np.nan)
         return Interval(raw_low, raw_high, nan, nan.copy())
@@ -201,10 +216,7 @@ def bootstrap_interval(
     se, sp = _rates_draws_fast(*distinct.T, n_boot, rng)
     se, sp = se[index.reshape(-1)], sp[index.reshape(-1)]
     corrected = np.clip(rogan_gladen(q_draws, se, sp), 0.0, 1.0)
-    with warnings.catch_warnings():  # all-NaN rows (no resample defined) give NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low = np.nanquantile(corrected, alpha, axis=1)
-        high = np.nanquantile(corrected, 1 - alpha, axis=1)
+    low, high = row_quantiles(corrected, (alpha, 1 - alpha))  # NaN where no draw is defined
     defined = np.array([r.defined for r in per_row])
     low = np.where(defined, low, np.nan)
     high = np.where(defined, high, np.nan)
@@ -308,32 +320,39 @@ def share_estimates(
         raise ValueError(f"unknown grouping columns: {missing}")
     selected = faces_select(faces, rank_cutoff=rank_cutoff, dedupe=dedupe).copy()
     selected["is_female"] = (selected["predicted"].astype(str) == POSITIVE).astype(float)
-    face_groups = {key: group for key, group in selected.groupby(by, sort=False)}
+    consensus = selected.get("consensus", pd.Series("", index=selected.index)).astype(str)
+    selected["coded"] = consensus.isin([POSITIVE, NEGATIVE])
+    selected["coded_female"] = consensus == POSITIVE
+    stats = _group_stats(selected, by)
+    image_units = _image_units(selected, by) if per == "image" else {}
     image_counts = _image_counts(images, by, rank_cutoff)
+    own_rates = (
+        _rates_by_group(validation, by)
+        if per_subgroup_rates and validation is not None and rates is not None
+        else {}
+    )
     rows, units, row_rates = [], [], []
     for key in _group_keys(selected, images, by, rank_cutoff):
-        group = face_groups.get(key, selected.iloc[0:0])
+        n, female, n_images, coded, coded_female = stats.get(key, (0, 0, 0, 0, 0))
         if per == "image":
-            units.append(group.groupby("image_id")["is_female"].mean().to_numpy())
+            units.append(image_units.get(key, np.empty(0)))
+            raw_share = float(units[-1].mean()) if units[-1].size else np.nan
         else:
-            units.append(group["is_female"].to_numpy())
+            raw_share = female / n if n else np.nan
         group_rates, rates_from = rates, "overall" if rates is not None else ""
-        if per_subgroup_rates and validation is not None and rates is not None:
-            own = _rates_within(validation, dict(zip(by, key, strict=True)))
-            if min(own.tp + own.fn, own.fp + own.tn) >= min_validation:
-                group_rates, rates_from = own, "group"
+        own = own_rates.get(tuple(str(v) for v in key))
+        if own is not None and min(own.tp + own.fn, own.fp + own.tn) >= min_validation:
+            group_rates, rates_from = own, "group"
         row_rates.append(group_rates)
-        consensus = group.get("consensus", pd.Series([], dtype=str)).astype(str)
-        coded = consensus[consensus.isin([POSITIVE, NEGATIVE])]
         rows.append(
             {
                 **dict(zip(by, key, strict=True)),
-                "images": image_counts.get(key, int(group["image_id"].nunique())),
-                "faces": len(group),
-                "predicted_female": int(group["is_female"].sum()),
-                "raw_share": float(units[-1].mean()) if units[-1].size else np.nan,
-                "consensus_faces": len(coded),
-                "consensus_share": float((coded == POSITIVE).mean()) if len(coded) else np.nan,
+                "images": image_counts.get(key, n_images),
+                "faces": n,
+                "predicted_female": female,
+                "raw_share": raw_share,
+                "consensus_faces": coded,
+                "consensus_share": coded_female / coded if coded else np.nan,
                 "rates_from": rates_from,
             }
         )
@@ -381,11 +400,42 @@ def _note(*, faces: int, has_rates: bool, defined: bool, clipped: bool) -> str:
     return NOTE_CLIPPED if clipped else NOTE_OK
 
 
-def _rates_within(validation: pd.DataFrame, values: dict[str, object]) -> ErrorRates:
-    mask = np.ones(len(validation), dtype=bool)
-    for column, value in values.items():
-        mask &= validation[column].astype(str).to_numpy() == str(value)
-    return ErrorRates.from_labels(validation.loc[mask, "truth"], validation.loc[mask, "predicted"])
+def _keyed(key) -> tuple:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _group_stats(selected: pd.DataFrame, by: list[str]) -> dict[tuple, tuple[int, ...]]:
+    """Per group of `by`: faces, predicted female, images, faces with a human label, of them
+    female; one grouped pass instead of a pass per group."""
+    table = selected.groupby(by, sort=False).agg(
+        faces=("is_female", "size"),
+        female=("is_female", "sum"),
+        images=("image_id", "nunique"),
+        coded=("coded", "sum"),
+        coded_female=("coded_female", "sum"),
+    )
+    return {
+        _keyed(key): tuple(int(v) for v in values)
+        for key, values in zip(table.index, table.to_numpy(), strict=True)
+    }
+
+
+def _image_units(selected: pd.DataFrame, by: list[str]) -> dict[tuple, np.ndarray]:
+    """Per group of `by`: the share of predicted female faces in each of its images."""
+    shares = selected.groupby([*by, "image_id"], sort=True)["is_female"].mean()
+    return {
+        _keyed(key): part.to_numpy()
+        for key, part in shares.groupby(level=list(range(len(by))), sort=False)
+    }
+
+
+def _rates_by_group(validation: pd.DataFrame, by: list[str]) -> dict[tuple[str, ...], ErrorRates]:
+    """The validation faces' error rates within each group of `by` (values compared as text)."""
+    keys = [validation[column].astype(str).rename(column) for column in by]
+    return {
+        _keyed(key): ErrorRates.from_labels(part["truth"], part["predicted"])
+        for key, part in validation.groupby(keys, sort=False)
+    }
 
 
 def _group_keys(faces: pd.DataFrame, images: pd.DataFrame | None, by: list[str], rank_cutoff):
@@ -409,7 +459,7 @@ def _image_counts(images: pd.DataFrame | None, by: list[str], rank_cutoff) -> di
     if selected is None or selected.empty:
         return {}
     counts = selected.groupby(by, sort=False)["image_id"].nunique()
-    return {(k if isinstance(k, tuple) else (k,)): int(v) for k, v in counts.items()}
+    return {_keyed(k): int(v) for k, v in counts.items()}
 
 
 # --- the simulation that validates the estimator ----------------------------------------

@@ -38,16 +38,25 @@ def face_attributes_frame(*, face_ids: Iterable[int]) -> pd.DataFrame:
         return frame[COLUMNS]
     frame = frame.set_index("face_id")
     known = KnownLabel.objects.filter(face_id__in=ids, usage=KnownLabel.Usage.TRAIN)
-    for row in known.values("face_id", *CODED_ATTRIBUTES):
+    imported = pd.DataFrame(
+        list(known.values_list("face_id", *CODED_ATTRIBUTES)),
+        columns=["face_id", *CODED_ATTRIBUTES],
+    )
+    coded = pd.DataFrame(
+        [
+            (face_id, *(attributes.get(name) for name in CODED_ATTRIBUTES))
+            for face_id, attributes in Consensus.objects.filter(face_id__in=ids).values_list(
+                "face_id", "attributes"
+            )
+        ],
+        columns=["face_id", *CODED_ATTRIBUTES],
+    )
+    for source in (imported, coded):  # later sources win where they have a value
+        source = source.drop_duplicates("face_id", keep="last").set_index("face_id")
         for name in CODED_ATTRIBUTES:
-            if row[name]:
-                frame.at[row["face_id"], name] = row[name]
-    for face_id, attributes in Consensus.objects.filter(face_id__in=ids).values_list(
-        "face_id", "attributes"
-    ):
-        for name in CODED_ATTRIBUTES:
-            if attributes.get(name):
-                frame.at[face_id, name] = attributes[name]
+            values = source[name]
+            values = values[values.notna() & (values.astype(str) != "")]
+            frame.loc[values.index, name] = values.astype(str)
     for name in ("job", "country", "language", "query"):
         frame[name] = frame[name].fillna("")
     return frame.reset_index()[COLUMNS]

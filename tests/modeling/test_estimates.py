@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from modeling.estimates import (
     faces_select,
     raw_bias,
     rogan_gladen,
+    row_quantiles,
     share_estimates,
     simulate_coverage,
 )
@@ -233,3 +236,18 @@ def test_bad_options_are_refused():
 def test_rogan_gladen_recovers_any_share_from_its_expected_raw_share(p, se, sp):
     q = se * p + (1 - sp) * (1 - p)
     assert rogan_gladen(q, se, sp) == pytest.approx(p, abs=1e-9)
+
+
+def test_row_quantiles_equal_numpys_nanquantile_with_nan_and_empty_rows():
+    rng = np.random.default_rng(3)
+    draws = rng.random((50, 200))
+    draws[rng.random(draws.shape) < 0.1] = np.nan
+    draws[7] = np.nan  # no defined draw in this row
+    draws[8, 1:] = np.nan  # one
+    draws[9] = 0.25  # all equal
+    qs = (0.025, 0.5, 0.975)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = [np.nanquantile(draws, q, axis=1) for q in qs]
+    for got, want in zip(row_quantiles(draws, qs), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
