@@ -193,12 +193,57 @@ def import_chunk_process(
         failure = CHUNK_FAILED.format(
             first=start + 1, last=stop, reason=f"{type(exc).__name__}: {exc}"[:500]
         )
-    _chunk_merge(batch_id=batch_id, part=report.as_dict(), failure=failure)
+    if _chunk_merge(batch_id=batch_id, part=report.as_dict(), failure=failure):
+        near_duplicates_reconcile(batch_id=batch_id)
+
+
+def near_duplicates_reconcile(*, batch_id: int) -> int:
+    """Flag the near-duplicates that chunks running at the same time could not see.
+
+    A chunk compares each face with the faces of its query stored when the chunk first looked;
+    two chunks running together miss each other's. After the last chunk, every face of the
+    batch still unflagged is compared with the faces of its query that came before it (lower
+    id), the same rule a single run applies. Returns how many faces it flagged (added to the
+    batch report's near_duplicate_faces).
+    """
+    batch = ImportBatch.objects.get(pk=batch_id)
+    unflagged = dict(
+        Face.objects.filter(source_image__batch=batch, near_duplicate_of__isnull=True).values_list(
+            "id", "source_image__query"
+        )
+    )
+    updates: list[Face] = []
+    for query in sorted(set(unflagged.values())):
+        index = HashIndex()
+        known = (
+            Face.objects.filter(study_id=batch.study_id, source_image__query=query)
+            .order_by("id")
+            .values_list("id", "phash")
+        )
+        for face_id, text in known.iterator(chunk_size=2000):
+            value = hash_int(text)
+            if value is None:
+                continue
+            if face_id in unflagged and (near := index.nearest(value)) is not None:
+                updates.append(Face(pk=face_id, near_duplicate_of_id=near))
+            index.add(face_id, value)
+    if not updates:
+        return 0
+    with transaction.atomic():
+        Face.objects.bulk_update(updates, ["near_duplicate_of"], batch_size=1000)
+        locked = ImportBatch.objects.select_for_update().get(pk=batch_id)
+        locked.report["near_duplicate_faces"] = locked.report.get("near_duplicate_faces", 0) + len(
+            updates
+        )
+        locked.save(update_fields=["report"])
+    logger.info("import batch %s: %d near-duplicates flagged across chunks", batch_id, len(updates))
+    return len(updates)
 
 
 @transaction.atomic
-def _chunk_merge(*, batch_id: int, part: dict, failure: str) -> None:
-    """Add one chunk's report to its batch. Takes the batch's row lock.
+def _chunk_merge(*, batch_id: int, part: dict, failure: str) -> bool:
+    """Add one chunk's report to its batch; True when it was the last chunk. Takes the
+    batch's row lock.
 
     The batch ends failed when any chunk failed (the error says which files, and that running
     the import again retries them: files already imported are skipped as duplicates).
@@ -211,12 +256,14 @@ def _chunk_merge(*, batch_id: int, part: dict, failure: str) -> None:
     if failure:
         batch.error = f"{batch.error} {failure}".strip()[:5000]
         fields.append("error")
-    if report["chunks_done"] >= report.get("chunks", 1) and batch.status == JobStatus.RUNNING:
+    last = report["chunks_done"] >= report.get("chunks", 1) and batch.status == JobStatus.RUNNING
+    if last:
         batch.status = JobStatus.FAILED if batch.error else JobStatus.SUCCEEDED
         batch.done = batch.total
         batch.finished_at = timezone.now()
         fields += ["status", "done", "finished_at"]
     batch.save(update_fields=fields)
+    return last
 
 
 def images_import(

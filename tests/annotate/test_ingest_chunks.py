@@ -121,3 +121,39 @@ def test_a_chunk_run_again_after_a_lost_worker_counts_its_files_once(
     report = batch.report
     assert report["imported"] == 5 and report["duplicates_skipped"] == 0
     assert report["faces_found"] == 5 and SourceImage.objects.count() == 5
+
+
+def test_near_duplicates_across_chunks_that_ran_together_are_flagged_at_the_end(
+    settings, detector, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Every image holds the same face; chunks that looked at the query before any of them
+    stored (as concurrent ones do) flag nothing of each other's, the last one mends that."""
+    from annotate.ingest.phash import HashIndex
+    from annotate.models import Face
+
+    settings.FACET_IMPORT_CHUNK_FILES = 2
+    batch = _queued_batch(make_study())
+    _, sent = _plan(batch, detector, monkeypatch, django_capture_on_commit_callbacks)
+    snapshots = {}  # each chunk's view of the query: taken before any chunk stored a face
+    monkeypatch.setattr(
+        ingest_service._ImagePipeline,
+        "_hash_index",
+        lambda pipeline, query: snapshots.setdefault((id(pipeline), query), HashIndex()),
+    )
+    for _, start, stop in sent:
+        import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
+    faces = list(Face.objects.filter(source_image__batch=batch).order_by("id"))
+    by_query: dict[str, list[Face]] = {}
+    for face in faces:
+        by_query.setdefault(face.source_image.query, []).append(face)
+    first_of_query = {group[0].pk for group in by_query.values()}
+    for face in faces:
+        if face.pk in first_of_query:
+            assert face.near_duplicate_of_id is None
+        else:  # points at an earlier face of its own query
+            assert face.near_duplicate_of_id < face.pk
+            assert Face.objects.get(pk=face.near_duplicate_of_id).source_image.query == (
+                face.source_image.query
+            )
+    batch.refresh_from_db()
+    assert batch.report["near_duplicate_faces"] == len(faces) - len(first_of_query) == 3
