@@ -7,10 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotate.access import check_study_member, role_required
+from annotate.access import role_required, study_for_member
 from annotate.consensus import face_adjudicate
 from annotate.labels import Gender
-from annotate.models import Study
 from annotate.roles import Role
 from annotate.selectors.agreement import (
     QUESTIONS,
@@ -18,12 +17,6 @@ from annotate.selectors.agreement import (
     agreement_report,
     recent_consensus,
 )
-
-
-def _study(request: HttpRequest, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    check_study_member(request.user, study)
-    return study
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -36,7 +29,7 @@ def _int_or_none(value: str | None) -> int | None:
 
 @role_required(Role.RESEARCHER)
 def agreement(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     question = request.GET.get("question", "gender")
     if question not in QUESTIONS:
         question = "gender"
@@ -61,7 +54,7 @@ def agreement(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 def adjudication(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     return render(
         request,
         "annotate/adjudication.html",
@@ -72,7 +65,7 @@ def adjudication(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 @require_POST
 def adjudicate(request: HttpRequest, slug: str, face_id: int) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     face = get_object_or_404(study.faces, pk=face_id)
     try:
         face_adjudicate(

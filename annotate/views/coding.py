@@ -41,10 +41,6 @@ SERVER_BUSY = "The server could not hand out work just now. Try again in a momen
 BAD_JSON = "The request body is not a JSON object."
 
 
-def _study(request: HttpRequest, slug: str) -> Study:
-    return study_for_member(request.user, slug)
-
-
 def _items(request: HttpRequest, study: Study) -> list[dict]:
     return [
         assignment_payload(study=study, assignment=a)
@@ -68,7 +64,7 @@ def _questions(study: Study) -> list:
 
 @role_required(Role.CODER)
 def code(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     questions = [
         {
             "key": q.key,
@@ -94,7 +90,7 @@ def code(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.CODER)
 @require_POST
 def code_next(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     try:
         items = _items(request, study)
     except DatabaseError:
@@ -112,7 +108,7 @@ def code_next(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.CODER)
 @require_POST
 def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     try:
         vote_request = vote_request_parse(study=study, data=_payload(request))
         outcome = vote_submit(study=study, coder=request.user, request=vote_request)
@@ -148,7 +144,7 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.CODER)
 @require_POST
 def code_undo(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     try:
         assignment = vote_undo(study=study, coder=request.user)
     except CodingError as exc:
@@ -168,7 +164,7 @@ def code_source(request: HttpRequest, slug: str, assignment_id: int) -> HttpResp
     """The source image with the face's box drawn in, for the coder holding the face."""
     from PIL import Image, ImageDraw
 
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     assignment = (
         Assignment.objects.select_related("face__source_image")
         .filter(pk=assignment_id, face__study=study)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from annotate.access import check_study_member, role_required
-from annotate.models import Study
+from annotate.access import role_required, study_for_member
 from annotate.roles import Role, user_roles
 from annotate.selectors.studies import studies_for_user, study_overview
 from annotate.services.health import health_ping_send
@@ -26,8 +25,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    study = get_object_or_404(Study, slug=slug)
-    check_study_member(request.user, study)
+    study = study_for_member(request.user, slug)
     return render(
         request,
         "annotate/study_detail.html",

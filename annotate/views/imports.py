@@ -21,10 +21,10 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from annotate.access import check_study_member, role_required
+from annotate.access import check_study_member, role_required, study_for_member
 from annotate.ingest.draw import SOURCE_MAX_SIDE, box_draw
 from annotate.ingest.images import ImageRejected, image_open
-from annotate.models import Face, ImportBatch, Study
+from annotate.models import Face, ImportBatch
 from annotate.roles import Role
 from annotate.selectors.imports import face_source_allowed, import_status, imports_for_study
 from annotate.services.ingest import import_batch_create
@@ -73,12 +73,6 @@ class ImportUploadForm(forms.Form):
         return upload
 
 
-def _study_for(request: HttpRequest, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    check_study_member(request.user, study)
-    return study
-
-
 def _batch_for(request: HttpRequest, pk: int) -> ImportBatch:
     batch = get_object_or_404(ImportBatch.objects.select_related("study"), pk=pk)
     check_study_member(request.user, batch.study)
@@ -88,7 +82,7 @@ def _batch_for(request: HttpRequest, pk: int) -> ImportBatch:
 @role_required(Role.RESEARCHER)
 @require_http_methods(["GET", "POST"])
 def import_new(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_for(request, slug)
+    study = study_for_member(request.user, slug)
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -6,12 +6,11 @@ import json
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from annotate.access import check_study_member, role_required
-from annotate.models import Study
+from annotate.access import role_required, study_for_member
 from annotate.roles import Role
 from modeling.appendix import appendix_markdown, methods_appendix
 from modeling.estimates import PER_CHOICES
@@ -52,12 +51,6 @@ def _options(request: HttpRequest) -> EstimateOptions:
     )
 
 
-def _study(request: HttpRequest, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    check_study_member(request.user, study)
-    return study
-
-
 def _gallery_link(version_id: int, row: dict, by: tuple[str, ...], rank: int | None) -> str:
     params = {name: row[name] for name in by if row.get(name)}
     params["show"] = "all"
@@ -68,7 +61,7 @@ def _gallery_link(version_id: int, row: dict, by: tuple[str, ...], rank: int | N
 
 @role_required(Role.RESEARCHER)
 def estimates(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     context: dict = {
         "study": study,
         "per_choices": PER_CHOICES,
@@ -109,7 +102,7 @@ def estimates(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 @require_http_methods(["GET"])
 def export(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     what = request.GET.get("what", "")
     format = request.GET.get("format", "csv")
     version = None
@@ -135,7 +128,7 @@ def export(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 def exports(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     return render(
         request,
         "modeling/exports.html",
@@ -145,7 +138,7 @@ def exports(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 def appendix(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     version_id = request.GET.get("version", "")
     version = (
         study.model_versions.filter(pk=int(version_id)).first()

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.access import check_study_member, is_admin, role_required
+from annotate.access import is_admin, role_required, study_for_member
 from annotate.models import Study
 from annotate.roles import Role
 from config.celery import BrokerUnavailable
@@ -24,16 +24,10 @@ from modeling.services.training import (
 )
 
 
-def _study(request: HttpRequest, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    check_study_member(request.user, study)
-    return study
-
-
 @role_required(Role.RESEARCHER)
 @require_GET
 def study_models(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     return render(
         request,
         "modeling/models.html",
@@ -57,7 +51,7 @@ def study_models(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 @require_GET
 def study_models_status(request: HttpRequest, slug: str) -> JsonResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     # Polling is also when a run whose worker died gets noticed.
     training_runs_sweep()
     predictions_runs_sweep()
@@ -67,7 +61,7 @@ def study_models_status(request: HttpRequest, slug: str) -> JsonResponse:
 @role_required(Role.RESEARCHER)
 @require_GET
 def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_member(request.user, slug)
     version = selectors.version_get(study=study, number=number)
     return render(
         request,

@@ -8,8 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods
 
-from annotate.access import check_study_member, role_required
-from annotate.models import Study
+from annotate.access import check_study_member, role_required, study_for_member
 from annotate.roles import Role
 from config.celery import BrokerUnavailable
 from modeling import charts
@@ -37,8 +36,7 @@ def _int(value, default=None):
 @role_required(Role.RESEARCHER)
 @require_http_methods(["GET", "POST"])
 def validation_rounds(request: HttpRequest, slug: str) -> HttpResponse:
-    study = get_object_or_404(Study, slug=slug)
-    check_study_member(request.user, study)
+    study = study_for_member(request.user, slug)
     versions = list(study.model_versions.all())
     if request.method == "POST":
         version = study.model_versions.filter(pk=_int(request.POST.get("version"), 0)).first()
@@ -148,8 +146,7 @@ def validation_compute(request: HttpRequest, round_id: int) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def version_compare(request: HttpRequest, slug: str) -> HttpResponse:
     """Two versions' latest validation results side by side, by subgroup."""
-    study = get_object_or_404(Study, slug=slug)
-    check_study_member(request.user, study)
+    study = study_for_member(request.user, slug)
     versions = list(study.model_versions.all())
     chosen: list[ModelVersion | None] = [
         study.model_versions.filter(pk=_int(request.GET.get(key), 0)).first() for key in ("a", "b")
