@@ -101,6 +101,12 @@ def browser(chromium_path):
             yield browser
         finally:
             browser.close()
+            # ORM calls made while Playwright's loop ran used their own connection (asgiref
+            # keeps connections per context); close it here, in that context, or the test
+            # database cannot be dropped at the end of the run.
+            from django.db import connections
+
+            connections.close_all()
 
 
 @pytest.fixture
