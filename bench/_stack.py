@@ -30,6 +30,24 @@ DEFAULT_BASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 SAFE_NAME = re.compile(r"^bench_[a-z0-9_]+$")
 
 
+def database_arguments(parser, purpose: str) -> None:
+    """--base-url, --db-name and --keep, which every PostgreSQL benchmark takes."""
+    import os
+
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("DATABASE_URL", DEFAULT_BASE_URL),
+        help="PostgreSQL server (its database name is replaced by --db-name)",
+    )
+    parser.add_argument("--db-name", default=None, help=f"default: bench_<base db>_{purpose}")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+
+
+def database_name(args, purpose: str) -> str:
+    base_name = urlparse(args.base_url).path.lstrip("/") or "facet"
+    return args.db_name or f"bench_{base_name}_{purpose}".lower()
+
+
 def database_url(base_url: str, name: str) -> str:
     parsed = urlparse(base_url)
     return urlunparse(parsed._replace(path="/" + name))
@@ -299,6 +317,14 @@ def coder_run(
             tally.error(f"{type(exc).__name__}: {exc}")
             items = []
             time.sleep(0.05)
+
+
+def coder_threads(sessions, **kwargs) -> list[threading.Thread]:
+    """One thread per logged-in session running coder_run with the same keyword arguments."""
+    return [
+        threading.Thread(target=coder_run, kwargs={"session": session, **kwargs})
+        for session in sessions
+    ]
 
 
 def percentile(values: list[float], q: float) -> float:

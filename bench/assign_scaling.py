@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 
@@ -69,14 +68,9 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=300, help="timed calls per study")
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument(
-        "--base-url", default=os.environ.get("DATABASE_URL", _stack.DEFAULT_BASE_URL)
-    )
-    parser.add_argument("--db-name", default=None, help="default: bench_<base db>_scaling")
-    parser.add_argument("--keep", action="store_true")
+    _stack.database_arguments(parser, "scaling")
     args = parser.parse_args()
-    base_name = _stack.urlparse(args.base_url).path.lstrip("/") or "facet"
-    name = args.db_name or f"bench_{base_name}_scaling".lower()
+    name = _stack.database_name(args, "scaling")
 
     url = _stack.database_recreate(base_url=args.base_url, name=name)
     try:

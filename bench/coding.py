@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 
 import _stack
@@ -38,16 +37,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument("--port", type=int, default=int(os.environ.get("FACET_BENCH_PORT", 8120)))
-    parser.add_argument(
-        "--base-url",
-        default=os.environ.get("DATABASE_URL", _stack.DEFAULT_BASE_URL),
-        help="PostgreSQL server (its database name is replaced by --db-name)",
-    )
-    parser.add_argument("--db-name", default=None, help="default: bench_<base db>_coding")
-    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    _stack.database_arguments(parser, "coding")
     args = parser.parse_args()
-    base_name = _stack.urlparse(args.base_url).path.lstrip("/") or "facet"
-    name = args.db_name or f"bench_{base_name}_coding".lower()
+    name = _stack.database_name(args, "coding")
     attributes = [a for a in args.attributes.split(",") if a]
 
     url = _stack.database_recreate(base_url=args.base_url, name=name)
@@ -71,21 +63,15 @@ def main() -> None:
                     server.url, [f"bench-coder-{i}" for i in range(args.coders)]
                 )
                 started = time.monotonic()
-                threads = [
-                    threading.Thread(
-                        target=_stack.coder_run,
-                        kwargs={
-                            "session": session,
-                            "base": server.url,
-                            "slug": study.slug,
-                            "deadline": started + args.seconds,
-                            "attributes": attributes,
-                            "tally": tally,
-                            "think_s": args.think_ms / 1000,
-                        },
-                    )
-                    for session in sessions
-                ]
+                threads = _stack.coder_threads(
+                    sessions,
+                    base=server.url,
+                    slug=study.slug,
+                    deadline=started + args.seconds,
+                    attributes=attributes,
+                    tally=tally,
+                    think_s=args.think_ms / 1000,
+                )
                 _stack.threads_run(threads)
                 elapsed = time.monotonic() - started
             finally:

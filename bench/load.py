@@ -121,14 +121,9 @@ def main() -> None:
         "--redis-url",
         default=os.environ.get("FACET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     )
-    parser.add_argument(
-        "--base-url", default=os.environ.get("DATABASE_URL", _stack.DEFAULT_BASE_URL)
-    )
-    parser.add_argument("--db-name", default=None, help="default: bench_<base db>_load")
-    parser.add_argument("--keep", action="store_true")
+    _stack.database_arguments(parser, "load")
     args = parser.parse_args()
-    base_name = _stack.urlparse(args.base_url).path.lstrip("/") or "facet"
-    name = args.db_name or f"bench_{base_name}_load".lower()
+    name = _stack.database_name(args, "load")
     attributes = [a for a in args.attributes.split(",") if a]
 
     import redis
@@ -165,20 +160,14 @@ def main() -> None:
                     pings: list[int] = []
                     started = time.monotonic()
                     deadline = started + args.seconds
-                    threads = [
-                        threading.Thread(
-                            target=_stack.coder_run,
-                            kwargs={
-                                "session": s,
-                                "base": server.url,
-                                "slug": study.slug,
-                                "deadline": deadline,
-                                "attributes": attributes,
-                                "tally": tally,
-                            },
-                        )
-                        for s in coders
-                    ]
+                    threads = _stack.coder_threads(
+                        coders,
+                        base=server.url,
+                        slug=study.slug,
+                        deadline=deadline,
+                        attributes=attributes,
+                        tally=tally,
+                    )
                     threads.append(
                         threading.Thread(
                             target=researcher_run,
