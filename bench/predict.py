@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from _crops import crops_write  # noqa: E402
 
 from modeling.ml.backbones import backbone_build, backbone_spec  # noqa: E402
-from modeling.ml.checkpoint import CHECKPOINT_FORMAT, checkpoint_save  # noqa: E402
+from modeling.ml.checkpoint import checkpoint_build, checkpoint_save  # noqa: E402
 from modeling.ml.device import device_choose  # noqa: E402
 from modeling.ml.head import Head  # noqa: E402
 from modeling.ml.predict import classifier_load, probabilities_iter  # noqa: E402
@@ -41,19 +41,15 @@ def checkpoint_make(path: Path, backbone_name: str, image_size: int | None) -> N
     backbone = backbone_build(name=backbone_name, weights="none", seed=0, image_size=image_size)
     head = Head(backbone.features)
     checkpoint_save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "backbone": backbone_name,
-            "weights_id": backbone.weights_id,
-            "features": backbone.features,
-            "preprocessing": backbone.preprocessing.to_dict(),
-            "config": {"hidden": 512},
-            "classes": ["male", "female"],
-            "threshold": 0.5,
-            "metrics": {},
-            "trunk": backbone.trunk.state_dict(),
-            "head": head.state_dict(),
-        },
+        checkpoint_build(
+            backbone=backbone,
+            trunk=backbone.trunk,
+            head=head,
+            config={"hidden": 512},
+            classes=["male", "female"],
+            threshold=0.5,
+            metrics={},
+        ),
         path,
     )
 

@@ -28,6 +28,33 @@ REQUIRED_KEYS = (
 )
 
 
+def checkpoint_build(
+    *,
+    backbone: Any,
+    trunk: torch.nn.Module,
+    head: torch.nn.Module,
+    config: dict[str, Any],
+    classes: list[str],
+    threshold: float,
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint dict for a built backbone (modeling.ml.backbones), its trunk (the
+    backbone's own, or a fine-tuned copy) and head, with CPU copies of both state dicts."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "backbone": backbone.name,
+        "weights_id": backbone.weights_id,
+        "features": backbone.features,
+        "preprocessing": backbone.preprocessing.to_dict(),
+        "config": config,
+        "classes": list(classes),
+        "threshold": threshold,
+        "metrics": metrics,
+        "trunk": {k: v.detach().cpu() for k, v in trunk.state_dict().items()},
+        "head": {k: v.detach().cpu() for k, v in head.state_dict().items()},
+    }
+
+
 def checkpoint_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> str:
     """Write atomically (a reader never sees half a file); returns the file's sha256."""
     path = Path(path)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from modeling.ml.backbones import Backbone, backbone_build
-from modeling.ml.checkpoint import CHECKPOINT_FORMAT
+from modeling.ml.checkpoint import checkpoint_build
 from modeling.ml.config import TrainConfig
 from modeling.ml.data import CropDataset
 from modeling.ml.device import amp_enabled, device_choose, device_describe
@@ -402,19 +402,15 @@ def train_model(
         "train": train_summary,
         "fine_tune": fine_tune_summary,
     }
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "backbone": backbone.name,
-        "weights_id": backbone.weights_id,
-        "features": backbone.features,
-        "preprocessing": backbone.preprocessing.to_dict(),
-        "config": config.to_dict(),
-        "classes": list(classes),
-        "threshold": config.threshold,
-        "metrics": metrics,
-        "trunk": {k: v.detach().cpu() for k, v in trunk.state_dict().items()},
-        "head": {k: v.detach().cpu() for k, v in head.state_dict().items()},
-    }
+    checkpoint = checkpoint_build(
+        backbone=backbone,
+        trunk=trunk,
+        head=head,
+        config=config.to_dict(),
+        classes=list(classes),
+        threshold=config.threshold,
+        metrics=metrics,
+    )
     return TrainResult(
         checkpoint=checkpoint,
         oof_probability=oof,

@@ -14,7 +14,7 @@ from annotate.models import KnownLabel
 from annotate.roles import Role
 from annotate.services.demo import demo_study_load
 from modeling.ml.backbones import backbone_build
-from modeling.ml.checkpoint import CHECKPOINT_FORMAT, checkpoint_save
+from modeling.ml.checkpoint import checkpoint_build, checkpoint_save
 from modeling.ml.head import Head
 from modeling.models import ModelVersion, Prediction, PredictionRun, TrainingRun
 from modeling.services.activation import version_activate
@@ -68,19 +68,15 @@ def _slow_checkpoint_version(study, number):
     """A version whose checkpoint is a ResNet-50 at 224 px: slow enough on CPU to kill."""
     backbone = backbone_build(name="resnet50", weights="none", seed=number)
     head = Head(backbone.features)
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "backbone": "resnet50",
-        "weights_id": backbone.weights_id,
-        "features": backbone.features,
-        "preprocessing": backbone.preprocessing.to_dict(),
-        "config": {"hidden": 512},
-        "classes": ["male", "female"],
-        "threshold": 0.5,
-        "metrics": {},
-        "trunk": backbone.trunk.state_dict(),
-        "head": head.state_dict(),
-    }
+    checkpoint = checkpoint_build(
+        backbone=backbone,
+        trunk=backbone.trunk,
+        head=head,
+        config={"hidden": 512},
+        classes=["male", "female"],
+        threshold=0.5,
+        metrics={},
+    )
     name = f"models/{study.slug}/v{number}.pt"
     sha = checkpoint_save(checkpoint, artifact_root() / name)
     return ModelVersion.objects.create(
