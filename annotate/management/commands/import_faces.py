@@ -1,10 +1,9 @@
-import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotate.models import JobStatus
-from annotate.services.ingest_common import StudyNotFound, report_lines, study_get
+from annotate.management.commands._report import batch_report_write
+from annotate.services.ingest_common import StudyNotFound, study_get
 from annotate.services.ingest_faces import faces_import
 
 
@@ -33,11 +32,4 @@ class Command(BaseCommand):
         batch = faces_import(
             study=target, folder=dir, labels=labels.read_bytes(), labels_name=labels.name
         )
-        if options["json"]:
-            self.stdout.write(json.dumps(batch.report, ensure_ascii=False, indent=2))
-        else:
-            self.stdout.write(f"Face import #{batch.pk} into {target.slug}: {batch.status}")
-            for line in report_lines(batch.report):
-                self.stdout.write(line)
-        if batch.status != JobStatus.SUCCEEDED:
-            raise CommandError(batch.error)
+        batch_report_write(self, batch, title="Face import", as_json=options["json"])

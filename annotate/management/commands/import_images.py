@@ -1,11 +1,10 @@
-import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotate.models import JobStatus
+from annotate.management.commands._report import batch_report_write
 from annotate.services.ingest import images_import
-from annotate.services.ingest_common import StudyNotFound, report_lines, study_get
+from annotate.services.ingest_common import StudyNotFound, study_get
 
 
 class Command(BaseCommand):
@@ -36,11 +35,4 @@ class Command(BaseCommand):
                 raise CommandError(f"no such manifest file: {manifest}")
             manifest_bytes = manifest.read_bytes()
         batch = images_import(study=target, source=path, manifest=manifest_bytes)
-        if options["json"]:
-            self.stdout.write(json.dumps(batch.report, ensure_ascii=False, indent=2))
-        else:
-            self.stdout.write(f"Import #{batch.pk} into {target.slug}: {batch.status}")
-            for line in report_lines(batch.report):
-                self.stdout.write(line)
-        if batch.status != JobStatus.SUCCEEDED:
-            raise CommandError(batch.error)
+        batch_report_write(self, batch, title="Import", as_json=options["json"])
