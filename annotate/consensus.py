@@ -115,9 +115,10 @@ def _face_status_set(face: Face, status: str, *, target: int) -> None:
     if face.coding_status != status or face.votes_target != target:
         Face.objects.filter(pk=face.pk).update(coding_status=status, votes_target=target)
         if status in FINAL_FACE_STATUSES and face.coding_status != status:
-            face_id = face.pk
+            face_id, priority = face.pk, face.priority
             transaction.on_commit(
-                lambda: face_coded.send(sender=Face, face_id=face_id), robust=True
+                lambda: face_coded.send(sender=Face, face_id=face_id, priority=priority),
+                robust=True,
             )
         face.coding_status, face.votes_target = status, target
 

@@ -88,3 +88,23 @@ def test_any_other_receiver_error_is_logged_and_the_vote_stands(
         _code_round(study, coders, django_capture_on_commit_callbacks)
     assert Vote.objects.filter(face__study=study).count() == 6
     assert "boom" in caplog.text
+
+
+def test_faces_outside_every_round_do_not_look_for_rounds(
+    round_of_two, monkeypatch, django_capture_on_commit_callbacks
+):
+    study, round, coders = round_of_two
+    looked: list[int] = []
+    real = validation.validation_rounds_after_consensus
+    monkeypatch.setattr(
+        "modeling.receivers.validation_rounds_after_consensus",
+        lambda *, face_id: looked.append(face_id) or real(face_id=face_id),
+    )
+    for coder in coders:  # two round faces first, then two of the study's other faces
+        for _ in range(4):
+            with django_capture_on_commit_callbacks(execute=True):
+                vote_next(study, coder)
+    round_faces = set(round.items.values_list("face_id", flat=True))
+    coded_outside = Vote.objects.filter(face__study=study).exclude(face_id__in=round_faces)
+    assert coded_outside.values("face_id").distinct().count() == 2
+    assert sorted(looked) == sorted(round_faces)
