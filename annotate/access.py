@@ -14,8 +14,11 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 
+from annotate.models import Study
 from annotate.roles import Role, user_roles
 
 PUBLIC = "public"
@@ -62,11 +65,6 @@ def study_for_member(user, slug: str):
     The same rule as check_study_member, read in the same query as the study: the coding
     endpoints call it on every vote.
     """
-    from django.db.models import Exists, OuterRef
-    from django.shortcuts import get_object_or_404
-
-    from annotate.models import Study
-
     if Role.ADMIN in user_roles(user):
         return get_object_or_404(Study, slug=slug)
     membership = Study.members.through.objects.filter(study=OuterRef("pk"), user=user.pk)
