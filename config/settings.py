@@ -146,9 +146,12 @@ FACET_MAX_UPLOAD_BYTES = env_int("FACET_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=
 FACET_BROKER_DIR = Path(env_str("FACET_BROKER_DIR", str(VAR_DIR / "broker")))
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem"):
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (FACET_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # kombu's default control folder is "control" relative to the working directory,
+        # which would put broker state in the source tree.
+        "control_folder": str(FACET_BROKER_DIR / "control"),
         "data_folder_in": str(FACET_BROKER_DIR / "queue"),
         "data_folder_out": str(FACET_BROKER_DIR / "queue"),
         "processed_folder": str(FACET_BROKER_DIR / "processed"),

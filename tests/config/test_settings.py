@@ -59,6 +59,8 @@ def test_no_variables_gives_the_embedded_default(tmp_path):
     assert shown["name"] == str(tmp_path / "var" / "facet.sqlite3")
     assert shown["broker"] == "filesystem://"
     assert shown["opts"]["data_folder_in"] == str(tmp_path / "var" / "broker" / "queue")
+    # Worker start-up writes exchange tables there: under var/, never in the source tree.
+    assert shown["opts"]["control_folder"] == str(tmp_path / "var" / "broker" / "control")
     assert shown["media"] == str(tmp_path / "var" / "media")
     assert shown["debug"] is True
 
