@@ -17,12 +17,12 @@ from pathlib import Path
 import pandas as pd
 from django.conf import settings
 
-from annotate.models import Consensus, Study, Vote
-from annotate.selectors.attributes import face_attributes_frame
-from modeling.models import ModelVersion, Prediction, ValidationRound
+from annotate.models import Consensus, Face, Study, Vote
+from annotate.selectors.attributes import CODED_ATTRIBUTES, face_attributes_frame
+from modeling.models import CrossValidationPrediction, ModelVersion, Prediction, ValidationRound
 from modeling.selectors.estimates import EstimateOptions, estimate_tables, version_active
 
-WHAT_CHOICES = ("votes", "consensus", "predictions", "validation", "estimates")
+WHAT_CHOICES = ("votes", "consensus", "predictions", "cv", "validation", "estimates")
 FORMAT_CHOICES = ("csv", "parquet")
 VALIDATION_COLUMNS = ["attribute", "group", "n", "accuracy", "ci_low", "ci_high", "flagged"]
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -31,6 +31,29 @@ UNKNOWN_FORMAT = "Unknown format {format!r}; choose one of: {choices}."
 NO_VALIDATION_RESULTS = (
     "No validation round of {version} has results yet: open a round and compute its results."
 )
+NO_VERSION = "Study {study} has no model version yet: train one first."
+NO_CV_PREDICTIONS = (
+    "Version {version} of {study} has no stored cross-validation predictions (versions trained "
+    "before they were stored have none): retrain to get them."
+)
+# Where a face comes from, and (with the coded attributes) who is pictured: the columns that
+# identify a face in the per-face model exports.
+PROVENANCE_COLUMNS = ["source_file", "query", "job", "country", "language", "rank"]
+IDENTITY_COLUMNS = [*PROVENANCE_COLUMNS, *CODED_ATTRIBUTES]
+CV_COLUMNS = [
+    "face_id",
+    "version",
+    *PROVENANCE_COLUMNS,
+    "label",
+    "label_source",
+    *CODED_ATTRIBUTES,
+    "fold",
+    "probability",
+    "prediction",
+]
+# Faces per attributes query: an IN list of a whole large study would exceed the
+# bind-parameter limits of SQLite (32,766) and PostgreSQL (65,535).
+IDENTITY_CHUNK = 10_000
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
@@ -104,39 +127,76 @@ def _consensus(study: Study) -> pd.DataFrame:
     return frame.merge(attributes, on="face_id", how="left")
 
 
+def _face_identity(face_ids: list[int]) -> pd.DataFrame:
+    """One row per face: IDENTITY_COLUMNS, attributes as face_attributes_frame gives them.
+
+    The source file is the source image's original name, or for an imported crop (no source
+    image) the crop's own original name.
+    """
+    ids = list(dict.fromkeys(face_ids))
+    chunks = [ids[i : i + IDENTITY_CHUNK] for i in range(0, len(ids), IDENTITY_CHUNK)] or [[]]
+    parts = []
+    for chunk in chunks:
+        names = pd.DataFrame(
+            list(
+                Face.objects.filter(pk__in=chunk).values_list(
+                    "pk", "source_image__original_name", "original_name"
+                )
+            ),
+            columns=["face_id", "image_name", "face_name"],
+        )
+        parts.append(face_attributes_frame(face_ids=chunk).merge(names, on="face_id"))
+    frame = pd.concat(parts, ignore_index=True)
+    frame["source_file"] = frame["image_name"].where(
+        frame["image_name"].notna(), frame["face_name"]
+    )
+    return frame[["face_id", *IDENTITY_COLUMNS]]
+
+
 def _predictions(study: Study, version: ModelVersion | None) -> pd.DataFrame:
     qs = Prediction.objects.filter(version__study=study)
     if version is not None:
         qs = qs.filter(version=version)
     frame = pd.DataFrame(
-        qs.order_by("version__number", "face_id").values_list(
-            "face_id",
-            "version__number",
-            "version_id",
-            "probability",
-            "label",
-            "face__source_image__job",
-            "face__source_image__country",
-            "face__source_image__query",
+        list(
+            qs.order_by("version__number", "face_id").values_list(
+                "face_id", "version__number", "version_id", "probability", "label"
+            )
         ),
-        columns=[
-            "face_id",
-            "version",
-            "version_id",
-            "probability",
-            "label",
-            "job",
-            "country",
-            "query",
-        ],
+        columns=["face_id", "version", "version_id", "probability", "label"],
     )
-    return frame.fillna({"job": "", "country": "", "query": ""})
+    frame = frame.merge(_face_identity(frame["face_id"].tolist()), on="face_id", how="left")
+    first = ["face_id", "version", "version_id", "probability", "label", "job", "country", "query"]
+    return frame[first + [c for c in IDENTITY_COLUMNS if c not in first]]
+
+
+def _cv(study: Study, version: ModelVersion | None) -> pd.DataFrame:
+    """Each training face's out-of-fold prediction of `version` (default: the active version,
+    else the newest), with the columns that identify the face and its subgroups."""
+    version = version or study.model_versions.order_by("-is_active", "-number").first()
+    if version is None:
+        raise ExportError(NO_VERSION.format(study=study.slug))
+    frame = pd.DataFrame(
+        list(
+            CrossValidationPrediction.objects.filter(version=version)
+            .order_by("face_id")
+            .values_list("face_id", "fold", "label", "label_source", "probability", "predicted")
+        ),
+        columns=["face_id", "fold", "label", "label_source", "probability", "prediction"],
+    )
+    if frame.empty:
+        raise ExportError(NO_CV_PREDICTIONS.format(version=version.number, study=study.slug))
+    frame["version"] = version.number
+    frame = frame.merge(_face_identity(frame["face_id"].tolist()), on="face_id", how="left")
+    return frame[CV_COLUMNS]
 
 
 def validation_frame(round: ValidationRound) -> pd.DataFrame:
-    """The round's stored results, overall row first: one row per subgroup."""
+    """The round's stored results, overall row first: one row per subgroup, with the
+    version's cross-validation accuracy for the same group beside the human one."""
     results = round.results or {}
     overall = results.get("overall") or {}
+    cv = {(r["attribute"], r["group"]): r["accuracy"] for r in results.get("cv_by_subgroup", [])}
     rows = [
         {
             "attribute": "overall",
@@ -144,13 +204,22 @@ def validation_frame(round: ValidationRound) -> pd.DataFrame:
             **{k: overall.get(k) for k in ("n", "accuracy", "ci_low", "ci_high")},
             "flagged": False,
             "too_few": False,
+            "cv_accuracy": results.get("cv_overall"),
         }
     ]
     rows += [
-        {**{k: row.get(k) for k in VALIDATION_COLUMNS}, "too_few": row.get("too_few")}
+        {
+            **{k: row.get(k) for k in VALIDATION_COLUMNS},
+            "too_few": row.get("too_few"),
+            "p_value": row.get("p_value"),
+            "p_adjusted": row.get("p_adjusted"),
+            "cv_accuracy": cv.get((row["attribute"], row["group"])),
+        }
         for row in results.get("by_subgroup", [])
     ]
-    return pd.DataFrame(rows, columns=[*VALIDATION_COLUMNS, "too_few"])
+    return pd.DataFrame(
+        rows, columns=[*VALIDATION_COLUMNS, "too_few", "p_value", "p_adjusted", "cv_accuracy"]
+    )
 
 
 def _validation(study: Study, version: ModelVersion | None, round_id: int | None) -> pd.DataFrame:
@@ -184,6 +253,8 @@ def export_frame(
         frame = _consensus(study)
     elif what == "predictions":
         frame = _predictions(study, version)
+    elif what == "cv":
+        frame = _cv(study, version)
     elif what == "validation":
         frame = _validation(study, version, round_id)
     else:

@@ -3,25 +3,52 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
-from modeling.ml.backbones import BACKBONES, DEFAULT_BACKBONE
+from modeling.ml.backbones import BACKBONES, backbone_availability, backbone_default
 from modeling.ml.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
+REMEMBERED = ("backbone", "weights", "epochs", "folds", "fine_tune")
+
+
+def _backbone_label(name: str, weights_file: str | None) -> str:
+    found = backbone_availability(name, weights_file=weights_file)
+    if found.available:
+        return f"{name} — ImageNet weights on this machine"
+    return f"{name} — ImageNet weights not here ({found.where}); use weights 'none' or add them"
 
 
 class RetrainForm(forms.Form):
-    backbone = forms.ChoiceField(
-        choices=[(name, name) for name in sorted(BACKBONES)], initial=DEFAULT_BACKBONE
-    )
+    """Retrain settings. Every backbone is listed with whether its pretrained weights are on
+    this machine; the initial values are the study's last run's (or, for a first run, the
+    preferred backbone whose weights are here)."""
+
+    backbone = forms.ChoiceField()
     weights = forms.CharField(
         initial="default",
         max_length=60,
-        help_text="'default', a torchvision weights name, or 'none'.",
+        help_text="'default' (the backbone's ImageNet weights), a torchvision weights name, or "
+        "'none' (random weights: only for comparison).",
     )
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=_DEFAULTS.epochs)
     folds = forms.IntegerField(min_value=2, max_value=20, initial=_DEFAULTS.folds)
-    fine_tune = forms.BooleanField(required=False, help_text="Also fine-tune the top block.")
+    fine_tune = forms.BooleanField(
+        required=False,
+        help_text="Also fine-tune the top blocks (cross-validated fold by fold: several "
+        "times longer; worth it on a GPU).",
+    )
+
+    def __init__(self, *args, last_config: dict | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        weights_file = settings.FACET_WEIGHTS_FILE
+        self.fields["backbone"].choices = [
+            (name, _backbone_label(name, weights_file)) for name in sorted(BACKBONES)
+        ]
+        self.fields["backbone"].initial = backbone_default(weights_file=weights_file)
+        for name in REMEMBERED:
+            if last_config and name in last_config:
+                self.fields[name].initial = last_config[name]
 
     def config(self) -> dict:
         data = self.cleaned_data

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from annotate.models import Face, JobStatus, Study
 
@@ -119,6 +120,28 @@ class Prediction(models.Model):
         ]
 
 
+class CrossValidationPrediction(models.Model):
+    """A training face's out-of-fold prediction: made by the fold's head that never saw it."""
+
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="cv_predictions"
+    )
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="cv_predictions")
+    fold = models.PositiveSmallIntegerField(help_text="0-based cross-validation fold.")
+    label = models.CharField(max_length=12, help_text="The training label the fold was scored on.")
+    label_source = models.CharField(
+        max_length=20,
+        help_text="Where the label came from: consensus, dawid_skene, adjudication, imported.",
+    )
+    probability = models.FloatField(help_text="Out-of-fold P(female).")
+    predicted = models.CharField(max_length=12, help_text="The label at the version's threshold.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "face"], name="cv_prediction_once")
+        ]
+
+
 class ValidationRound(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "Being coded"
@@ -162,7 +185,12 @@ class ValidationItem(models.Model):
 
 
 class Triage(models.Model):
-    """A researcher's verdict on a misclassified face; feeds the next training run."""
+    """The verdict in effect on a misclassified face; feeds the next training run.
+
+    One per face, and so per study and face: a verdict made from any version's gallery holds
+    for every version. A cache of the face's TriageEvent history (the latest decision not
+    undone), written only by modeling.services.triage; read through modeling.selectors.triage.
+    """
 
     class Decision(models.TextChoices):
         MODEL_ERROR = "model_error", "Model error"
@@ -170,14 +198,68 @@ class Triage(models.Model):
         NOT_FACE = "not_face", "Not a face / detector error"
 
     face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="triages")
-    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="triages")
+    version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,  # the verdict outlives the version it was seen on
+        related_name="triages",
+        help_text="The version whose gallery the decision was made from.",
+    )
     decision = models.CharField(max_length=12, choices=Decision.choices)
     tags = models.JSONField(default=list, blank=True, help_text="e.g. blurry, occluded, child.")
     note = models.TextField(blank=True)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
-    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["face"], name="triage_once_per_face")]
+
+
+class TriageEvent(models.Model):
+    """One change to a face's triage, append-only: a decision, or the undo of one."""
+
+    class Action(models.TextChoices):
+        DECIDED = "decided", "Decided"
+        UNDONE = "undone", "Undone"
+
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="triage_events")
+    version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="triage_events",
+        help_text="The version whose gallery the change was made from.",
+    )
+    action = models.CharField(max_length=8, choices=Action.choices)
+    decision = models.CharField(
+        max_length=12,
+        choices=Triage.Decision.choices,
+        help_text="The verdict decided, or for an undo the verdict withdrawn.",
+    )
+    tags = models.JSONField(default=list, blank=True)
+    note = models.TextField(blank=True)
+    undoes = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="undone_by",
+        help_text="The decision this undo withdrew; a decision is undone at most once.",
+    )
+    votes_reset = models.BooleanField(
+        default=False, help_text="This decision sent the face back to the coders for fresh votes."
+    )
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["face", "created_at"], name="triage_event_face_time")]
         constraints = [
-            models.UniqueConstraint(fields=["version", "face"], name="triage_once_per_version")
+            models.CheckConstraint(
+                condition=Q(action="decided", undoes__isnull=True)
+                | Q(action="undone", undoes__isnull=False),
+                name="triage_event_undo_names_its_decision",
+            )
         ]

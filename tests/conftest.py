@@ -160,12 +160,13 @@ def use_broker(broker: Broker) -> Iterator[None]:
     if broker.url.startswith("filesystem"):
         folder = Path(broker.env["FACET_BROKER_DIR"])
         options = {
+            "control_folder": str(folder / "control"),
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
             "store_processed": False,
         }
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
     else:
         options = {"visibility_timeout": 3600, "socket_connect_timeout": 3, "socket_timeout": 10}
@@ -294,3 +295,15 @@ def wait_for(
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+FAIRFACE540 = (ROOT.parent / "shared" / "data" / "fairface540").resolve()
+
+
+@pytest.fixture(scope="session")
+def fairface540() -> Path:
+    """The 540 real FairFace crops beside the project (CC BY 4.0; see its README). CI has the
+    folder; elsewhere the tests that need it skip, unless FACET_REQUIRE_SERVICES is set."""
+    if not (FAIRFACE540 / "labels.csv").is_file():
+        missing_service(f"needs the real faces at {FAIRFACE540}")
+    return FAIRFACE540

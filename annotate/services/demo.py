@@ -1,4 +1,5 @@
-"""The demo: accounts for every role and a study of synthetic faces (annotate.synthetic)."""
+"""The demo: accounts for every role, a study of synthetic faces (annotate.synthetic) and a
+study of real labeled faces (the FairFace sample shipped in annotate/demo/fairface224)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import io
 import logging
 from dataclasses import dataclass
 from itertools import groupby
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
@@ -15,7 +18,11 @@ from django.utils import timezone
 
 from annotate.models import Face, FaceStatus, ImportBatch, JobStatus, KnownLabel, SourceImage, Study
 from annotate.roles import Role, groups_ensure
+from annotate.services.ingest_faces import faces_import
 from annotate.synthetic import WEAK_SUBGROUP, SyntheticFace, draw_face, draw_scene, face_specs
+
+if TYPE_CHECKING:
+    from modeling.models import TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -227,3 +234,76 @@ def demo_members_add(*, study: Study) -> None:
     User = get_user_model()
     names = [name for name, role in DEMO_ACCOUNTS if role != Role.ADMIN]
     study.members.add(*User.objects.filter(username__in=names))
+
+
+REAL_FACES_DIR = Path(__file__).resolve().parent.parent / "demo" / "fairface224"
+REAL_FACES_SLUG = "fairface"
+REAL_FACES_TITLE = "Real faces (FairFace sample)"
+REAL_FACES_DESCRIPTION = (
+    "540 real face photographs with perceived gender and age band (30 per band and gender), "
+    "imported as a labeled training set. From FairFace (Kärkkäinen & Joo, WACV 2021), as "
+    "sampled by thlaiquid-ai/demographic-test-images; CC BY 4.0; resized to 224 px. "
+    "See annotate/demo/fairface224/README.md."
+)
+REAL_FACES_MISSING = (
+    "The real-faces sample is missing: {folder} should hold labels.csv and the images "
+    "(it ships with the project; restore it from git)."
+)
+# The shipped ImageNet backbone: its weights come inside a package, so this works offline.
+REAL_FACES_TRAINING = {"backbone": "efficientnet_lite0", "weights": "default"}
+
+
+class RealFacesMissing(FileNotFoundError):
+    """The shipped sample folder is not there (a damaged checkout)."""
+
+
+@dataclass(frozen=True)
+class RealFacesResult:
+    study: Study
+    batch: ImportBatch | None  # the import this call ran; None when the study already had it
+    faces: int
+
+
+def demo_real_faces_load(
+    *, slug: str = REAL_FACES_SLUG, folder: Path = REAL_FACES_DIR
+) -> RealFacesResult:
+    """Create the real-faces study and import the labeled sample, unless an import succeeded.
+
+    Goes through `faces_import`, the path of `manage.py import_faces DIR --labels CSV`, so the
+    faces are Face(origin=imported) with a KnownLabel(usage=train, source=labels.csv). A run
+    after a failed or interrupted import imports again; faces already stored are skipped as
+    duplicates. Raises RealFacesMissing, before writing anything, when the folder is gone.
+    """
+    labels = folder / "labels.csv"
+    if not labels.is_file():
+        raise RealFacesMissing(REAL_FACES_MISSING.format(folder=folder))
+    study, _ = Study.objects.get_or_create(
+        slug=slug, defaults={"title": REAL_FACES_TITLE, "description": REAL_FACES_DESCRIPTION}
+    )
+    if study.imports.filter(kind=ImportBatch.Kind.FACES, status=JobStatus.SUCCEEDED).exists():
+        return RealFacesResult(study, None, study.faces.count())
+    batch = faces_import(
+        study=study, folder=folder, labels=labels.read_bytes(), labels_name=labels.name
+    )
+    logger.info("real-faces study %s: import batch %s %s", slug, batch.pk, batch.status)
+    return RealFacesResult(study, batch, study.faces.count())
+
+
+def demo_training_ensure(*, study: Study) -> TrainingRun | None:
+    """Queue one training run of the shipped pretrained backbone (REAL_FACES_TRAINING).
+
+    Does nothing (returns None) when the study already has a model version or a run queued or
+    running. Needs the broker, not a worker: on the filesystem broker the task waits in its
+    folder until a worker starts. Raises BrokerUnavailable, creating nothing, when it is down.
+    """
+    # Imported here: training pulls in torch, which the accounts and the synthetic demo
+    # do not need.
+    from modeling.services.training import training_run_create, training_runs_sweep
+
+    # A run left "running" by a worker that was stopped is marked failed first, so it does
+    # not block a new one.
+    training_runs_sweep()
+    busy = study.training_runs.filter(status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
+    if study.model_versions.exists() or busy.exists():
+        return None
+    return training_run_create(study=study, config=dict(REAL_FACES_TRAINING))

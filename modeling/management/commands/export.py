@@ -1,4 +1,5 @@
-"""Export votes, consensus, predictions, validation results or estimates as CSV or Parquet."""
+"""Export votes, consensus, predictions, cross-validation predictions, validation results or
+estimates as CSV or Parquet."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--what", required=True, choices=WHAT_CHOICES)
         parser.add_argument("--format", default="csv", choices=FORMAT_CHOICES)
         parser.add_argument("--out", required=True, type=Path)
-        parser.add_argument("--version", type=int, help="Version number (predictions, validation).")
+        parser.add_argument(
+            "--version",
+            type=int,
+            help="Version number (predictions, cv, validation; cv defaults to the active version, "
+            "else the newest).",
+        )
         parser.add_argument("--round", type=int, help="Validation round id (default: newest).")
         parser.add_argument(
             "--pseudonymize", action="store_true", help="Replace coder ids by stable pseudonyms."

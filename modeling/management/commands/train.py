@@ -14,6 +14,14 @@ from modeling.models import TrainingRun
 from modeling.services.training import training_run_create, training_run_execute
 
 
+def _by_attribute(rows: list[dict]) -> dict[str, dict[str, list]]:
+    """{attribute: {group: [n, accuracy]}} from the stored subgroup rows."""
+    table: dict[str, dict[str, list]] = {}
+    for row in rows:
+        table.setdefault(row["attribute"], {})[row["group"]] = [row["n"], row["accuracy"]]
+    return table
+
+
 def run_report(run: TrainingRun) -> dict:
     cv = (run.metrics or {}).get("cv") or {}
     version = getattr(run, "version", None)
@@ -26,10 +34,7 @@ def run_report(run: TrainingRun) -> dict:
         "faces": (run.dataset or {}).get("n"),
         "cv_accuracy": cv.get("accuracy"),
         "cv_interval": [cv.get("low"), cv.get("high")] if cv else None,
-        "cv_by_subgroup": {
-            name: {row["value"]: [row["n"], row["accuracy"]] for row in rows}
-            for name, rows in (cv.get("by_subgroup") or {}).items()
-        },
+        "cv_by_subgroup": _by_attribute(cv.get("by_subgroup") or []),
         "timings": run.timings,
     }
 
@@ -39,8 +44,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--study", required=True, help="Study slug.")
-        parser.add_argument("--backbone", choices=sorted(BACKBONES))
-        parser.add_argument("--weights", help="'default', a torchvision weights name, or 'none'.")
+        parser.add_argument(
+            "--backbone",
+            choices=sorted(BACKBONES),
+            help="Default: resnet50 where its ImageNet weights are on this machine, else "
+            "efficientnet_lite0 (its weights ship in a package: works offline).",
+        )
+        parser.add_argument(
+            "--weights", help="'default' (ImageNet), a torchvision weights name, or 'none'."
+        )
         parser.add_argument("--epochs", type=int)
         parser.add_argument("--folds", type=int)
         parser.add_argument("--image-size", type=int, dest="image_size")
