@@ -14,8 +14,7 @@ from django.utils import timezone
 from annotate.aggregation import fleiss_kappa, krippendorff_alpha_nominal, percent_agreement
 from annotate.models import Consensus, ConsensusStatus, Study, Vote
 from annotate.selectors.agreement import votes_frame
-from modeling import estimates
-from modeling.evaluation import MIN_N, Z95
+from modeling import estimates, evaluation
 from modeling.models import ModelVersion
 from modeling.selectors.validation import validation_round_latest
 from modeling.services.validation import _clean, cv_by_subgroup, cv_overall
@@ -29,6 +28,17 @@ ESTIMATOR = (
     "Se + Sp ≤ 1 (the raw share is reported instead); clipped to [0, 1] and flagged when "
     "clipped. 95 % interval: percentile bootstrap ({n_boot} resamples, seeded) resampling the "
     "group's faces (or images) and, independently, the validation faces."
+)
+NO_VERSION = "This study has no model version yet: train one (Models page) to get an appendix."
+NOT_ACTIVE = "No version is active; this appendix describes v{number}, the newest."
+NO_ROUND = (
+    "v{number} has no validation round with results yet, so there is no human-validation "
+    "accuracy: open a round on the Validation page and let the coders finish it."
+)
+PARTIAL_ROUND = "Round {round} is still being coded: its figures are partial."
+NO_CV_ROWS = (
+    "v{number} has no cross-validation rows by subgroup (trained before they were stored): "
+    "retrain to get the CV column."
 )
 ASSUMPTIONS = [
     "Se and Sp measured on the validation sample hold for the faces being estimated (the same "
@@ -51,6 +61,35 @@ def _agreement(study: Study) -> dict[str, Any]:
     }
 
 
+def _flag_rule(results: dict[str, Any]) -> str:
+    flag = results.get("flag")
+    if not flag:
+        return (
+            "computed with an earlier rule (interval or accuracy below the overall); "
+            "compute the round again to apply the current test"
+        )
+    return (
+        f"{flag['test']}; p-values adjusted over every tested group of the round by "
+        f"{flag['correction_label']}; flagged when the adjusted p ≤ {flag['alpha']} and the "
+        f"group's accuracy is at least {flag['gap']:.0%} below the faces outside it"
+    )
+
+
+def _missing(version: ModelVersion, data: dict[str, Any]) -> list[str]:
+    """What the appendix cannot report yet, each with what to do about it."""
+    missing = []
+    if not version.is_active:
+        missing.append(NOT_ACTIVE.format(number=version.number))
+    if not data["model"]["cv_by_subgroup"]:
+        missing.append(NO_CV_ROWS.format(number=version.number))
+    human = data["human_validation"]
+    if human["round"] is None:
+        missing.append(NO_ROUND.format(number=version.number))
+    elif human["partial"]:
+        missing.append(PARTIAL_ROUND.format(round=human["round"]))
+    return missing
+
+
 def methods_appendix(*, study: Study, version: ModelVersion) -> dict[str, Any]:
     consensus = Consensus.objects.filter(face__study=study)
     coders_per_face = {
@@ -60,6 +99,8 @@ def methods_appendix(*, study: Study, version: ModelVersion) -> dict[str, Any]:
     run = version.training_run
     round = validation_round_latest(version=version)
     results = round.results if round is not None else {}
+    cv_rows = cv_by_subgroup(version)
+    cv = {(r["attribute"], r["group"]): r["accuracy"] for r in cv_rows}
     data = {
         "generated_at": timezone.now().isoformat(),
         "study": {"slug": study.slug, "title": study.title},
@@ -88,7 +129,7 @@ def methods_appendix(*, study: Study, version: ModelVersion) -> dict[str, Any]:
             "training_faces": len((run.dataset or {}).get("face_ids", [])) if run else None,
             "labels_hash": run.labels_hash if run is not None else "",
             "cv_accuracy": cv_overall(version),
-            "cv_by_subgroup": cv_by_subgroup(version),
+            "cv_by_subgroup": cv_rows,
         },
         "human_validation": {
             "round": round.pk if round is not None else None,
@@ -98,19 +139,24 @@ def methods_appendix(*, study: Study, version: ModelVersion) -> dict[str, Any]:
             "faces_used": results.get("n_used"),
             "partial": results.get("partial"),
             "overall": results.get("overall"),
-            "by_subgroup": results.get("by_subgroup", []),
+            "by_subgroup": [
+                {**row, "cv_accuracy": cv.get((row["attribute"], row["group"]))}
+                for row in results.get("by_subgroup", [])
+            ],
             "error_rates": results.get("error_rates"),
-            "interval": f"Wilson score, 95 % (z = {Z95})",
-            "min_n": results.get("min_n", MIN_N),
-            "flag_rule": "upper bound below the overall accuracy, or accuracy more than "
-            f"{results.get('gap', 0.05):.0%} below the overall",
+            "interval": f"Wilson score, 95 % (z = {evaluation.Z95})",
+            "min_n": results.get("min_n", evaluation.MIN_N),
+            "flag": results.get("flag"),
+            "flag_rule": _flag_rule(results),
         },
         "estimator": {
             "description": ESTIMATOR.format(n_boot=estimates.N_BOOT),
             "assumptions": ASSUMPTIONS,
         },
     }
-    return _clean(data)
+    data = _clean(data)
+    data["missing"] = _missing(version, data)
+    return data
 
 
 def _pct(value) -> str:
@@ -121,11 +167,20 @@ def _num(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _p(value) -> str:
+    return "—" if value is None else f"{value:.2g}"
+
+
 def appendix_markdown(data: dict[str, Any]) -> str:
     d, c, m, h = data["data"], data["coding"], data["model"], data["human_validation"]
     lines = [
         f"# Methods appendix: {data['study']['title']} (model v{m['version']})",
         "",
+        *(
+            ["## Not available yet", *[f"- {item}" for item in data["missing"]], ""]
+            if data["missing"]
+            else []
+        ),
         "## Data",
         f"- Images: {d['images']}; faces: {d['faces']}; faces with a consensus: "
         f"{d['faces_with_consensus']} (agreed {d['faces_agreed']}, adjudicated "
@@ -155,16 +210,16 @@ def appendix_markdown(data: dict[str, Any]) -> str:
             f"[{_pct(overall.get('ci_low'))}, {_pct(overall.get('ci_high'))}], n = {overall.get('n')}.",
             f"- Groups with n < {h['min_n']} are marked too few; flag rule: {h['flag_rule']}.",
             "",
-            "| attribute | group | n | accuracy | 95 % CI | CV accuracy | note |",
-            "| --- | --- | ---: | ---: | --- | ---: | --- |",
+            "| attribute | group | n | accuracy | 95 % CI | adjusted p | CV accuracy | note |",
+            "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |",
         ]
-        cv = {(r["attribute"], r["group"]): r["accuracy"] for r in m["cv_by_subgroup"]}
         for row in h["by_subgroup"]:
             note = "flagged" if row.get("flagged") else "too few" if row.get("too_few") else ""
             lines.append(
                 f"| {row['attribute']} | {row['group']} | {row['n']} | {_pct(row['accuracy'])} "
                 f"| {_pct(row['ci_low'])} – {_pct(row['ci_high'])} "
-                f"| {_pct(cv.get((row['attribute'], row['group'])))} | {note} |"
+                f"| {_p(row.get('p_adjusted'))} "
+                f"| {_pct(row['cv_accuracy'])} | {note} |"
             )
         rates = h["error_rates"] or {}
         lines.append("")

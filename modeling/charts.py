@@ -14,6 +14,7 @@ LABEL_WIDTH = 230
 FLAG_COLOR = "#b42318"
 BAR_COLOR = "#2f5bd3"
 FEW_COLOR = "#a3acbf"
+TICKS = (0, 0.25, 0.5, 0.75, 1)
 
 
 def _num(value) -> float | None:
@@ -66,7 +67,7 @@ def accuracy_bars_svg(
             )
         parts.append(f'<text x="{x(1) + 4}" y="{y + 13}" font-size="11">{accuracy:.0%}</text>')
     axis_y = 20 + BAR_HEIGHT * len(rows)
-    for tick in (0, 0.25, 0.5, 0.75, 1):
+    for tick in TICKS:
         parts.append(
             f'<text x="{x(tick):.1f}" y="{axis_y + 16}" font-size="10" text-anchor="middle">'
             f"{tick:.0%}</text>"
@@ -83,7 +84,7 @@ def accuracy_bars_svg(
 def confusion_svg(classes: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
     """A heat-mapped confusion matrix: rows are the human label, columns the prediction."""
     cell = 90
-    left, top = 110, 50
+    left, top = 130, 50
     size_w = left + cell * len(classes) + 10
     size_h = top + cell * len(classes) + 10
     peak = max((v for row in matrix for v in row), default=0) or 1
@@ -91,7 +92,9 @@ def confusion_svg(classes: Sequence[str], matrix: Sequence[Sequence[int]]) -> st
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
         f'viewBox="0 0 {size_w} {size_h}" width="{size_w}" height="{size_h}">',
         "<title>Confusion matrix (rows: human label, columns: model)</title>",
-        f'<text x="{left}" y="14" font-size="11">model predicted →</text>',
+        f'<text x="{left}" y="14" font-size="11">columns: model predicted →</text>',
+        f'<text x="14" y="{top + cell * len(classes) / 2}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + cell * len(classes) / 2})">rows: human label →</text>',
     ]
     for j, name in enumerate(classes):
         parts.append(
@@ -140,6 +143,14 @@ def reliability_svg(bins: Sequence[dict]) -> str:
         f'<text x="12" y="{size / 2}" font-size="11" transform="rotate(-90 12 {size / 2})" '
         'text-anchor="middle">observed share female</text>',
     ]
+    for tick in TICKS:
+        parts.append(
+            f'<path d="M{px(tick):.1f} {py(0)}v4M{px(0)} {py(tick):.1f}h-4" stroke="#5b6475"/>'
+            f'<text x="{px(tick):.1f}" y="{py(0) + 14}" font-size="9" text-anchor="middle">'
+            f"{tick:g}</text>"
+            f'<text x="{px(0) - 6}" y="{py(tick) + 3:.1f}" font-size="9" text-anchor="end">'
+            f"{tick:g}</text>"
+        )
     points = []
     for row in bins:
         mean_p, observed = _num(row.get("mean_predicted")), _num(row.get("observed"))
@@ -156,5 +167,70 @@ def reliability_svg(bins: Sequence[dict]) -> str:
             f"<title>n={row['n']}: predicted {row['mean_predicted']:.2f}, observed "
             f"{row['observed']:.2f}</title></circle>"
         )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+A_COLOR = "#7a8194"
+
+
+def paired_intervals_svg(
+    rows: Sequence[dict], *, label_a: str, label_b: str, title: str = "Accuracy on the same faces"
+) -> str:
+    """Two versions per group, one line each: a dot at the accuracy and a whisker over its
+    interval (`accuracy_a`, `ci_low_a`, `ci_high_a` and the same with `_b`); version a in grey,
+    b in blue, a legend on top. Rows come from evaluation.paired_by_group.
+    """
+    step = 2 * BAR_HEIGHT
+    plot = WIDTH - LABEL_WIDTH - 60
+    top = 34
+    height = top + step * len(rows) + 24
+
+    def x(value: float) -> float:
+        return LABEL_WIDTH + plot * value
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for i, (name, color) in enumerate(((label_a, A_COLOR), (label_b, BAR_COLOR))):
+        parts.append(
+            f'<circle cx="{LABEL_WIDTH + 6 + 120 * i}" cy="12" r="4" fill="{color}"/>'
+            f'<text x="{LABEL_WIDTH + 14 + 120 * i}" y="16" font-size="11">{escape(name)}</text>'
+        )
+    axis_y = top + step * len(rows)
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(
+            f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 4}" y2="{axis_y}" '
+            'stroke="#e3e6ed"/>'
+            f'<text x="{x(tick):.1f}" y="{axis_y + 16}" font-size="10" text-anchor="middle">'
+            f"{tick:.0%}</text>"
+        )
+    for i, row in enumerate(rows):
+        y = top + i * step
+        label = f"{row.get('attribute', '')}: {row.get('group', '')}"
+        parts.append(
+            f'<text x="{LABEL_WIDTH - 6}" y="{y + BAR_HEIGHT + 4}" text-anchor="end" '
+            f'font-size="11">{escape(label[:40])}</text>'
+        )
+        for j, (side, color, name) in enumerate(
+            (("a", A_COLOR, label_a), ("b", BAR_COLOR, label_b))
+        ):
+            accuracy = _num(row.get(f"accuracy_{side}"))
+            if accuracy is None:
+                continue
+            mid = y + BAR_HEIGHT / 2 + j * BAR_HEIGHT
+            low, high = _num(row.get(f"ci_low_{side}")), _num(row.get(f"ci_high_{side}"))
+            if low is not None and high is not None:
+                parts.append(
+                    f'<path d="M{x(low):.1f} {mid}H{x(high):.1f}" stroke="{color}" '
+                    'stroke-width="1.5"/>'
+                )
+            parts.append(
+                f'<circle cx="{x(accuracy):.1f}" cy="{mid}" r="4" fill="{color}"><title>'
+                f"{escape(label)}, {escape(name)}: {accuracy:.3f} (n={row.get('n')})"
+                "</title></circle>"
+            )
     parts.append("</svg>")
     return "".join(parts)

@@ -137,47 +137,18 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def cv_by_subgroup(version: ModelVersion) -> list[dict[str, Any]]:
-    """The version's CV accuracy by subgroup, from `metrics["cv"]["by_subgroup"]`.
+    """The version's cross-validation rows by subgroup, as training stored them in
+    `metrics["cv"]["by_subgroup"]`: rows of evaluation.RESULT_COLUMNS, one attribute at a time.
 
-    Accepts a list of {attribute, group, n, accuracy} rows (the agreed shape) or a mapping
-    {attribute: {group: {n, accuracy}}}; anything else gives no rows.
+    Versions trained before training stored that shape have no rows.
     """
-    cv = (version.metrics or {}).get("cv") or {}
-    raw = cv.get("by_subgroup") if isinstance(cv, dict) else None
-    rows: list[dict[str, Any]] = []
-    if isinstance(raw, list):
-        for row in raw:
-            if isinstance(row, dict) and "attribute" in row and "group" in row:
-                rows.append(
-                    {
-                        "attribute": str(row["attribute"]),
-                        "group": str(row["group"]),
-                        "n": row.get("n"),
-                        "accuracy": row.get("accuracy"),
-                    }
-                )
-    elif isinstance(raw, dict):
-        for attribute, groups in raw.items():
-            if isinstance(groups, dict):
-                for group, stats in groups.items():
-                    stats = stats if isinstance(stats, dict) else {"accuracy": stats}
-                    rows.append(
-                        {
-                            "attribute": str(attribute),
-                            "group": str(group),
-                            "n": stats.get("n"),
-                            "accuracy": stats.get("accuracy"),
-                        }
-                    )
-    return rows
+    rows = ((version.metrics or {}).get("cv") or {}).get("by_subgroup")
+    return rows if isinstance(rows, list) else []
 
 
 def cv_overall(version: ModelVersion) -> float | None:
-    cv = (version.metrics or {}).get("cv") or {}
-    value = cv.get("accuracy") if isinstance(cv, dict) else None
-    if isinstance(value, dict):
-        value = value.get("accuracy")
-    return float(value) if isinstance(value, int | float) else None
+    """The version's overall cross-validation accuracy (None when it has none)."""
+    return ((version.metrics or {}).get("cv") or {}).get("accuracy")
 
 
 def results_from_frame(
@@ -185,12 +156,15 @@ def results_from_frame(
     *,
     min_n: int = evaluation.MIN_N,
     gap: float = evaluation.GAP,
+    alpha: float = evaluation.ALPHA,
+    correction: str = evaluation.DEFAULT_CORRECTION,
     attributes: tuple[str, ...] = SUBGROUP_ATTRIBUTES,
 ) -> dict[str, Any]:
     """Everything the results page shows, from a round frame (see validation_round_frame).
 
     Keys (stored in ValidationRound.results; the pages, exports and appendix read them):
     n_sampled, n_coded, n_used, n_unusable, sample {minimum, proportional}, min_n, gap,
+    flag {test, correction, correction_label, alpha, gap, min_n} (how groups were flagged),
     overall {n, accuracy, ci_low, ci_high}, by_subgroup [rows of evaluation.RESULT_COLUMNS],
     confusion {classes, matrix}, per_class [rows], calibration [bins], ece,
     error_rates {tp, fn, fp, tn, sensitivity, specificity, defined}. The compute service adds
@@ -198,7 +172,12 @@ def results_from_frame(
     """
     coded = frame[frame["truth"].isin(BINARY) & frame["predicted"].isin(BINARY)]
     by_group = evaluation.accuracy_by_group(
-        coded, attributes=list(attributes), min_n=min_n, gap=gap
+        coded,
+        attributes=list(attributes),
+        min_n=min_n,
+        gap=gap,
+        alpha=alpha,
+        correction=correction,
     )
     confusion = evaluation.confusion_matrix(coded["truth"], coded["predicted"], CLASSES)
     calibration = evaluation.calibration_bins(
@@ -223,6 +202,14 @@ def results_from_frame(
             "n_unusable": int((final & ~frame.index.isin(coded.index)).sum()),
             "min_n": min_n,
             "gap": gap,
+            "flag": {
+                "test": evaluation.FLAG_TEST,
+                "correction": correction,
+                "correction_label": evaluation.CORRECTIONS[correction],
+                "alpha": alpha,
+                "gap": gap,
+                "min_n": min_n,
+            },
             "overall": {
                 "n": int(overall["n"]),
                 "accuracy": overall["accuracy"],

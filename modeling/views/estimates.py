@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from annotate.access import role_required, study_for_member
 from annotate.roles import Role
-from modeling.appendix import appendix_markdown, methods_appendix
+from modeling.appendix import NO_VERSION, appendix_markdown, methods_appendix
 from modeling.estimates import PER_CHOICES
 from modeling.exports import (
     CONTENT_TYPES,
@@ -138,6 +138,8 @@ def exports(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 def appendix(request: HttpRequest, slug: str) -> HttpResponse:
+    """The methods appendix: an HTML page; `?format=md` or `?download=1` gives Markdown,
+    `?format=json` JSON (downloaded with `download=1`)."""
     study = study_for_member(request.user, slug)
     version_id = request.GET.get("version", "")
     version = (
@@ -145,12 +147,21 @@ def appendix(request: HttpRequest, slug: str) -> HttpResponse:
         if version_id.isdigit()
         else study.model_versions.filter(is_active=True).first()
     ) or study.model_versions.first()
+    output = request.GET.get("format") or ("md" if request.GET.get("download") == "1" else "html")
     if version is None:
-        return HttpResponse(
-            "This study has no model version yet.", status=404, content_type="text/plain"
-        )
+        if output == "html":
+            return render(
+                request, "modeling/appendix.html", {"study": study, "missing": [NO_VERSION]}
+            )
+        return HttpResponse(NO_VERSION, status=404, content_type="text/plain; charset=utf-8")
     data = methods_appendix(study=study, version=version)
-    if request.GET.get("format") == "json":
+    if output == "html":
+        return render(
+            request,
+            "modeling/appendix.html",
+            {"study": study, "version": version, "data": data, "missing": data["missing"]},
+        )
+    if output == "json":
         response = HttpResponse(
             json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json"
         )
@@ -159,7 +170,7 @@ def appendix(request: HttpRequest, slug: str) -> HttpResponse:
             appendix_markdown(data), content_type="text/markdown; charset=utf-8"
         )
     if request.GET.get("download") == "1":
-        suffix = "json" if request.GET.get("format") == "json" else "md"
+        suffix = "json" if output == "json" else "md"
         response["Content-Disposition"] = (
             f'attachment; filename="{study.slug}-v{version.number}-methods.{suffix}"'
         )

@@ -51,6 +51,7 @@ def test_confusion_and_reliability_charts_show_counts_and_points():
     root = ET.fromstring(confusion_svg(["male", "female"], [[50, 7], [12, 31]]))
     texts = [t.text for t in root.iter(f"{SVG}text")]
     assert {"50", "7", "12", "31"} <= set(texts)
+    assert "rows: human label →" in texts and "columns: model predicted →" in texts
     bins = [
         {"n": 10, "mean_predicted": 0.15, "observed": 0.1},
         {"n": 0, "mean_predicted": None, "observed": None},
@@ -58,3 +59,5 @@ def test_confusion_and_reliability_charts_show_counts_and_points():
     ]
     root = ET.fromstring(reliability_svg(bins))
     assert len(root.findall(f"{SVG}circle")) == 2
+    ticks = [t.text for t in root.iter(f"{SVG}text")]
+    assert all(ticks.count(label) == 2 for label in ("0", "0.25", "0.5", "0.75", "1"))

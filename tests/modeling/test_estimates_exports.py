@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from annotate.models import SourceImage, Vote
 from annotate.roles import Role
+from modeling.appendix import NO_ROUND, NO_VERSION
 from modeling.estimates import NOTE_NO_VALIDATION, rogan_gladen
 from modeling.exports import coder_pseudonym, export_frame, neutralize_formulas
 from modeling.selectors.estimates import EstimateOptions, estimate_tables
@@ -236,6 +237,11 @@ def test_without_validation_or_active_version_the_page_and_command_say_so(client
     assert "has no active model version" in html
     with pytest.raises(CommandError, match="no active model version"):
         call_command("estimates", "--study", study.slug)
+    url = reverse("modeling:appendix", args=[study.slug])
+    page = client.get(url)
+    assert page.status_code == 200 and NO_VERSION in page.content.decode()
+    markdown = client.get(url, {"format": "md"})
+    assert markdown.status_code == 404 and markdown.content.decode() == NO_VERSION
     faces = make_plain_faces(study, 40)
     version = make_version(study, active=True)
     plant(faces, version, coded=False)
@@ -262,6 +268,7 @@ def test_without_validation_or_active_version_the_page_and_command_say_so(client
     assert "at least 1" in bad.content.decode()
     appendix = client.get(reverse("modeling:appendix", args=[study.slug])).content.decode()
     assert "No validation round with results yet." in appendix
+    assert NO_ROUND.format(number=version.number) in appendix
 
 
 def test_bad_export_requests_are_refused_with_the_reason(client, validated):
@@ -288,11 +295,19 @@ def test_methods_appendix_in_markdown_and_json(client, validated, tmp_path):
         data["model"]["backbone"] == "resnet18"
         and "Rogan–Gladen" in data["estimator"]["description"]
     )
-    markdown = client.get(url).content.decode()
+    markdown = client.get(url, {"format": "md"}).content.decode()
     assert (
         markdown.startswith("# Methods appendix")
         and pct(round.results["overall"]["accuracy"]) in markdown
     )
+    assert "Benjamini–Hochberg" in markdown and "adjusted p" in markdown
+    download = client.get(url, {"download": "1"})
+    assert download["Content-Disposition"].endswith('-methods.md"')
+    assert download.content.decode() == markdown
+    page = client.get(url).content.decode()
+    assert page.lstrip().startswith("<!DOCTYPE html>") or "<html" in page
+    assert pct(round.results["overall"]["accuracy"]) in page
+    assert 'data-testid="appendix-table"' in page and "Benjamini–Hochberg" in page
     out = tmp_path / "appendix.json"
     call_command(
         "methods_appendix",

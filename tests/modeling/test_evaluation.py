@@ -16,6 +16,7 @@ from modeling.evaluation import (
     confusion_matrix,
     expected_calibration_error,
     precision_recall,
+    wilson_bounds,
     wilson_interval,
 )
 
@@ -106,19 +107,43 @@ def test_planted_weak_group_is_flagged_and_small_groups_never_are():
     assert small["too_few"] and not small["flagged"] and small["accuracy"] < 0.5
 
 
-def test_gap_threshold_is_configurable():
-    # a: 960/1000 right; b: 27/30 right. Overall 987/1030 = 0.958; b is 5.8 points below,
-    # but its interval reaches above the overall, so only the gap rule can flag it.
-    predicted = ["female"] * 960 + ["male"] * 40 + ["female"] * 27 + ["male"] * 3
+def test_p_values_equal_scipy_fisher_and_statsmodels_multipletests():
+    from scipy.stats import fisher_exact
+    from statsmodels.stats.multitest import multipletests
+
+    frame = _random_frame(4, n=1500)
+    frame.loc[frame["race"] == "black", "predicted"] = "male"  # a group clearly worse
+    for correction, method in (("holm", "holm"), ("bh", "fdr_bh")):
+        result = accuracy_by_group(frame, attributes=["race", "glasses"], correction=correction)
+        total, right = result.loc[0, "n"], result.loc[0, "correct"]
+        tested = result[result["p_value"].notna()]
+        assert len(tested) == ((result["attribute"] != "overall") & ~result["too_few"]).sum()
+        for row in tested.itertuples():
+            table = [[row.correct, row.n - row.correct], [right - row.correct, 0]]
+            table[1][1] = (total - row.n) - table[1][0]
+            assert row.p_value == pytest.approx(fisher_exact(table, alternative="less")[1])
+        reference = multipletests(tested["p_value"], method=method)[1]
+        np.testing.assert_allclose(tested["p_adjusted"], reference)
+        assert result[result["too_few"]]["p_value"].isna().all()
+
+
+def test_practical_gap_narrows_the_flags_and_never_widens_them():
+    # a: 9,600/10,000 right; b: 460/500 right: 4 points below the rest, clearly significant.
+    predicted = ["female"] * 9600 + ["male"] * 400 + ["female"] * 460 + ["male"] * 40
     frame = pd.DataFrame(
-        {"truth": ["female"] * 1030, "predicted": predicted, "g": ["a"] * 1000 + ["b"] * 30}
+        {"truth": ["female"] * 10500, "predicted": predicted, "g": ["a"] * 10000 + ["b"] * 500}
     )
-    strict = accuracy_by_group(frame, attributes=["g"], gap=0.05).set_index("group")
-    loose = accuracy_by_group(frame, attributes=["g"], gap=0.07).set_index("group")
-    assert strict.loc["b", "ci_high"] > strict.loc["all", "accuracy"]
-    assert strict.loc["b", "gap"] == pytest.approx(987 / 1030 - 0.9)
-    assert strict.loc["b", "flagged"] and not loose.loc["b", "flagged"]
-    assert not strict.loc["a", "flagged"]
+    with_gap = accuracy_by_group(frame, attributes=["g"], gap=0.05).set_index("group")
+    test_only = accuracy_by_group(frame, attributes=["g"], gap=0.0).set_index("group")
+    assert with_gap.loc["b", "gap"] == pytest.approx(0.96 - 0.92)
+    assert with_gap.loc["b", "p_adjusted"] < 0.001
+    assert test_only.loc["b", "flagged"] and not with_gap.loc["b", "flagged"]
+    # 28 of 30 wrong is far below the rest, yet a group under min_n is never tested.
+    small = frame.copy()
+    small.loc[:29, "g"] = "c"
+    small.loc[:27, "predicted"] = "male"
+    row = accuracy_by_group(small, attributes=["g"], min_n=31).set_index("group").loc["c"]
+    assert row["too_few"] and np.isnan(row["p_value"]) and not row["flagged"]
 
 
 def test_bad_arguments_are_refused_with_the_reason():
@@ -127,6 +152,16 @@ def test_bad_arguments_are_refused_with_the_reason():
         accuracy_by_group(frame, attributes=["no_such"])
     with pytest.raises(ValueError, match="min_n"):
         accuracy_by_group(frame, attributes=["race"], min_n=0)
+    with pytest.raises(ValueError, match="choose one of: holm, bh"):
+        accuracy_by_group(frame, attributes=["race"], correction="bonferroni")
+    with pytest.raises(ValueError, match="alpha"):
+        accuracy_by_group(frame, attributes=["race"], alpha=1.5)
+
+
+def test_wilson_bounds_of_one_proportion_are_floats_or_none_when_empty():
+    assert wilson_bounds(0, 0) == (None, None)
+    low, high = wilson_bounds(7, 13)
+    assert (low, high) == pytest.approx(proportion_confint(7, 13, method="wilson"), abs=1e-7)
 
 
 def test_confusion_matrix_and_precision_recall_match_pandas():
@@ -176,3 +211,16 @@ def test_wilson_interval_holds_the_estimate_inside_zero_one(nobs, data):
     count = data.draw(st.integers(0, nobs))
     low, high = wilson_interval(count, nobs)
     assert 0 <= low <= count / nobs <= high <= 1
+
+
+def test_evaluation_needs_neither_scipy_nor_statsmodels_at_runtime():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, modeling.evaluation, modeling.ml.metrics; "
+        "sys.exit(bool({'scipy', 'statsmodels'} & set(sys.modules)))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root, timeout=120).returncode == 0

@@ -2,41 +2,55 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from django.urls import reverse
 
 from annotate.roles import Role
+from modeling.appendix import methods_appendix
+from modeling.exports import export_frame
 from modeling.models import ValidationRound
-from modeling.services.validation import validation_results_compute, validation_round_create
+from modeling.services.validation import (
+    cv_by_subgroup,
+    validation_results_compute,
+    validation_round_create,
+)
 from modeling.templatetags.validation_format import pct
 from tests.factories import make_study, make_user
+from tests.modeling.helpers import trained_version
 from tests.modeling.validation_factories import code_faces, make_plain_faces, make_version, plant
 
 pytestmark = pytest.mark.django_db
 
-CV = {
-    "cv": {
-        "accuracy": 0.93,
-        "by_subgroup": [{"attribute": "age_band", "group": "3-9", "n": 55, "accuracy": 0.871}],
-    }
-}
+
+@pytest.fixture
+def cv_metrics():
+    """What training stores for a tiny real model (resnet18, no weights, 64 px)."""
+    return trained_version("cv-source", faces=100).metrics
 
 
-def _round(study, faces, *, number, weak_error, seed, size=500):
-    version = make_version(study, number=number, active=number == 1, metrics=CV)
+def _round(study, faces, *, number, weak_error, seed, size=500, metrics=None):
+    version = make_version(study, number=number, active=number == 1, metrics=metrics)
     truth = plant(faces, version, coded=False, seed=seed, weak_error=weak_error)
     round = validation_round_create(version=version, size=size, seed=seed, min_per_group=30)
     return version, truth, round
 
 
 @pytest.fixture
-def complete(coding_flow):
+def complete(coding_flow, cv_metrics):
     study = make_study()
     faces = make_plain_faces(study, 700)
-    version, truth, round = _round(study, faces, number=1, weak_error=0.45, seed=3)
+    version, truth, round = _round(
+        study, faces, number=1, weak_error=0.45, seed=3, metrics=cv_metrics
+    )
     code_faces(round.items.values_list("face_id", flat=True), truth)
     round = validation_results_compute(round_id=round.pk)
     return study, version, round
+
+
+def _row_html(html: str, attribute: str, group: str) -> str:
+    start = html.index(f"<td>{attribute}</td><td>{group}</td>")
+    return html[start : html.index("</tr>", start)]
 
 
 def test_results_page_shows_subgroups_flags_cv_charts_and_confusion(client, complete):
@@ -45,11 +59,48 @@ def test_results_page_shows_subgroups_flags_cv_charts_and_confusion(client, comp
     html = client.get(reverse("modeling:validation_round", args=[round.pk])).content.decode()
     assert pct(round.results["overall"]["accuracy"]) in html
     assert '<tr class="flagged">' in html and "<td>age_band</td><td>3-9</td>" in html
-    assert "87.1 %" in html  # the CV figure beside the human one
+    # Flagged groups come first, before any table, with the rule that flagged them.
+    top = html[
+        html.index('data-testid="flagged-groups"') : html.index('data-testid="subgroup-table"')
+    ]
+    assert "age_band: 3-9" in top
+    assert "Fisher exact" in top and "Benjamini–Hochberg" in top and "at most 0.05" in top
+    # The CV column holds what training stored for the same group.
+    cv = {(r["attribute"], r["group"]): r for r in version.metrics["cv"]["by_subgroup"]}
+    shown = [key for key in cv if f"<td>{key[0]}</td><td>{key[1]}</td>" in html]
+    assert shown
+    for attribute, group in shown:
+        assert pct(cv[(attribute, group)]["accuracy"]) in _row_html(html, attribute, group)
     assert html.count("<svg") == 3  # bars, confusion matrix, reliability diagram
+    assert "rows: human label" in html and "columns: model predicted" in html
     assert "Two-way intersections" in html and "age_band × glasses" in html
-    assert "too few" in html or all(not r["too_few"] for r in round.results["by_subgroup"])
+    few = [r for r in round.results["by_subgroup"] if " × " in r["attribute"] and r["too_few"]]
+    details = html[html.index('<details data-testid="intersections-too-few">') :]
+    assert few and f"<td>{few[0]['attribute']}</td><td>{few[0]['group']}</td>" in details
+    assert 'data-testid="computed-at"' in html and " ago" in html
     assert "Precision" in html and "Recall" in html
+
+
+def test_export_and_appendix_put_cv_accuracy_beside_the_human_figure(client, complete):
+    study, version, round = complete
+    cv = {(r["attribute"], r["group"]): r["accuracy"] for r in cv_by_subgroup(version)}
+    frame = export_frame(study=study, what="validation", round_id=round.pk)
+    assert frame.loc[0, "cv_accuracy"] == pytest.approx(version.metrics["cv"]["accuracy"])
+    matched = 0
+    for row in frame.iloc[1:].itertuples():
+        expected = cv.get((row.attribute, row.group))
+        if expected is None:
+            assert pd.isna(row.cv_accuracy)
+        else:
+            matched += 1
+            assert row.cv_accuracy == pytest.approx(expected)
+    assert matched and {"p_value", "p_adjusted"} <= set(frame.columns)
+    data = methods_appendix(study=study, version=version)
+    rows = {(r["attribute"], r["group"]): r for r in data["human_validation"]["by_subgroup"]}
+    for key, accuracy in cv.items():
+        if key in rows:
+            assert rows[key]["cv_accuracy"] == pytest.approx(accuracy)
+    assert data["missing"] == [] and "Benjamini–Hochberg" in data["human_validation"]["flag_rule"]
 
 
 def test_results_and_gallery_pages_refuse_coders(client, complete):

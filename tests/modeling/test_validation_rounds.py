@@ -7,9 +7,11 @@ import io
 import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
+from statsmodels.stats.proportion import proportion_confint
 
 from annotate.models import ConsensusStatus, FaceStatus, KnownLabel
 from config.celery import Queue, app
+from modeling import evaluation
 from modeling.models import Triage, ValidationItem, ValidationRound
 from modeling.sampling import stratified_sample
 from modeling.selectors.validation import validation_round_progress
@@ -19,12 +21,14 @@ from modeling.services.validation import (
     TOO_FEW_ELIGIBLE,
     ValidationError,
     cv_by_subgroup,
+    cv_overall,
     validation_results_compute,
     validation_round_create,
     validation_rounds_after_consensus,
 )
 from modeling.validation_tasks import validation_results
 from tests.factories import make_study, make_user
+from tests.modeling.helpers import trained_version
 from tests.modeling.validation_factories import code_faces, make_plain_faces, make_version, plant
 
 pytestmark = pytest.mark.django_db
@@ -187,23 +191,19 @@ def test_not_a_face_and_cant_tell_consensus_are_coded_but_not_scored(coding_flow
     assert round.results["n_used"] == 38 and round.results["n_unusable"] == 2
 
 
-def test_cv_accuracy_is_read_from_either_metrics_shape():
-    study = make_study()
-    listed = make_version(
-        study,
-        metrics={
-            "cv": {
-                "by_subgroup": [{"attribute": "race", "group": "black", "n": 40, "accuracy": 0.8}]
-            }
-        },
-    )
-    nested = make_version(
-        study, metrics={"cv": {"by_subgroup": {"race": {"black": {"n": 40, "accuracy": 0.8}}}}}
-    )
-    odd = make_version(study, metrics={"cv": "not a dict"})
-    expected = [{"attribute": "race", "group": "black", "n": 40, "accuracy": 0.8}]
-    assert cv_by_subgroup(listed) == expected == cv_by_subgroup(nested)
-    assert cv_by_subgroup(odd) == []
+def test_cv_rows_are_read_as_training_stores_them():
+    version = trained_version("cvrows", faces=100)
+    rows = cv_by_subgroup(version)
+    assert rows and rows == version.metrics["cv"]["by_subgroup"]
+    assert all(set(row) == set(evaluation.RESULT_COLUMNS) for row in rows)  # JSONB reorders
+    for row in rows:
+        assert row["accuracy"] == pytest.approx(row["correct"] / row["n"])
+        low, high = proportion_confint(row["correct"], row["n"], method="wilson")
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-7)
+    assert cv_overall(version) == version.metrics["cv"]["accuracy"]
+    # A version trained before training stored these rows has none (not a guess at them).
+    older = make_version(version.study, metrics={"cv": {"by_subgroup": {"race": []}}})
+    assert cv_by_subgroup(older) == [] and cv_overall(make_version(version.study)) is None
 
 
 def test_a_round_completing_enqueues_its_results(coding_flow, monkeypatch):
