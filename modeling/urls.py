@@ -14,6 +14,11 @@ urlpatterns = [
     ),
     path("studies/<slug:slug>/models/v<int:number>/", views.version_detail, name="version_detail"),
     path("studies/<slug:slug>/models/v<int:number>/activate/", views.activate, name="activate"),
+    path(
+        "studies/<slug:slug>/models/v<int:number>/predict/",
+        views.predict_shadow,
+        name="predict_shadow",
+    ),
     # validation and estimates (issues 6 and 7)
     path("studies/<slug:slug>/validation/", validation.validation_rounds, name="validation_rounds"),
     path("validation/<int:round_id>/", validation.validation_round, name="validation_round"),
@@ -28,6 +33,11 @@ urlpatterns = [
         "versions/<int:version_id>/faces/<int:face_id>/triage/",
         gallery.triage,
         name="triage",
+    ),
+    path(
+        "versions/<int:version_id>/faces/<int:face_id>/triage/undo/",
+        gallery.triage_undo_view,
+        name="triage_undo",
     ),
     path("studies/<slug:slug>/estimates/", estimates.estimates, name="estimates"),
     path("studies/<slug:slug>/exports/", estimates.exports, name="exports"),

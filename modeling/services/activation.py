@@ -2,7 +2,9 @@
 
 Activating a version whose CV accuracy for any subgroup with enough faces falls more than
 the margin below the active version's is refused, unless an admin overrides with a reason
-(recorded on the version). After activation, batch prediction starts automatically.
+(recorded on the version). After activation, batch prediction starts automatically for the
+faces the version has not predicted yet; a candidate can predict before, in shadow
+(`predictions_start`), to be validated and compared first.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from annotate.access import is_admin
 from config.celery import broker_check
 from modeling.gate import GateFailure, gate_failures
 from modeling.models import ModelVersion, PredictionRun
+from modeling.services.prediction import predictions_start
 from modeling.services.training import ADMIN_ONLY
 
 logger = logging.getLogger(__name__)
@@ -45,13 +48,13 @@ def version_activate(
 ) -> PredictionRun | None:
     """Make `version` the study's active version and start its batch prediction.
 
-    Admins only. Checks the broker first, so a dead broker leaves the active version as it
-    was. Locks the study's version rows while swapping. Returns the prediction run (None
-    when every face already has a prediction from this version).
+    Admins only; `user` None is the command line (whoever runs manage.py operates the
+    deployment), recorded as no user. Checks the broker first, so a dead broker leaves the
+    active version as it was. Locks the study's version rows while swapping. Returns the prediction run (None
+    when every face already has a prediction from this version; the version's shadow run
+    when one is still going).
     """
-    from modeling.services.prediction import faces_to_predict, predictions_run_create
-
-    if not is_admin(user):
+    if user is not None and not is_admin(user):
         raise PermissionDenied(ADMIN_ONLY)
     broker_check()
     margin, min_n = gate_settings()
@@ -88,7 +91,10 @@ def version_activate(
         version.save(
             update_fields=["is_active", "activated_at", "activated_by", "gate_override_reason"]
         )
-        logger.info("%s activated by %s%s", version, user, " (gate overridden)" if failures else "")
-        if faces_to_predict(version=version).exists():
-            return predictions_run_create(version=version)
-    return None
+        logger.info(
+            "%s activated by %s%s",
+            version,
+            user or "the command line",
+            " (gate overridden)" if failures else "",
+        )
+        return predictions_start(version=version, user=user)

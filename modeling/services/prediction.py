@@ -12,11 +12,13 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from annotate.access import is_admin
 from annotate.labels import CLASSES
 from annotate.models import Face, FaceStatus, JobStatus
 from config.celery import broker_check
@@ -24,11 +26,12 @@ from modeling.ml.device import device_choose
 from modeling.ml.errors import Cancelled, CheckpointError
 from modeling.ml.predict import classifier_load, probabilities_iter
 from modeling.models import ModelVersion, Prediction, PredictionRun
-from modeling.services.training import FINISHED, WORKER_LOST, artifact_path
+from modeling.services.training import ADMIN_ONLY, FINISHED, WORKER_LOST, artifact_path
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 32
 PREDICTION_CANCELLED = "Cancelled on request."
+LIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def faces_to_predict(*, version: ModelVersion):
@@ -62,6 +65,28 @@ def predictions_run_create(*, version: ModelVersion, enqueue: bool = True) -> Pr
                 lambda: prediction_run_task.apply_async((run.pk,), task_id=run.task_id)
             )
     return run
+
+
+def predictions_start(*, version: ModelVersion, user) -> PredictionRun | None:
+    """Predict the version's faces that have no prediction from it, active or not.
+
+    Admins only (`user` None: the command line). A candidate predicts in "shadow": the
+    study's active version stays as it is, so the candidate can be validated and compared
+    before anyone activates it; activation calls this too. Returns the version's run already queued or running (a second would
+    redo its work), else a new run, or None when every face has a prediction. Locks the
+    version row so two clicks start one run.
+    """
+    if user is not None and not is_admin(user):
+        raise PermissionDenied(ADMIN_ONLY)
+    predictions_runs_sweep()  # a run whose worker died is not "already running"
+    with transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()
+        live = version.prediction_runs.filter(status__in=LIVE).order_by("-pk").first()
+        if live is not None:
+            return live
+        if not faces_to_predict(version=version).exists():
+            return None
+        return predictions_run_create(version=version)
 
 
 def predictions_run_cancel(*, run: PredictionRun) -> None:

@@ -1,4 +1,5 @@
-"""Models pages: versions and runs of a study, a version's card, retrain/cancel/activate."""
+"""Models pages: versions and runs of a study, a version's card, retrain/cancel/activate,
+and shadow predictions (a candidate predicts without being activated)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from modeling.forms import ActivateForm, RetrainForm
 from modeling.models import TrainingRun
 from modeling.selectors import models as selectors
 from modeling.services.activation import ActivationRefused, version_activate
-from modeling.services.prediction import predictions_runs_sweep
+from modeling.services.prediction import predictions_runs_sweep, predictions_start
 from modeling.services.training import (
     training_run_cancel,
     training_run_create,
@@ -42,7 +43,7 @@ def study_models(request: HttpRequest, slug: str) -> HttpResponse:
                 selectors.prediction_progress(r)
                 for r in selectors.study_prediction_runs(study=study)
             ],
-            "form": RetrainForm(),
+            "form": RetrainForm(last_config=selectors.study_last_training_config(study=study)),
             "can_admin": is_admin(request.user),
         },
     )
@@ -63,13 +64,17 @@ def study_models_status(request: HttpRequest, slug: str) -> JsonResponse:
 def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     study = study_for_member(request.user, slug)
     version = selectors.version_get(study=study, number=number)
+    card = selectors.version_card(version=version)
     return render(
         request,
         "modeling/version_card.html",
         {
             "study": study,
-            **selectors.version_card(version=version),
-            "form": RetrainForm(),
+            **card,
+            "prediction_progress": [
+                selectors.prediction_progress(r) for r in card["prediction_runs"]
+            ],
+            "form": RetrainForm(last_config=selectors.study_last_training_config(study=study)),
             "activate_form": ActivateForm(),
             "can_admin": is_admin(request.user),
         },
@@ -120,4 +125,25 @@ def activate(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     else:
         note = f"; prediction run #{prediction.pk} queued" if prediction else ""
         messages.success(request, f"Version {version.number} is now active{note}.")
+    return redirect("modeling:version_detail", slug=slug, number=number)
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def predict_shadow(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    version = selectors.version_get(study=study, number=number)
+    try:
+        run = predictions_start(version=version, user=request.user)
+    except BrokerUnavailable as exc:
+        messages.error(request, str(exc))
+    else:
+        if run is None:
+            messages.info(request, f"Every face already has a prediction from v{version.number}.")
+        else:
+            messages.success(
+                request,
+                f"Predictions of v{version.number}: run #{run.pk} "
+                f"{run.get_status_display().lower()}; the active version is unchanged.",
+            )
     return redirect("modeling:version_detail", slug=slug, number=number)

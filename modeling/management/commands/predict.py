@@ -9,22 +9,29 @@ from django.core.management.base import BaseCommand, CommandError
 from annotate.models import JobStatus, Study
 from config.celery import BrokerUnavailable
 from modeling.management.commands._jobs import job_finish
+from modeling.management.version_option import version_option_free
 from modeling.models import ModelVersion
 from modeling.services.prediction import predictions_run_create, predictions_run_execute
 
-NO_ACTIVE = "Study {study} has no active model version; activate one (or pass --model-version)."
+NO_ACTIVE = "Study {study} has no active model version; pass --version N."
+NO_VERSION = "Study {study} has no version {number}."
 
 
 class Command(BaseCommand):
-    help = "Predict every face of a study with its active model version (queue gpu)."
+    help = (
+        "Predict every face of a study still missing a prediction from a model version "
+        "(queue gpu). --version N predicts with any version, active or not, without "
+        "activating it (shadow predictions, to validate a candidate first); default: the "
+        "active version."
+    )
 
     def add_arguments(self, parser) -> None:
+        version_option_free(parser)
         parser.add_argument("--study", required=True, help="Study slug.")
         parser.add_argument(
-            "--model-version",
+            "--version",
             type=int,
-            dest="model_version",
-            help="Version number (default: active).",
+            help="Version number, active or not (default: the active one).",
         )
         parser.add_argument("--wait", action="store_true", help="Block until it is done.")
         parser.add_argument("--inline", action="store_true", help="Run here, without a worker.")
@@ -34,13 +41,18 @@ class Command(BaseCommand):
         if study is None:
             raise CommandError(f"No study {options['study']!r}.")
         versions = ModelVersion.objects.filter(study=study)
+        number = options["version"]
         version = (
-            versions.filter(number=options["model_version"]).first()
-            if options["model_version"]
+            versions.filter(number=number).first()
+            if number is not None
             else versions.filter(is_active=True).first()
         )
         if version is None:
-            raise CommandError(NO_ACTIVE.format(study=study.slug))
+            raise CommandError(
+                NO_VERSION.format(study=study.slug, number=number)
+                if number is not None
+                else NO_ACTIVE.format(study=study.slug)
+            )
         try:
             run = predictions_run_create(version=version, enqueue=not options["inline"])
         except BrokerUnavailable as exc:

@@ -20,14 +20,17 @@ DEFAULT_SIZE = 300
 
 class Command(BaseCommand):
     help = (
-        "Open a validation round (stratified sample sent to the coders) and print its id; "
-        "with --compute ID, compute and store a round's results now."
+        "Open a validation round (stratified sample sent to the coders) on any version with "
+        "predictions, active or not (predict a candidate first with `predict --version N`), "
+        "and print its id; with --compute ID, compute and store a round's results now."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         version_option_free(parser)
         parser.add_argument("--study", required=True, help="Study slug.")
-        parser.add_argument("--version", type=int, help="Version number (default: the active one).")
+        parser.add_argument(
+            "--version", type=int, help="Version number, active or not (default: the active one)."
+        )
         parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="Faces to sample.")
         parser.add_argument("--seed", type=int, help="Sampling seed (default: random, recorded).")
         parser.add_argument("--min-per-group", type=int, default=MIN_PER_GROUP)
