@@ -4,7 +4,9 @@ A face's `slots_taken` counts its unreleased, unexpired-or-unreclaimed assignmen
 lease or a submitted vote each hold one slot); it never exceeds `votes_target`, and one
 coder never holds two slots on a face (database constraints back both). Leases expire after
 `Study.lease_minutes`; `leases_reclaim` returns their slots to the pool, cheaply (an index
-range scan over `(status, expires_at)`), on every call for work.
+range scan over `(status, expires_at)`), on every call for work. The same call sends split
+faces that waited too long for an extra coder to a researcher (annotate.consensus), so no
+face waits forever even when no coder can take the extra vote.
 
 Lock order, everywhere: assignment rows before face rows. Handing out work locks only the
 face it picks (`SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent coders never queue on the
@@ -21,6 +23,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
+from annotate.consensus import escalations_review, escalations_sweep
 from annotate.models import (
     Assignment,
     AssignmentStatus,
@@ -30,14 +33,13 @@ from annotate.models import (
     Study,
     Vote,
 )
+from annotate.selectors.waiting import SLOT_STATUSES
 
 logger = logging.getLogger(__name__)
 
 # A coder holds the face on screen plus one prefetched face.
 LEASES_PER_CODER = 2
 RECLAIM_BATCH = 100
-# Statuses that hold a slot (an expired lease holds it until reclaimed).
-SLOT_STATUSES = (AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED)
 VALIDATION_PRIORITY = 100
 
 
@@ -49,7 +51,8 @@ def leases_reclaim(*, now: datetime | None = None, limit: int = RECLAIM_BATCH) -
     """Mark up to `limit` expired leases expired and give their slots back; returns how many.
 
     Locks the expired assignment rows (skipping any another transaction holds), then their
-    faces, in that order.
+    faces, in that order. A split face whose extra coder let the lease lapse is then decided
+    again: with no other coder who could take it, it goes to a researcher.
     """
     now = now or _now()
     # The common case, nothing expired, costs one index probe and no transaction.
@@ -74,6 +77,7 @@ def leases_reclaim(*, now: datetime | None = None, limit: int = RECLAIM_BATCH) -
         for face_id, n in sorted(per_face.items()):
             Face.objects.filter(pk=face_id).update(slots_taken=F("slots_taken") - n)
     logger.info("reclaimed %d expired leases", len(rows))
+    escalations_review(face_ids=sorted(per_face), now=now)
     return len(rows)
 
 
@@ -92,19 +96,19 @@ def leases_live(*, study: Study, coder, now: datetime | None = None):
 
 
 def _work_queue(*, study: Study, coder):
-    """Open faces with a free slot that this coder has never held, best first.
+    """Open faces with a free slot on which this coder holds no slot, best first.
 
+    A face whose lease this coder let lapse comes back to them: with exactly K coders in a
+    study, no one else could give it its K-th vote.
     Served by the `face_work_queue` index (study, coding_status, -priority, -slots_taken, id):
     the first rows of the index are the answer unless they are full or already this coder's.
     """
-    seen = Assignment.objects.filter(face=OuterRef("pk"), coder=coder).exclude(
-        status=AssignmentStatus.RELEASED
-    )
+    holding = Assignment.objects.filter(face=OuterRef("pk"), coder=coder, status__in=SLOT_STATUSES)
     return (
         Face.objects.filter(
             study=study, coding_status=FaceStatus.OPEN, slots_taken__lt=F("votes_target")
         )
-        .filter(~Exists(seen))
+        .filter(~Exists(holding))
         .order_by("-priority", "-slots_taken", "id")
     )
 
@@ -114,13 +118,21 @@ def _lease_one(*, study: Study, coder, now: datetime) -> Assignment | None:
     face = _work_queue(study=study, coder=coder).select_for_update(skip_locked=True).first()
     if face is None:
         return None
-    assignment = Assignment.objects.create(
-        face=face,
-        coder=coder,
-        status=AssignmentStatus.LEASED,
-        leased_at=now,
-        expires_at=now + timedelta(minutes=study.lease_minutes),
-    )
+    lease = {
+        "status": AssignmentStatus.LEASED,
+        "leased_at": now,
+        "expires_at": now + timedelta(minutes=study.lease_minutes),
+    }
+    # The coder's lapsed lease on this face, if any, is leased again: one row per coder.
+    assignment = Assignment.objects.filter(
+        face=face, coder=coder, status=AssignmentStatus.EXPIRED
+    ).first()
+    if assignment is None:
+        assignment = Assignment.objects.create(face=face, coder=coder, **lease)
+    else:
+        for field, value in lease.items():
+            setattr(assignment, field, value)
+        assignment.save(update_fields=list(lease))
     Face.objects.filter(pk=face.pk).update(slots_taken=F("slots_taken") + 1)
     face.slots_taken += 1
     return assignment
@@ -130,6 +142,7 @@ def assignments_take(*, study: Study, coder, n: int = LEASES_PER_CODER) -> list[
     """The coder's live leases in `study`, topped up to `n` with new ones where work remains."""
     now = _now()
     leases_reclaim(now=now)
+    escalations_sweep(now=now)
     leases = list(leases_live(study=study, coder=coder, now=now)[:n])
     while len(leases) < n:
         assignment = _lease_one(study=study, coder=coder, now=now)

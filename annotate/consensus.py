@@ -5,10 +5,17 @@ held, so the K-th vote and its consensus commit together. The rule, for a study 
 coders per face:
 
 - fewer than K live votes: the face is open and has no Consensus row;
-- the target number of votes reached and one label is the unique most frequent: agreed
+- K or more live votes and one label is the unique most frequent: agreed
   (or, when that label is "not a face", the face is excluded from training and validation);
-- K votes and a tie at the top: one extra coder is asked (votes_target = K + 1, escalated);
-- still tied after the extra vote: the face waits for a researcher (adjudication queue).
+- K votes and a tie at the top: one extra coder is asked (votes_target = K + 1, escalated),
+  but only while a coder who could take it exists (`coder_for_extra_vote_exists`) and for at
+  most `Study.escalation_wait_minutes` after the K-th vote (plus the lease of an extra coder
+  already at work); otherwise the face goes straight to a researcher (adjudication queue);
+- still tied after the extra vote: the face waits for a researcher.
+
+So nothing waits forever: `escalations_sweep` (run with every call for work and by the pages
+that list waiting faces) sends overdue splits on, and `escalations_review` decides again when
+an extra coder's lease lapses (annotate.assignment.leases_reclaim).
 
 A researcher's decision is an Adjudication row beside the votes, never over them.
 """
@@ -16,19 +23,26 @@ A researcher's decision is an Adjudication row beside the votes, never over them
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Exists, Max, OuterRef, Q
+from django.utils import timezone
 
 from annotate.aggregation import majority_label
 from annotate.labels import ATTRIBUTE_QUESTIONS, Gender
 from annotate.models import (
     Adjudication,
+    Assignment,
+    AssignmentStatus,
     Consensus,
     ConsensusStatus,
     Face,
     FaceStatus,
+    Study,
     Vote,
 )
+from annotate.selectors.waiting import coder_for_extra_vote_exists
 from annotate.signals import face_coded
 
 logger = logging.getLogger(__name__)
@@ -37,6 +51,8 @@ NOT_WAITING = "This face is not waiting for a researcher's decision."
 UNKNOWN_LABEL = "Unknown label {label!r}."
 # A face in one of these has its final consensus; `face_coded` is sent when it gets there.
 FINAL_FACE_STATUSES = (FaceStatus.COMPLETE, FaceStatus.EXCLUDED)
+# Split faces sent on to a researcher per sweep; the next call for work takes the rest.
+SWEEP_BATCH = 100
 
 
 def _attributes(votes: list[Vote]) -> dict[str, str]:
@@ -50,11 +66,12 @@ def _attributes(votes: list[Vote]) -> dict[str, str]:
     return result
 
 
-def consensus_refresh(*, face: Face) -> Consensus | None:
+def consensus_refresh(*, face: Face, now: datetime | None = None) -> Consensus | None:
     """Recompute a face's consensus and coding status from its live votes.
 
     The caller holds the face's row lock (select_for_update) inside a transaction; `face`
-    carries the locked row's values and is updated in place.
+    carries the locked row's values and is updated in place. `now` decides whether a split
+    face has waited long enough for an extra coder.
     """
     k = face.study.votes_per_face
     votes = list(Vote.objects.filter(face=face, retracted_at__isnull=True).order_by("pk"))
@@ -74,13 +91,11 @@ def consensus_refresh(*, face: Face) -> Consensus | None:
     winner = majority_label(labels)
     agreement = counts.get(winner, 0) / n if winner else max(counts.values()) / n
     target = face.votes_target
-    if n < target:  # escalated; waiting for the extra coder
-        status, face_status = ConsensusStatus.ESCALATED, FaceStatus.OPEN
-    elif winner == Gender.NOT_FACE:
+    if winner == Gender.NOT_FACE:
         status, face_status = ConsensusStatus.NOT_FACE, FaceStatus.EXCLUDED
     elif winner:
         status, face_status = ConsensusStatus.AGREED, FaceStatus.COMPLETE
-    elif target <= k:
+    elif n == k and _extra_vote_expected(face=face, votes=votes, now=now or timezone.now()):
         status, face_status, target = ConsensusStatus.ESCALATED, FaceStatus.OPEN, k + 1
     else:
         status, face_status = ConsensusStatus.ADJUDICATION, FaceStatus.ADJUDICATION
@@ -109,6 +124,93 @@ def consensus_refresh(*, face: Face) -> Consensus | None:
     )
     _face_status_set(face, face_status, target=target)
     return consensus
+
+
+def _extra_vote_expected(*, face: Face, votes: list[Vote], now: datetime) -> bool:
+    """Whether a face split at K votes should wait for one more coder rather than a researcher.
+
+    Yes while someone holds a live lease on it (an extra coder at work, or a coder who undid
+    a vote and may vote again). Otherwise only when it has not been sent to a researcher
+    already, the study's wait since the K-th vote has not run out, and a coder who could take
+    it exists; with none, waiting would never end.
+    """
+    if Assignment.objects.filter(
+        face=face, status=AssignmentStatus.LEASED, expires_at__gt=now
+    ).exists():
+        return True
+    if face.coding_status == FaceStatus.ADJUDICATION:
+        return False
+    split_at = max(v.created_at for v in votes)
+    if now >= split_at + timedelta(minutes=face.study.escalation_wait_minutes):
+        return False
+    return coder_for_extra_vote_exists(face=face)
+
+
+def escalations_review(*, face_ids: list[int], now: datetime | None = None) -> int:
+    """Decide again for these faces, where they wait for an extra coder, whether one can still
+    come; send the others to a researcher. Returns how many went to adjudication.
+
+    One transaction per face; locks the face row, skipping one another transaction holds (a
+    vote on it decides it anyway).
+    """
+    now = now or timezone.now()
+    escalated = Consensus.objects.filter(
+        face_id__in=face_ids, status=ConsensusStatus.ESCALATED
+    ).values_list("face_id", flat=True)
+    moved = 0
+    for face_id in sorted(escalated):
+        with transaction.atomic():
+            face = (
+                Face.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("study")
+                .filter(
+                    pk=face_id,
+                    coding_status=FaceStatus.OPEN,
+                    consensus__status=ConsensusStatus.ESCALATED,
+                )
+                .first()
+            )
+            if face is None:
+                continue
+            consensus_refresh(face=face, now=now)
+            if face.coding_status == FaceStatus.ADJUDICATION:
+                moved += 1
+                logger.info("face %s: no extra coder came; sent to adjudication", face.pk)
+    return moved
+
+
+def escalations_sweep(
+    *, now: datetime | None = None, study: Study | None = None, limit: int = SWEEP_BATCH
+) -> int:
+    """Send split faces whose wait for an extra coder has run out to a researcher; returns how
+    many. A face an extra coder holds a live lease on keeps waiting until that lease ends.
+
+    Called with every call for work (annotate.assignment) and by the pages that list waiting
+    faces, so no scheduler is needed; with nothing escalated it costs one index probe.
+    """
+    now = now or timezone.now()
+    escalated = Consensus.objects.filter(status=ConsensusStatus.ESCALATED)
+    if study is not None:
+        escalated = escalated.filter(face__study=study)
+    if not escalated.exists():
+        return 0
+    waits = Study.objects.filter(pk__in=escalated.values("face__study_id")).values_list(
+        "pk", "escalation_wait_minutes"
+    )
+    lease_live = Assignment.objects.filter(
+        face=OuterRef("pk"), status=AssignmentStatus.LEASED, expires_at__gt=now
+    )
+    overdue: list[int] = []
+    for study_id, wait in waits:
+        overdue += (
+            Face.objects.filter(study_id=study_id, consensus__status=ConsensusStatus.ESCALATED)
+            .annotate(split_at=Max("votes__created_at", filter=Q(votes__retracted_at__isnull=True)))
+            .filter(split_at__lte=now - timedelta(minutes=wait))
+            .filter(~Exists(lease_live))
+            .order_by("pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+    return escalations_review(face_ids=overdue[:limit], now=now)
 
 
 def _face_status_set(face: Face, status: str, *, target: int) -> None:

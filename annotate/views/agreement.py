@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate.access import role_required, study_for_member
-from annotate.consensus import face_adjudicate
+from annotate.consensus import escalations_sweep, face_adjudicate
 from annotate.labels import Gender
 from annotate.roles import Role
 from annotate.selectors.agreement import (
@@ -55,6 +55,8 @@ def agreement(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def adjudication(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
+    # Opening the queue is also when splits that waited too long for an extra coder join it.
+    escalations_sweep(study=study)
     return render(
         request,
         "annotate/adjudication.html",

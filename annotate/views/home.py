@@ -7,8 +7,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from annotate.access import role_required, study_for_member
+from annotate.consensus import escalations_sweep
 from annotate.roles import Role, user_roles
 from annotate.selectors.studies import studies_for_user, study_overview
+from annotate.selectors.waiting import faces_waiting
 from annotate.services.health import health_ping_send
 from config.celery import BrokerUnavailable
 
@@ -26,10 +28,16 @@ def home(request: HttpRequest) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
+    # Splits that waited too long for an extra coder go to adjudication before they are listed.
+    escalations_sweep(study=study)
     return render(
         request,
         "annotate/study_detail.html",
-        {"study": study, "overview": study_overview(study=study)},
+        {
+            "study": study,
+            "overview": study_overview(study=study),
+            "waiting": faces_waiting(study=study),
+        },
     )
 
 

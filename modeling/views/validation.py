@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods
 
 from annotate.access import check_study_member, role_required, study_for_member
+from annotate.consensus import escalations_sweep
 from annotate.roles import Role
+from annotate.selectors.waiting import faces_waiting
 from config.celery import BrokerUnavailable
 from modeling import charts
 from modeling.evaluation import INTERSECTION_SEPARATOR
-from modeling.models import ModelVersion, ValidationRound
+from modeling.models import ValidationRound
 from modeling.sampling import MIN_PER_GROUP
-from modeling.selectors.validation import validation_round_latest, validation_round_progress
+from modeling.selectors.compare import study_versions_predicted, versions_compare
+from modeling.selectors.validation import validation_round_progress
 from modeling.services.coding_bridge import CodingFlowMissing
 from modeling.services.validation import (
     ValidationError,
@@ -37,7 +43,7 @@ def _int(value, default=None):
 @require_http_methods(["GET", "POST"])
 def validation_rounds(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
-    versions = list(study.model_versions.all())
+    versions = study_versions_predicted(study=study)
     if request.method == "POST":
         version = study.model_versions.filter(pk=_int(request.POST.get("version"), 0)).first()
         if version is None:
@@ -68,7 +74,9 @@ def validation_rounds(request: HttpRequest, slug: str) -> HttpResponse:
         "modeling/validation_rounds.html",
         {
             "study": study,
-            "versions": versions,
+            "versions": [v for v in versions if v.n_predictions],
+            "unpredicted": [v for v in versions if not v.n_predictions],
+            "chosen": _int(request.GET.get("version")),
             "rounds": rounds,
             "default_size": DEFAULT_ROUND_SIZE,
             "min_per_group": MIN_PER_GROUP,
@@ -82,12 +90,18 @@ def _split(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     return single, pairs
 
 
+def _timestamp(value: str | None) -> datetime | None:
+    return parse_datetime(value) if value else None
+
+
 @role_required(Role.RESEARCHER)
 def validation_round(request: HttpRequest, round_id: int) -> HttpResponse:
     round = get_object_or_404(
         ValidationRound.objects.select_related("version", "study"), pk=round_id
     )
     check_study_member(request.user, round.study)
+    # Splits that waited too long for an extra coder go to adjudication before they are listed.
+    escalations_sweep(study=round.study)
     progress = validation_round_progress(round=round)
     if round.status == ValidationRound.Status.OPEN and progress.complete:
         # Fallback for a completion the consensus hook did not report: compute once now.
@@ -102,6 +116,7 @@ def validation_round(request: HttpRequest, round_id: int) -> HttpResponse:
         "study": round.study,
         "progress": progress,
         "results": results,
+        "waiting": faces_waiting(study=round.study, face_ids=round.items.values("face_id")),
     }
     if "overall" in results:
         cv = {(r["attribute"], r["group"]): r for r in results.get("cv_by_subgroup", [])}
@@ -111,8 +126,11 @@ def validation_round(request: HttpRequest, round_id: int) -> HttpResponse:
         ]
         single, pairs = _split(rows)
         context.update(
+            computed_at=_timestamp(results.get("computed_at")),
+            flagged=[row for row in rows if row["flagged"]],
             single=single,
-            pairs=pairs,
+            pairs=[row for row in pairs if not row["too_few"]],
+            pairs_few=[row for row in pairs if row["too_few"]],
             bars=mark_safe(
                 charts.accuracy_bars_svg(single, overall=results["overall"]["accuracy"])
             ),
@@ -145,49 +163,34 @@ def validation_compute(request: HttpRequest, round_id: int) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 def version_compare(request: HttpRequest, slug: str) -> HttpResponse:
-    """Two versions' latest validation results side by side, by subgroup."""
+    """Two versions side by side: each one's newest validation round and CV by subgroup, and
+    both on the faces they both predicted and humans labelled (paired, McNemar's exact test).
+    """
     study = study_for_member(request.user, slug)
-    versions = list(study.model_versions.all())
-    chosen: list[ModelVersion | None] = [
-        study.model_versions.filter(pk=_int(request.GET.get(key), 0)).first() for key in ("a", "b")
-    ]
-    if chosen[0] is None and len(versions) >= 2:
-        chosen = [versions[1], versions[0]]  # the previous version against the newest
-    rounds = [validation_round_latest(version=v) if v else None for v in chosen]
-    table: dict[tuple[str, str], dict] = {}
-    for side, round in zip(("a", "b"), rounds, strict=True):
-        for row in round.results.get("by_subgroup", []) if round else []:
-            if INTERSECTION_SEPARATOR in row["attribute"]:
-                continue
-            table.setdefault((row["attribute"], row["group"]), {})[side] = row
-    rows = []
-    for (attribute, group), sides in sorted(table.items()):
-        a, b = sides.get("a"), sides.get("b")
-        change = (
-            b["accuracy"] - a["accuracy"]
-            if a and b and a.get("accuracy") is not None and b.get("accuracy") is not None
-            else None
+    versions = study_versions_predicted(study=study)
+    by_pk = {v.pk: v for v in versions}
+    a, b = (by_pk.get(_int(request.GET.get(key), 0)) for key in ("a", "b"))
+    # Default: the active version (else the one before) against the newest other one.
+    active = next((v for v in versions if v.is_active), None)
+    if b is None and versions:
+        b = next((v for v in versions if v != (a or active)), None)
+    if a is None and b is not None:
+        a = (
+            active
+            if active is not None and active != b
+            else next((v for v in versions if v.number < b.number), None)
         )
-        rows.append(
-            {
-                "attribute": attribute,
-                "group": group,
-                "a": a,
-                "b": b,
-                "change": change,
-                "closed": bool(a and a.get("flagged") and b and not b.get("flagged")),
-            }
+    context = {"study": study, "versions": versions, "a": a, "b": b}
+    if a is not None and b is not None and a != b:
+        comparison = versions_compare(a=a, b=b)
+        context.update(
+            comparison=comparison,
+            chart=mark_safe(
+                charts.paired_intervals_svg(
+                    comparison.paired, label_a=f"v{a.number}", label_b=f"v{b.number}"
+                )
+            )
+            if comparison.paired
+            else "",
         )
-    return render(
-        request,
-        "modeling/version_compare.html",
-        {
-            "study": study,
-            "versions": versions,
-            "a": chosen[0],
-            "b": chosen[1],
-            "round_a": rounds[0],
-            "round_b": rounds[1],
-            "rows": rows,
-        },
-    )
+    return render(request, "modeling/version_compare.html", context)

@@ -55,8 +55,9 @@ def test_researchers_of_other_studies_are_refused(client, study):
 
 def test_adjudication_is_recorded_beside_the_votes(client, study):
     (face,) = bare_faces(study, 1)
-    for gender in ("female", "male", "cant_tell", "not_face"):
-        vote_next(study, make_user(Role.CODER, study=study), gender)
+    coders = [make_user(Role.CODER, study=study) for _ in range(4)]  # one to take the split
+    for coder, gender in zip(coders, ("female", "male", "cant_tell", "not_face"), strict=True):
+        vote_next(study, coder, gender)
     researcher = make_user(Role.RESEARCHER, study=study)
     client.force_login(researcher)
     html = client.get(reverse("annotate:adjudication", args=[study.slug])).content.decode()

@@ -45,10 +45,10 @@ def test_consensus_is_written_with_the_kth_vote(study):
 
 
 def test_a_three_way_split_asks_one_extra_coder_then_a_researcher(study):
+    fourth = make_user(Role.CODER, study=study)  # without one, the split goes to a researcher
     face, _ = label_one_face(study, ["female", "male", "cant_tell"])
     assert face.coding_status == FaceStatus.OPEN and face.votes_target == 4
     assert face.consensus.status == ConsensusStatus.ESCALATED and face.consensus.label == ""
-    fourth = make_user(Role.CODER, study=study)
     vote_next(study, fourth, "male")
     face.refresh_from_db()
     assert face.coding_status == FaceStatus.COMPLETE and face.consensus.label == "male"

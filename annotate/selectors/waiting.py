@@ -1,0 +1,99 @@
+"""Reads for the faces that wait after a split vote: for an extra coder, or for a researcher.
+
+The round and study pages list them, so a researcher sees which face holds a round back and
+why. The decision itself (how long a split waits, when it goes to a researcher) is
+annotate.consensus's; this module only reads what it needs (whether a coder could take the
+extra vote) and reports the result. It imports models only, so both annotate.assignment and
+annotate.consensus can use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from annotate.models import Assignment, AssignmentStatus, ConsensusStatus, Face, Study
+from annotate.roles import Role
+
+# Assignments that hold a slot on their face (an expired lease holds it until reclaimed). The
+# work queue (annotate.assignment) never hands a face to a coder holding one of these on it.
+SLOT_STATUSES = (AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED)
+WAITING_STATUSES = (ConsensusStatus.ESCALATED, ConsensusStatus.ADJUDICATION)
+WAITING_LIMIT = 50
+
+
+def coder_for_extra_vote_exists(*, face: Face) -> bool:
+    """Whether someone could take a split face's extra vote: an active study member in the
+    coder role who holds no slot on it (has not voted on it and is not labeling it now), the
+    same rule by which annotate.assignment hands out work."""
+    holding = Assignment.objects.filter(face=face, coder=OuterRef("pk"), status__in=SLOT_STATUSES)
+    return (
+        face.study.members.filter(is_active=True, groups__name=Role.CODER)
+        .filter(~Exists(holding))
+        .exists()
+    )
+
+
+@dataclass(frozen=True)
+class WaitingFace:
+    face: Face
+    for_researcher: bool  # False: waiting for an extra coder
+    since: datetime  # the split (K-th vote), or when the face went to a researcher
+    # For an extra coder: when the face goes to a researcher unless the extra vote came;
+    # an extra coder at work (`in_progress`) may still vote until their lease ends.
+    deadline: datetime | None
+    in_progress: bool
+
+
+@dataclass(frozen=True)
+class WaitingFaces:
+    faces: list[WaitingFace]  # the first `WAITING_LIMIT`, longest waiting first
+    total: int
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.faces)
+
+
+def faces_waiting(
+    *,
+    study: Study,
+    face_ids: Iterable[int] | QuerySet | None = None,
+    now: datetime | None = None,
+    limit: int = WAITING_LIMIT,
+) -> WaitingFaces:
+    """The study's split faces that wait (optionally only those in `face_ids`), oldest first."""
+    now = now or timezone.now()
+    faces = Face.objects.filter(study=study, consensus__status__in=WAITING_STATUSES)
+    if face_ids is not None:
+        faces = faces.filter(pk__in=face_ids)
+    lease_live = Assignment.objects.filter(
+        face=OuterRef("pk"), status=AssignmentStatus.LEASED, expires_at__gt=now
+    )
+    rows = list(
+        faces.select_related("consensus", "source_image")
+        .annotate(
+            split_at=Max("votes__created_at", filter=Q(votes__retracted_at__isnull=True)),
+            in_progress=Exists(lease_live),
+        )
+        .order_by("split_at", "pk")[:limit]
+    )
+    wait = timedelta(minutes=study.escalation_wait_minutes)
+    waiting = []
+    for face in rows:
+        for_researcher = face.consensus.status == ConsensusStatus.ADJUDICATION
+        waiting.append(
+            WaitingFace(
+                face=face,
+                for_researcher=for_researcher,
+                since=face.consensus.updated_at if for_researcher else face.split_at,
+                deadline=None if for_researcher else face.split_at + wait,
+                in_progress=face.in_progress and not for_researcher,
+            )
+        )
+    total = len(waiting) if len(waiting) < limit else faces.count()
+    return WaitingFaces(faces=waiting, total=total)
