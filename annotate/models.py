@@ -29,6 +29,13 @@ class Study(models.Model):
     lease_minutes = models.PositiveSmallIntegerField(
         default=10, help_text="How long a coder holds a face before it returns to the pool."
     )
+    escalation_wait_minutes = models.PositiveSmallIntegerField(
+        default=60,
+        help_text=(
+            "How long a split face waits for an extra coder before it goes to a researcher "
+            "(adjudication); 0 sends splits straight to a researcher."
+        ),
+    )
     attributes_asked = models.JSONField(
         default=default_attributes,
         blank=True,
@@ -163,6 +170,12 @@ class Face(models.Model):
     detector = models.CharField(max_length=50, blank=True)
     detector_score = models.FloatField(null=True, blank=True)
     phash = models.CharField(max_length=16, blank=True, help_text="64-bit perceptual hash, hex.")
+    crop_print = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="256-bit dHash of the crop's central window, hex: what the near-duplicate "
+        "rule compares (annotate.ingest.phash).",
+    )
     near_duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates"
     )

@@ -263,8 +263,10 @@ def faces_select(
     """The faces that count: rank ≤ cut-off (unknown rank dropped when a cut-off is set) and,
     with `dedupe`, each near-duplicate cluster once per query.
 
-    Expects columns `face_id`, `query`, `rank`, and optionally `duplicate_of` (the face a
-    near-duplicate points to) and `phash`. The lowest face id of a cluster is kept.
+    Expects columns `face_id`, `query`, `rank`, and optionally `duplicate_of` (the first face
+    of the near-duplicate cluster a flagged face belongs to). Only a flag makes a duplicate:
+    similar hashes are not evidence (similar-looking people), so a face never flagged always
+    counts. The lowest face id of a cluster is kept.
     """
     if rank_cutoff is not None:
         if rank_cutoff < 1:
@@ -277,10 +279,6 @@ def faces_select(
     if "duplicate_of" in faces.columns:
         cluster = faces["duplicate_of"].where(faces["duplicate_of"].notna(), faces["face_id"])
         faces = faces[~pd.DataFrame({"q": faces["query"], "c": cluster}).duplicated()]
-    if "phash" in faces.columns:
-        hashed = faces["phash"].fillna("").astype(str) != ""
-        dup = faces.duplicated(subset=["query", "phash"]) & hashed
-        faces = faces[~dup]
     return faces
 
 

@@ -3,8 +3,13 @@
 Values are mapped to Facet's label schema, whose allowed values the caller passes in as
 plain strings (`LabelVocabulary`), so this module needs no Django. FairFace-style spellings
 are understood: `Male`/`Female`, `East Asian`, `Latino_Hispanic`, age bands `0-2` … `70+`
-(also `more than 70` and whole-number ages). A value that cannot be mapped rejects its row
-with a reason that lists the allowed values; a problem with the whole file raises CsvError.
+(also `more than 70` and whole-number ages), and common race spellings that name exactly one
+category (`Caucasian` → white; a note says how many rows were read so). A gender that cannot
+be mapped rejects its row, since the face would have no training label. An optional attribute
+that cannot be mapped, or that names several categories (`Asian` could be East Asian,
+Southeast Asian or Indian; `Other` any of them), keeps the face with that attribute empty and
+a warning naming the line and the accepted values. A problem with the whole file raises
+CsvError.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ ROW_MISSING_GENDER = "the 'gender' value is empty"
 ROW_EXTRA_FIELDS = "the row has {n} more field(s) than the header"
 ROW_TOO_LONG = "{column} is {length} characters; the limit is {limit}"
 ROW_DUPLICATE = "duplicate: line {line} already labels this path"
+ROW_UNKNOWN_KEPT = "{column} {value!r} is not one of: {allowed}; the face is kept with no {column}"
+ROW_AMBIGUOUS_KEPT = (
+    "{column} {value!r} could be any of: {candidates}; the face is kept with no {column} "
+    "(accepted: {allowed})"
+)
+NOTE_READ_AS = "{column} {value!r} was read as {stored!r} ({n} row(s))"
+OPTIONAL_ATTRIBUTES = ("race", "age_band", "glasses", "quality")
 
 # Column name -> attribute it fills; the first name present wins.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -50,6 +62,22 @@ _GLASSES_SYNONYMS = {
     "eyeglasses": "glasses",
 }
 _AGE_SYNONYMS = {"more_than_70": "70+", "70_": "70+", "70plus": "70+", "70_plus": "70+"}
+# Spellings other data sets use for exactly one of FairFace's categories.
+_RACE_SYNONYMS = {
+    "caucasian": "white",
+    "african_american": "black",
+    "hispanic": "latino_hispanic",
+    "latino": "latino_hispanic",
+    "latina": "latino_hispanic",
+    "south_asian": "indian",
+}
+# Spellings that name several categories (UTKFace's `Asian` and `Others`, for one): no single
+# value is right, so the attribute stays empty rather than guessed. None means any value.
+_RACE_AMBIGUOUS: dict[str, tuple[str, ...] | None] = {
+    "asian": ("east_asian", "southeast_asian", "indian"),
+    "other": None,
+    "others": None,
+}
 
 
 @dataclass(frozen=True)
@@ -88,10 +116,11 @@ class LabelProblem:
 @dataclass
 class LabelsFile:
     rows: list[LabelRow]
-    problems: list[LabelProblem]
+    problems: list[LabelProblem]  # rows rejected
     columns: list[str]
     encoding: str
     notes: list[str]
+    warnings: list[LabelProblem] = field(default_factory=list)  # rows kept, a value left empty
 
 
 def _key(value: str) -> str:
@@ -121,7 +150,11 @@ def label_value(attribute: str, value: str, allowed: tuple[str, ...]) -> str | N
     if attribute == "age_band":
         return _age_band(value, allowed)
     key = _key(value)
-    synonyms = {"gender": _GENDER_SYNONYMS, "glasses": _GLASSES_SYNONYMS}.get(attribute, {})
+    synonyms = {
+        "gender": _GENDER_SYNONYMS,
+        "glasses": _GLASSES_SYNONYMS,
+        "race": _RACE_SYNONYMS,
+    }.get(attribute, {})
     key = synonyms.get(key, key)
     by_key = {_key(item): item for item in allowed}
     return by_key.get(key)
@@ -150,14 +183,24 @@ def labels_parse(
     used_columns = set(chosen.values())
     rows: list[LabelRow] = []
     problems: list[LabelProblem] = []
+    warnings: list[LabelProblem] = []
+    read_as: dict[tuple[str, str, str], int] = {}
     seen: dict[str, int] = {}
     for count, record in enumerate(records, start=1):
         if count > max_rows:
             raise CsvError(LABELS_TOO_MANY_ROWS.format(limit=max_rows))
-        result = _row(record.line, record.values, record.extra_fields, chosen, vocabulary)
+        result, row_warnings = _row(
+            record.line, record.values, record.extra_fields, chosen, vocabulary
+        )
         if isinstance(result, LabelProblem):
             problems.append(result)
             continue
+        warnings.extend(row_warnings)
+        race = record.values.get(chosen.get("race", ""), "")
+        if result.race and _key(race) in _RACE_SYNONYMS:
+            read_as[(chosen["race"], race, result.race)] = (
+                read_as.get((chosen["race"], race, result.race), 0) + 1
+            )
         if result.path in seen:
             problems.append(
                 LabelProblem(result.line, result.path, ROW_DUPLICATE.format(line=seen[result.path]))
@@ -166,7 +209,11 @@ def labels_parse(
         seen[result.path] = result.line
         extra = {k: v for k, v in record.values.items() if k not in used_columns and v}
         rows.append(_with_extra(result, extra))
-    return LabelsFile(rows, problems, columns, decoded.encoding, list(decoded.notes))
+    notes = list(decoded.notes) + [
+        NOTE_READ_AS.format(column=column, value=value, stored=stored, n=n)
+        for (column, value, stored), n in read_as.items()
+    ]
+    return LabelsFile(rows, problems, columns, decoded.encoding, notes, warnings)
 
 
 def _with_extra(row: LabelRow, extra: dict[str, str]) -> LabelRow:
@@ -183,40 +230,57 @@ def _row(
     extra_fields: int,
     chosen: dict[str, str],
     vocabulary: LabelVocabulary,
-) -> LabelRow | LabelProblem:
+) -> tuple[LabelRow | LabelProblem, list[LabelProblem]]:
+    """One row, or why it is rejected; plus warnings about optional values left empty."""
     raw_path = values.get(chosen["path"], "")
     shown = raw_path[:200]
     if extra_fields:
-        return LabelProblem(line, shown, ROW_EXTRA_FIELDS.format(n=extra_fields))
+        return LabelProblem(line, shown, ROW_EXTRA_FIELDS.format(n=extra_fields)), []
     if not raw_path:
-        return LabelProblem(line, "", ROW_NO_PATH)
+        return LabelProblem(line, "", ROW_NO_PATH), []
     for column, value in values.items():
         if len(value) > MAX_VALUE_CHARS:
             return LabelProblem(
                 line,
                 shown,
                 ROW_TOO_LONG.format(column=column, length=len(value), limit=MAX_VALUE_CHARS),
-            )
+            ), []
     try:
         path = path_normalise(raw_path)
     except UnsafePath as exc:
-        return LabelProblem(line, shown, ROW_BAD_PATH.format(reason=exc))
+        return LabelProblem(line, shown, ROW_BAD_PATH.format(reason=exc)), []
     mapped: dict[str, str] = {}
-    for attribute in ("gender", "race", "age_band", "glasses", "quality"):
+    warnings: list[LabelProblem] = []
+    for attribute in ("gender", *OPTIONAL_ATTRIBUTES):
         column = chosen.get(attribute)
         value = values.get(column, "") if column else ""
         if not value:
             if attribute == "gender":
-                return LabelProblem(line, path, ROW_MISSING_GENDER)
+                return LabelProblem(line, path, ROW_MISSING_GENDER), []
             mapped[attribute] = ""
             continue
         allowed = getattr(vocabulary, attribute)
         stored = label_value(attribute, value, allowed)
-        if stored is None:
-            return LabelProblem(
-                line,
-                path,
-                ROW_BAD_VALUE.format(column=column, value=value[:50], allowed=", ".join(allowed)),
+        if stored is None and attribute == "gender":
+            reason = ROW_BAD_VALUE.format(
+                column=column, value=value[:50], allowed=", ".join(allowed)
             )
-        mapped[attribute] = stored
-    return LabelRow(line=line, path=path, **mapped)
+            return LabelProblem(line, path, reason), []
+        if stored is None:
+            warnings.append(LabelProblem(line, path, _unmapped(attribute, column, value, allowed)))
+        mapped[attribute] = stored or ""
+    return LabelRow(line=line, path=path, **mapped), warnings
+
+
+def _unmapped(attribute: str, column: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Why an optional value was left empty, with the spellings that would have been read."""
+    key = _key(value)
+    if attribute == "race" and key in _RACE_AMBIGUOUS:
+        candidates = _RACE_AMBIGUOUS[key] or allowed
+        return ROW_AMBIGUOUS_KEPT.format(
+            column=column,
+            value=value[:50],
+            candidates=", ".join(candidates),
+            allowed=", ".join(allowed),
+        )
+    return ROW_UNKNOWN_KEPT.format(column=column, value=value[:50], allowed=", ".join(allowed))

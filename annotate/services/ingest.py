@@ -6,7 +6,8 @@ The pure work (reading files safely, parsing CSVs, detecting, cropping, hashing)
 - one bad file never aborts a batch: it is rejected with a reason in the report;
 - nothing is half-written: each image and its faces are stored in one transaction, and the files written for a row that fails are deleted again;
 - duplicates (same bytes) within a study are skipped and reported, never stored twice;
-- near-duplicate faces within a query are flagged (`Face.near_duplicate_of`), not dropped;
+- near-duplicate faces within a query (the same picture posted again: `annotate.ingest.phash`)
+  are flagged (`Face.near_duplicate_of`, always the first face of the cluster), not dropped;
 - progress is visible while it runs (`ImportBatch.done` / `total`), and a batch that cannot
   run at all ends `failed` with the reason in `ImportBatch.error`.
 """
@@ -26,6 +27,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -51,7 +53,15 @@ from annotate.ingest.detect import (
 )
 from annotate.ingest.images import SUFFIX_FOR_FORMAT, ImageRejected, OpenedImage, image_open
 from annotate.ingest.manifest import Manifest, ManifestRow, manifest_parse
-from annotate.ingest.phash import HashIndex, dhash, hamming, hash_hex, hash_int
+from annotate.ingest.phash import (
+    HashIndex,
+    crop_print,
+    crop_probes,
+    dhash,
+    hash_hex,
+    hash_int,
+    print_hex,
+)
 from annotate.models import Face, ImportBatch, JobStatus, SourceImage, Study
 from annotate.services.ingest_common import (
     BATCH_CRASHED,
@@ -203,8 +213,10 @@ def near_duplicates_reconcile(*, batch_id: int) -> int:
     A chunk compares each face with the faces of its query stored when the chunk first looked;
     two chunks running together miss each other's. After the last chunk, every face of the
     batch still unflagged is compared with the faces of its query that came before it (lower
-    id), the same rule a single run applies. Returns how many faces it flagged (added to the
-    batch report's near_duplicate_faces).
+    id), the same rule a single run applies (its probes are read from its stored crop). A
+    face flagged here takes the faces that pointed at it along, so every flag still points at
+    the first face of its cluster. Returns how many faces it flagged (added to the batch
+    report's near_duplicate_faces).
     """
     batch = ImportBatch.objects.get(pk=batch_id)
     unflagged = dict(
@@ -212,32 +224,52 @@ def near_duplicates_reconcile(*, batch_id: int) -> int:
             "id", "source_image__query"
         )
     )
-    updates: list[Face] = []
+    moved: dict[int, int] = {}  # face newly flagged -> first face of its cluster
     for query in sorted(set(unflagged.values())):
         index = HashIndex()
         known = (
             Face.objects.filter(study_id=batch.study_id, source_image__query=query)
             .order_by("id")
-            .values_list("id", "phash")
+            .values_list("id", "near_duplicate_of_id", "crop_print", "crop")
         )
-        for face_id, text in known.iterator(chunk_size=2000):
+        for face_id, first, text, crop_name in known.iterator(chunk_size=2000):
             value = hash_int(text)
             if value is None:
                 continue
-            if face_id in unflagged and (near := index.nearest(value)) is not None:
-                updates.append(Face(pk=face_id, near_duplicate_of_id=near))
-            index.add(face_id, value)
-    if not updates:
+            if face_id in unflagged and len(index):
+                near = index.nearest(*_stored_probes(crop_name))
+                if near is not None:
+                    moved[face_id] = first = near
+            index.add(moved.get(first, first) if first else face_id, value)
+    if not moved:
         return 0
     with transaction.atomic():
-        Face.objects.bulk_update(updates, ["near_duplicate_of"], batch_size=1000)
+        Face.objects.bulk_update(
+            [Face(pk=pk, near_duplicate_of_id=first) for pk, first in moved.items()],
+            ["near_duplicate_of"],
+            batch_size=1000,
+        )
+        for pk, first in moved.items():
+            Face.objects.filter(near_duplicate_of_id=pk).update(near_duplicate_of_id=first)
         locked = ImportBatch.objects.select_for_update().get(pk=batch_id)
         locked.report["near_duplicate_faces"] = locked.report.get("near_duplicate_faces", 0) + len(
-            updates
+            moved
         )
         locked.save(update_fields=["report"])
-    logger.info("import batch %s: %d near-duplicates flagged across chunks", batch_id, len(updates))
-    return len(updates)
+    logger.info("import batch %s: %d near-duplicates flagged across chunks", batch_id, len(moved))
+    return len(moved)
+
+
+def _stored_probes(crop_name: str) -> list[int]:
+    """The near-duplicate probes of a stored crop; none (never flagged) when it is unreadable."""
+    try:
+        with default_storage.open(crop_name, "rb") as handle, Image.open(handle) as crop:
+            return crop_probes(crop.convert("RGB"))
+    except Exception:
+        logger.warning(
+            "could not read crop %s to compare it for duplicates", crop_name, exc_info=True
+        )
+        return []
 
 
 @transaction.atomic
@@ -319,7 +351,13 @@ class _Rejected:
     reason: str
 
 
-_Crop = tuple[Detection, bytes, int]  # box in full-image coordinates, JPEG bytes, dHash
+@dataclass
+class _Crop:
+    box: Detection  # in full-image coordinates
+    jpeg: bytes
+    phash: int  # 64-bit dHash, Face.phash
+    fingerprint: int  # Face.crop_print, what the near-duplicate rule stores
+    probes: list[int]  # what the rule compares this face through
 
 
 def _decode(entry: Entry, row: ManifestRow | None) -> _Prepared | _Rejected:
@@ -349,7 +387,9 @@ def _crop_all(
         crops = []
         for box in kept:
             crop = face_crop(item.opened.image, box, size=CROP_SIZE, margin=CROP_MARGIN)
-            crops.append((box, jpeg_bytes(crop), dhash(crop)))
+            crops.append(
+                _Crop(box, jpeg_bytes(crop), dhash(crop), crop_print(crop), crop_probes(crop))
+            )
         results.append((crops, len(boxes) - len(kept)))
     return results
 
@@ -577,10 +617,13 @@ class _ImagePipeline:
     def _hash_index(self, query: str) -> HashIndex:
         if query not in self.hash_indexes:
             known = Face.objects.filter(study=self.study, source_image__query=query).values_list(
-                "id", "phash"
+                "id", "near_duplicate_of_id", "crop_print"
             )
-            pairs = [(pk, value) for pk, text in known if (value := hash_int(text)) is not None]
-            self.hash_indexes[query] = HashIndex(pairs)
+            self.hash_indexes[query] = HashIndex(
+                (first or pk, value)
+                for pk, first, text in known
+                if (value := hash_int(text)) is not None
+            )
         return self.hash_indexes[query]
 
     def _store(self, item: _Prepared, crops: list[_Crop], too_small: int) -> None:
@@ -588,7 +631,7 @@ class _ImagePipeline:
         query = row.query if row else ""
         index = self._hash_index(query)
         written: list[str] = []
-        added: list[tuple[int, int]] = []
+        added: list[tuple[int, int]] = []  # (first face of its cluster, print)
         flagged = 0
         try:
             with transaction.atomic():
@@ -613,45 +656,51 @@ class _ImagePipeline:
                 written.append(image.file.name)
                 image.save()
                 faces, same_image = [], []
-                for number, (detection, crop_bytes, phash) in enumerate(crops):
-                    near = index.nearest(phash)
-                    # A second crop of one face inside the same image points at the first.
-                    twin = next(
-                        (j for j in range(number) if hamming(phash, crops[j][2]) <= index.max_bits),
-                        None,
-                    )
+                # A second crop of one face inside the same image points at the first; keys
+                # are positions in `crops` until the faces have ids.
+                earlier = HashIndex()
+                for number, crop in enumerate(crops):
+                    near = index.nearest(*crop.probes)
+                    twin = earlier.nearest(*crop.probes) if near is None else None
                     face = Face(
                         study=self.study,
                         source_image=image,
                         origin=Face.Origin.DETECTED,
-                        crop_sha256=hashlib.sha256(crop_bytes).hexdigest(),
+                        crop_sha256=hashlib.sha256(crop.jpeg).hexdigest(),
                         original_name=item.entry.name[:500],
-                        box_x=detection.x,
-                        box_y=detection.y,
-                        box_w=detection.w,
-                        box_h=detection.h,
+                        box_x=crop.box.x,
+                        box_y=crop.box.y,
+                        box_w=crop.box.w,
+                        box_h=crop.box.h,
                         detector=self.detector.name,
-                        detector_score=detection.score,
-                        phash=hash_hex(phash),
+                        detector_score=crop.box.score,
+                        phash=hash_hex(crop.phash),
+                        crop_print=print_hex(crop.fingerprint),
                         near_duplicate_of_id=near,
                         votes_target=self.study.votes_per_face,
                     )
                     face.crop.save(
-                        f"{item.sha256[:16]}-{number}.jpg", ContentFile(crop_bytes), save=False
+                        f"{item.sha256[:16]}-{number}.jpg", ContentFile(crop.jpeg), save=False
                     )
                     written.append(face.crop.name)
                     faces.append(face)
-                    if near is None and twin is not None:
+                    if twin is not None:
                         same_image.append((number, twin))
+                    earlier.add(twin if twin is not None else number, crop.fingerprint)
                     flagged += near is not None or twin is not None
                 Face.objects.bulk_create(faces)
                 for number, twin in same_image:
-                    faces[number].near_duplicate_of_id = faces[twin].pk
+                    faces[number].near_duplicate_of_id = faces[twin].near_duplicate_of_id or (
+                        faces[twin].pk
+                    )
                 if same_image:
                     Face.objects.bulk_update(
                         [faces[number] for number, _ in same_image], ["near_duplicate_of"]
                     )
-                added = [(face.pk, crop[2]) for face, crop in zip(faces, crops, strict=True)]
+                added = [
+                    (face.near_duplicate_of_id or face.pk, crop.fingerprint)
+                    for face, crop in zip(faces, crops, strict=True)
+                ]
         except IntegrityError:
             files_delete(written)
             self.report.duplicate(item.entry.name, REJECT_DUPLICATE.format(name="another import"))
@@ -661,8 +710,8 @@ class _ImagePipeline:
             logger.warning("storing %s failed", item.entry.name, exc_info=True)
             self.report.reject_file(item.entry.name, REJECT_STORE.format(detail=exc))
             return
-        for pk, phash in added:
-            index.add(pk, phash)
+        for first, fingerprint in added:
+            index.add(first, fingerprint)
         self.report.imported += 1
         self.report.faces_found += len(crops)
         self.report.faces_too_small += too_small

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.files.base import ContentFile
@@ -26,12 +27,20 @@ from annotate.ingest.csvtext import CsvError
 from annotate.ingest.images import ImageRejected, image_open
 from annotate.ingest.labels_csv import LabelRow, LabelVocabulary, labels_parse
 from annotate.ingest.paths import UnsafePath, path_normalise
-from annotate.ingest.phash import HashIndex, dhash, hash_hex, hash_int
+from annotate.ingest.phash import (
+    HashIndex,
+    crop_print,
+    crop_probes,
+    dhash,
+    hash_hex,
+    hash_int,
+    print_hex,
+)
 from annotate.labels import CLASSES, AgeBand, Glasses, Quality, Race
 from annotate.models import Face, FaceStatus, ImportBatch, JobStatus, KnownLabel, Study
 from annotate.services.ingest_common import (
     BATCH_CRASHED,
-    BATCH_MANIFEST_UNUSABLE,
+    BATCH_LABELS_UNUSABLE,
     BATCH_UPLOAD_UNUSABLE,
     REJECT_DUPLICATE,
     REJECT_STORE,
@@ -46,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 REJECT_NO_FILE = "no such file in the folder"
 REJECT_NOT_FILE = "not a regular file (link or folder) and was refused"
+LABELS_FILE = "labels file"
+LABEL_FIELDS = ("gender", "race", "age_band", "glasses", "quality")
 
 LABEL_VOCABULARY = LabelVocabulary(
     gender=CLASSES,
@@ -70,7 +81,7 @@ def faces_import(
         created_by=user,
         source_name=f"{folder} ({labels_name})"[:500],
     )
-    report = ImportReport()
+    report = ImportReport(rows_file=LABELS_FILE)
     batch_start(batch)
     try:
         try:
@@ -80,7 +91,7 @@ def faces_import(
                 batch,
                 report.as_dict(),
                 status=JobStatus.FAILED,
-                error=BATCH_MANIFEST_UNUSABLE.format(reason=exc),
+                error=BATCH_LABELS_UNUSABLE.format(reason=exc),
             )
         try:
             listing = folder_list(folder)
@@ -94,21 +105,34 @@ def faces_import(
         report.notes.extend(parsed.notes)
         for problem in parsed.problems:
             report.reject_row(problem.as_dict())
+        for warning in parsed.warnings:
+            report.warn_row(warning.as_dict())
         batch.total = len(parsed.rows)
         batch.save(update_fields=["total"])
+        # Imported faces have no query: each is compared with every imported face of the
+        # study, keyed by the first face of its cluster.
         known = HashIndex(
-            (pk, value)
-            for pk, text in Face.objects.filter(study=study, source_image=None).values_list(
-                "id", "phash"
+            (first or pk, value)
+            for pk, first, text in Face.objects.filter(study=study, source_image=None).values_list(
+                "id", "near_duplicate_of_id", "crop_print"
             )
             if (value := hash_int(text)) is not None
         )
-        existing = set(
-            Face.objects.filter(study=study, origin=Face.Origin.IMPORTED).values_list(
-                "crop_sha256", flat=True
+        existing: dict[str, _Kept] = {
+            sha: _Kept(name, extra.get("line") if isinstance(extra, dict) else None, labels)
+            for sha, name, extra, *labels in KnownLabel.objects.filter(
+                face__study=study, face__origin=Face.Origin.IMPORTED
             )
-        )
-        labeled: set[str] = set()
+            .order_by("pk")
+            .values_list(
+                "face__crop_sha256",
+                "face__original_name",
+                "extra",
+                *LABEL_FIELDS,
+            )
+        }
+        # A file whose row was rejected is reported with its row, not as unlisted.
+        labeled = {problem.path for problem in parsed.problems}
         root = folder.resolve()
         for row in parsed.rows:
             labeled.add(row.path)
@@ -129,6 +153,21 @@ def faces_import(
             status=JobStatus.FAILED,
             error=BATCH_CRASHED.format(reason=f"{type(exc).__name__}: {exc}"[:1000]),
         )
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """The face a picture was first imported as: what a later copy's labels are checked against."""
+
+    file: str
+    line: int | None
+    labels: list[str]
+
+
+def _labels_text(labels: list[str]) -> str:
+    return ", ".join(
+        f"{name}={value}" for name, value in zip(LABEL_FIELDS, labels, strict=True) if value
+    )
 
 
 def _face_file_read(root: Path, relative: str) -> bytes:
@@ -163,7 +202,7 @@ def _face_import_one(
     source: str,
     report: ImportReport,
     known: HashIndex,
-    existing: set[str],
+    existing: dict[str, _Kept],
 ) -> None:
     try:
         data = _face_file_read(root, row.path)
@@ -174,11 +213,24 @@ def _face_import_one(
     crop = square_resize(opened.image, size=CROP_SIZE)
     crop_bytes = jpeg_bytes(crop)
     crop_sha = hashlib.sha256(crop_bytes).hexdigest()
-    if crop_sha in existing:
-        report.duplicate(row.path, REJECT_DUPLICATE.format(name="an imported face"))
+    labels = [row.gender, row.race, row.age_band, row.glasses, row.quality]
+    kept = existing.get(crop_sha)
+    if kept is not None:
+        report.duplicate(row.path, REJECT_DUPLICATE.format(name=kept.file))
+        if kept.labels != labels:
+            report.label_conflict(
+                {
+                    "line": row.line,
+                    "file": row.path,
+                    "labels": _labels_text(labels),
+                    "kept_line": kept.line,
+                    "kept_file": kept.file,
+                    "kept_labels": _labels_text(kept.labels),
+                }
+            )
         return
-    phash = dhash(crop)
-    near = known.nearest(phash)
+    fingerprint = crop_print(crop)
+    near = known.nearest(*crop_probes(crop))
     written: list[str] = []
     try:
         with transaction.atomic():
@@ -187,7 +239,8 @@ def _face_import_one(
                 origin=Face.Origin.IMPORTED,
                 crop_sha256=crop_sha,
                 original_name=row.path[:500],
-                phash=hash_hex(phash),
+                phash=hash_hex(dhash(crop)),
+                crop_print=print_hex(fingerprint),
                 near_duplicate_of_id=near,
                 coding_status=FaceStatus.COMPLETE,
                 votes_target=study.votes_per_face,
@@ -213,8 +266,8 @@ def _face_import_one(
             {"line": row.line, "file": row.path, "reason": REJECT_STORE.format(detail=exc)}
         )
         return
-    existing.add(crop_sha)
-    known.add(face.pk, phash)
+    existing[crop_sha] = _Kept(row.path, row.line, labels)
+    known.add(near or face.pk, fingerprint)
     report.imported += 1
     report.faces_found += 1
     report.near_duplicate_faces += near is not None

@@ -37,7 +37,7 @@ def test_import_images_from_a_zip_with_a_manifest_prints_the_report(tmp_path):
     text = out.getvalue()
     assert "succeeded" in text and "imported: 1" in text and "faces found: 1" in text
     assert "rejected file us/b.jpg: not an image" in text
-    assert "rejected row 3 (us/c.jpg): names a file that is not in the upload" in text
+    assert "rejected manifest line 3 (us/c.jpg): names a file that is not in the upload" in text
     assert SourceImage.objects.get(study=study).job == "nurse"
 
 
@@ -80,3 +80,31 @@ def test_import_faces_records_training_labels(tmp_path):
         "east_asian",
     )
     assert Face.objects.get().origin == Face.Origin.IMPORTED
+
+
+def test_import_faces_reports_rejected_and_warned_rows_in_labels_file_words(tmp_path):
+    make_study("utk")
+    (tmp_path / "a.jpg").write_bytes(hostile.good_jpeg(120))
+    (tmp_path / "b.jpg").write_bytes(hostile.encode(hostile.cat(120), "JPEG"))
+    (tmp_path / "extra.jpg").write_bytes(hostile.good_jpeg(90))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,gender,race,age\na.jpg,female,asian,old\nb.jpg,?,white,\n")
+    out = StringIO()
+    call_command("import_faces", str(tmp_path), labels=str(labels), study="utk", stdout=out)
+    text = out.getvalue()
+    assert "labels file rows rejected: 1" in text
+    assert "labels file rows kept with a warning: 1" in text
+    assert "warning, labels file line 2 (a.jpg): race 'asian' could be any of:" in text
+    assert "rejected labels file line 3 (b.jpg): gender '?' is not one of: male, female" in text
+    assert "files not listed in the labels file (1): extra.jpg" in text
+    assert "manifest" not in text
+    out = StringIO()
+    call_command(
+        "import_faces", str(tmp_path), labels=str(labels), study="utk", json=True, stdout=out
+    )
+    report = json.loads(out.getvalue())
+    assert (report["rows_rejected"], report["rows_warned"], report["rows_file"]) == (
+        1,
+        1,
+        "labels file",
+    )

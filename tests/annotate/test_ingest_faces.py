@@ -147,3 +147,92 @@ def test_arbitrary_labels_files_never_write_half_a_face(tmp_path_factory, rows, 
     assert faces.count() == labels.count() == batch.report.get("imported", 0)
     if batch.status == JobStatus.FAILED:
         assert batch.error
+
+
+def test_unknown_optional_values_keep_the_face_and_warn_with_the_line(tmp_path):
+    """UTKFace-style race values (`asian`, `other`) used to drop faces with a valid gender."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for name, side in (("a.jpg", 200), ("b.jpg", 150), ("c.png", 120)):
+        image = hostile.astronaut(side) if name != "c.png" else hostile.cat(side)
+        (folder / name).write_bytes(hostile.encode(image, "PNG" if name == "c.png" else "JPEG"))
+    labels = (
+        "path,gender,race,age\na.jpg,female,asian,30-39\nb.jpg,male,other,old\nc.png,robot,white,\n"
+    )
+    batch = faces_import(
+        study=make_study(), folder=folder, labels=labels.encode(), labels_name="utk.csv"
+    )
+    assert batch.status == JobStatus.SUCCEEDED
+    report = batch.report
+    assert (report["imported"], report["rows_rejected"], report["rows_warned"]) == (2, 1, 2)
+    stored = {
+        k.face.original_name: (k.gender, k.race, k.age_band)
+        for k in KnownLabel.objects.select_related("face")
+    }
+    assert stored == {"a.jpg": ("female", "", "30-39"), "b.jpg": ("male", "", "")}
+    warned = [(w["line"], w["file"], w["reason"].split(";")[0]) for w in report["row_warnings"]]
+    assert warned == [
+        (2, "a.jpg", "race 'asian' could be any of: east_asian, southeast_asian, indian"),
+        (3, "b.jpg", warned[1][2]),
+        (
+            3,
+            "b.jpg",
+            "age 'old' is not one of: 0-2, 3-9, 10-19, 20-29, 30-39, 40-49, 50-59, 60-69, 70+",
+        ),
+    ]
+    assert warned[1][2].startswith("race 'other' could be any of: white, black")
+    assert report["rejected_rows"] == [
+        {"line": 4, "file": "c.png", "reason": "gender 'robot' is not one of: male, female"}
+    ]
+
+
+def test_identical_files_with_conflicting_labels_are_reported_and_the_first_kept(tmp_path):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    picture = hostile.good_jpeg(200)
+    for name in ("first.jpg", "same.jpg", "again.jpg"):
+        (folder / name).write_bytes(picture)
+    labels = (
+        "path,gender,age\nfirst.jpg,female,30-39\nsame.jpg,female,30-39\nagain.jpg,male,30-39\n"
+    )
+    study = make_study()
+    batch = faces_import(study=study, folder=folder, labels=labels.encode(), labels_name="x.csv")
+    assert batch.report["imported"] == 1 and batch.report["duplicates_skipped"] == 2
+    assert KnownLabel.objects.get().gender == "female"
+    assert batch.report["label_conflicts"] == [
+        {
+            "line": 4,
+            "file": "again.jpg",
+            "labels": "gender=male, age_band=30-39",
+            "kept_line": 2,
+            "kept_file": "first.jpg",
+            "kept_labels": "gender=female, age_band=30-39",
+        }
+    ]
+    # A later import of the same picture is checked against the label kept before.
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "copy.jpg").write_bytes(picture)
+    again = faces_import(
+        study=study, folder=later, labels=b"path,gender\ncopy.jpg,male\n", labels_name="y.csv"
+    )
+    [conflict] = again.report["label_conflicts"]
+    assert (conflict["file"], conflict["kept_file"], conflict["kept_line"]) == (
+        "copy.jpg",
+        "first.jpg",
+        2,
+    )
+    assert conflict["labels"] == "gender=male"
+    assert Face.objects.count() == KnownLabel.objects.count() == 1
+
+
+def test_an_unusable_labels_file_is_called_a_labels_file(tmp_path):
+    batch = faces_import(
+        study=make_study(),
+        folder=_faces_folder(tmp_path),
+        labels=b"\xff\xfe\x00garbage\x00" * 3,
+        labels_name="x.csv",
+    )
+    assert batch.status == JobStatus.FAILED
+    assert batch.error.startswith("The labels file cannot be used, so nothing was imported")
+    assert "manifest" not in batch.error

@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotate.ingest.csvtext import CsvError
-from annotate.ingest.labels_csv import LabelVocabulary, label_value, labels_parse
+from annotate.ingest.labels_csv import (
+    ROW_UNKNOWN_KEPT,
+    LabelVocabulary,
+    label_value,
+    labels_parse,
+)
 from annotate.labels import CLASSES, AgeBand, Glasses, Quality, Race
 from annotate.services.ingest_faces import LABEL_VOCABULARY
 
@@ -72,7 +77,7 @@ def test_the_fairface540_labels_format_parses():
     assert parsed.problems == []
 
 
-def test_bad_values_reject_their_row_with_the_allowed_values():
+def test_a_bad_gender_rejects_its_row_a_bad_optional_value_only_warns():
     parsed = _parse(
         "path,gender,race,age,glasses,quality,source\n"
         "a.jpg,male,,,,,lab\n"
@@ -83,16 +88,108 @@ def test_bad_values_reject_their_row_with_the_allowed_values():
         "f.jpg,cant_tell,,,,,\n"
         "../g.jpg,male,,,,,\n"
         "a.jpg,female,,,,,\n"
+        "h.jpg,male,white,30-39,monocle,grainy\n"
     )
-    assert [(r.path, r.extra) for r in parsed.rows] == [("a.jpg", {"source": "lab"})]
+    kept = {r.path: (r.race, r.age_band, r.glasses, r.quality) for r in parsed.rows}
+    assert kept == {
+        "a.jpg": ("", "", "", ""),
+        "c.jpg": ("", "", "", ""),
+        "d.jpg": ("", "", "", ""),
+        "h.jpg": ("white", "30-39", "", ""),
+    }
+    assert parsed.rows[0].extra == {"source": "lab"}
     reasons = {p.line: p.reason for p in parsed.problems}
-    assert reasons[3] == "gender 'unknown' is not one of: male, female"
-    assert reasons[4].startswith("race 'Martian' is not one of: white, black")
-    assert reasons[5].startswith("age 'old' is not one of: 0-2, 3-9")
-    assert reasons[6] == "the 'gender' value is empty"
-    assert reasons[7] == "gender 'cant_tell' is not one of: male, female"
+    assert reasons == {
+        3: "gender 'unknown' is not one of: male, female",
+        6: "the 'gender' value is empty",
+        7: "gender 'cant_tell' is not one of: male, female",
+        8: reasons[8],
+        9: "duplicate: line 2 already labels this path",
+    }
     assert "climbs out" in reasons[8]
-    assert reasons[9] == "duplicate: line 2 already labels this path"
+    warnings = [(w.line, w.path, w.reason) for w in parsed.warnings]
+    assert warnings == [
+        (
+            4,
+            "c.jpg",
+            "race 'Martian' is not one of: white, black, latino_hispanic, east_asian, "
+            "southeast_asian, indian, middle_eastern; the face is kept with no race",
+        ),
+        (
+            5,
+            "d.jpg",
+            "age 'old' is not one of: 0-2, 3-9, 10-19, 20-29, 30-39, 40-49, 50-59, 60-69, 70+; "
+            "the face is kept with no age",
+        ),
+        (
+            10,
+            "h.jpg",
+            ROW_UNKNOWN_KEPT.format(
+                column="glasses", value="monocle", allowed="none, glasses, sunglasses"
+            ),
+        ),
+        (
+            10,
+            "h.jpg",
+            ROW_UNKNOWN_KEPT.format(
+                column="quality",
+                value="grainy",
+                allowed="good, blurred, obstructed, low_resolution",
+            ),
+        ),
+    ]
+
+
+def test_race_spellings_naming_several_categories_keep_the_face_without_a_race():
+    parsed = _parse(
+        "path,gender,race\n"
+        "a.jpg,female,Asian\n"
+        "b.jpg,male,Others\n"
+        "c.jpg,male,other\n"
+        "d.jpg,female,Indian\n"
+    )
+    assert [(r.path, r.gender, r.race) for r in parsed.rows] == [
+        ("a.jpg", "female", ""),
+        ("b.jpg", "male", ""),
+        ("c.jpg", "male", ""),
+        ("d.jpg", "female", "indian"),
+    ]
+    assert parsed.problems == []
+    reasons = {w.line: w.reason for w in parsed.warnings}
+    assert reasons[2] == (
+        "race 'Asian' could be any of: east_asian, southeast_asian, indian; the face is kept "
+        "with no race (accepted: white, black, latino_hispanic, east_asian, southeast_asian, "
+        "indian, middle_eastern)"
+    )
+    assert reasons[3].startswith(
+        "race 'Others' could be any of: white, black, latino_hispanic, east_asian"
+    )
+    assert reasons[4].startswith("race 'other' could be any of:")
+    assert set(reasons) == {2, 3, 4}
+
+
+def test_race_spellings_naming_one_category_are_read_as_it_and_noted():
+    parsed = _parse(
+        "path,gender,race\n"
+        "a.jpg,female,Caucasian\n"
+        "b.jpg,male,caucasian\n"
+        "c.jpg,male,African American\n"
+        "d.jpg,female,Hispanic\n"
+        "e.jpg,female,South Asian\n"
+        "f.jpg,female,Caucasian\n"
+    )
+    assert [r.race for r in parsed.rows] == [
+        "white",
+        "white",
+        "black",
+        "latino_hispanic",
+        "indian",
+        "white",
+    ]
+    assert parsed.warnings == [] and parsed.problems == []
+    assert "race 'Caucasian' was read as 'white' (2 row(s))" in parsed.notes
+    assert "race 'caucasian' was read as 'white' (1 row(s))" in parsed.notes
+    assert "race 'South Asian' was read as 'indian' (1 row(s))" in parsed.notes
 
 
 def test_missing_required_columns_raise_one_clear_error():
@@ -168,3 +265,4 @@ def test_kept_rows_hold_only_allowed_values(columns, rows):
         assert not row.path.startswith("/") and ".." not in row.path.split("/")
     lines = [row.line for row in parsed.rows] + [p.line for p in parsed.problems]
     assert len(lines) == len(set(lines))
+    assert {w.line for w in parsed.warnings} <= {row.line for row in parsed.rows}

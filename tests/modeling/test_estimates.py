@@ -117,17 +117,20 @@ def test_raw_share_per_face_and_per_image_and_consensus_beside_it():
 def test_rank_cutoff_and_near_duplicates_once_per_query():
     faces = _faces(
         [
-            (1, 10, "q1", 1, "female", "", None, "aa", "nurse", "de"),
+            (1, 10, "q1", 1, "female", "", None, "", "nurse", "de"),
             (2, 11, "q1", 2, "female", "", 1, "", "nurse", "de"),  # near-duplicate of 1
-            (3, 12, "q1", 3, "female", "", None, "aa", "nurse", "de"),  # same phash in query
+            (3, 12, "q1", 3, "female", "", None, "", "nurse", "de"),  # never flagged: counts
             (4, 13, "q2", 1, "female", "", 1, "", "nurse", "us"),  # duplicate, other query
             (5, 14, "q1", 9, "male", "", None, "", "nurse", "de"),
             (6, 15, "q1", None, "male", "", None, "", "nurse", "de"),
+            (7, 16, "q1", 2, "male", "", 1, "", "nurse", "de"),  # same cluster as 1 and 2
         ]
     )
-    assert sorted(faces_select(faces)["face_id"]) == [1, 4, 5, 6]
-    assert sorted(faces_select(faces, dedupe=False)["face_id"]) == [1, 2, 3, 4, 5, 6]
-    assert sorted(faces_select(faces, rank_cutoff=3)["face_id"]) == [1, 4]
+    assert sorted(faces_select(faces)["face_id"]) == [1, 3, 4, 5, 6]
+    assert sorted(faces_select(faces, dedupe=False)["face_id"]) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(faces_select(faces, rank_cutoff=3)["face_id"]) == [1, 3, 4]
+    # the cluster still counts once when its first face is cut off
+    assert sorted(faces_select(faces[faces["face_id"] != 1])["face_id"]) == [2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="rank cut-off"):
         faces_select(faces, rank_cutoff=0)
 

@@ -9,13 +9,15 @@ from annotate.services.ingest_faces import faces_import
 
 class Command(BaseCommand):
     help = (
-        "Import pre-cropped faces with known labels as training data. Labels CSV columns: "
-        "path, gender[, race, age, glasses, quality]; FairFace spellings are understood."
+        "Import pre-cropped faces with known labels as training data. Labels file columns: "
+        "path, gender[, race, age, glasses, quality]; FairFace spellings are understood. A row "
+        "without a usable gender is rejected; an optional value that cannot be read leaves "
+        "that attribute empty, keeps the face, and is reported as a warning with its line."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("dir", type=Path, help="Folder holding the face images.")
-        parser.add_argument("--labels", type=Path, required=True, help="Labels CSV.")
+        parser.add_argument("--labels", type=Path, required=True, help="Labels file (CSV).")
         parser.add_argument("--study", required=True, help="Study slug.")
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
