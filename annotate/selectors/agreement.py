@@ -9,28 +9,10 @@ import pandas as pd
 from django.contrib.auth import get_user_model
 
 from annotate import aggregation
-from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION
-from annotate.models import Consensus, ConsensusStatus, FaceStatus, ImportBatch, Study, Vote
-
-QUESTIONS = {GENDER_QUESTION.key: GENDER_QUESTION, **ATTRIBUTE_QUESTIONS}
-
-
-def votes_frame(*, study: Study, batch_id: int | None = None, question: str = "gender"):
-    """Live votes of a study (or of the faces from one import batch) as item, coder, label."""
-    if question not in QUESTIONS:
-        raise ValueError(f"Unknown question {question!r}; choose one of {', '.join(QUESTIONS)}.")
-    votes = Vote.objects.filter(face__study=study, retracted_at__isnull=True)
-    if batch_id is not None:
-        votes = votes.filter(face__source_image__batch_id=batch_id)
-    rows = votes.exclude(**{question: ""}).values_list("face_id", "coder_id", question)
-    return pd.DataFrame(list(rows), columns=["item", "coder", "label"])
-
-
-def consensus_labels(*, study: Study, batch_id: int | None = None) -> pd.DataFrame:
-    """The aggregate gender label per face by the study's method (majority or Dawid–Skene)."""
-    return aggregation.aggregate(
-        votes_frame(study=study, batch_id=batch_id), method=study.aggregation
-    )
+from annotate.models import Consensus, ConsensusStatus, FaceStatus, ImportBatch, Study
+from annotate.selectors.labels import QUESTIONS as QUESTIONS  # the page's question picker
+from annotate.selectors.labels import face_labels
+from annotate.selectors.labels import votes_frame as votes_frame  # the page's input, re-exported
 
 
 @dataclass(frozen=True)
@@ -54,6 +36,23 @@ class Bar:
     width: float
 
 
+@dataclass(frozen=True)
+class EstimatedConfusion:
+    """One coder's Dawid–Skene confusion: rows the estimated true class, columns what the
+    coder said, cells P(said | true) in percent.
+    """
+
+    coder_id: int
+    name: str
+    votes: int
+    accuracy: float
+    percent: pd.DataFrame
+
+    @property
+    def accuracy_percent(self) -> str:
+        return f"{100 * self.accuracy:.1f}"
+
+
 @dataclass
 class AgreementReport:
     study: Study
@@ -71,6 +70,9 @@ class AgreementReport:
     chart_height: int = 0
     labels_by_method: dict[str, int] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)
+    # Dawid–Skene studies: the fit the downstream labels come from (all of the study's votes).
+    convergence: aggregation.Convergence | None = None
+    estimated_confusion: list[EstimatedConfusion] = field(default_factory=list)
 
 
 def _finite(value: float) -> float | None:
@@ -129,10 +131,14 @@ def agreement_report(
         if report.selected_coder is not None:
             report.confusion = aggregation.coder_confusion(frame, coder_id)
     if question == "gender":
-        labels = aggregation.aggregate(frame, method=study.aggregation)["label"]
+        labelled = face_labels(study=study)
+        labels = labelled.frame.loc[labelled.frame.index.isin(frame["item"]), "label"]
         report.labels_by_method = {
-            str(k): int(v) for k, v in labels.fillna("tie").value_counts().items()
+            (str(k) or "tie"): int(v) for k, v in labels.value_counts().sort_index().items()
         }
+        if labelled.fit is not None:
+            report.convergence = labelled.fit.convergence
+            report.estimated_confusion = _estimated_confusion(labelled.fit)
         report.statuses = {
             ConsensusStatus(s).label: n
             for s, n in pd.Series(
@@ -142,6 +148,22 @@ def agreement_report(
             .items()
         }
     return report
+
+
+def _estimated_confusion(fit: aggregation.DawidSkeneFit) -> list[EstimatedConfusion]:
+    coder_ids = [int(c) for c in fit.coders]
+    names = dict(get_user_model().objects.filter(pk__in=coder_ids).values_list("pk", "username"))
+    accuracy = fit.coder_accuracy()
+    return [
+        EstimatedConfusion(
+            coder_id=cid,
+            name=names.get(cid, str(cid)),
+            votes=int(fit.coder_votes[cid]),
+            accuracy=float(accuracy[cid]),
+            percent=100 * fit.coder_confusion(cid),
+        )
+        for cid in coder_ids
+    ]
 
 
 def adjudication_queue(*, study: Study, limit: int = 200):

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from annotate.models import ConsensusStatus, FaceStatus, SourceImage, Study
+from annotate.selectors.labels import face_labels
 from modeling import estimates
-from modeling.models import ModelVersion, Prediction, Triage, ValidationRound
+from modeling.models import ModelVersion, Prediction, ValidationRound
 from modeling.sampling import MINIMUM_PREFIX
+from modeling.selectors.triage import triage_not_face_ids
 from modeling.selectors.validation import validation_round_frame, validation_round_latest
 
 GROUPINGS: dict[str, tuple[str, ...]] = {
@@ -63,7 +65,7 @@ def version_active(*, study: Study) -> ModelVersion:
 
 def estimates_faces_frame(*, version: ModelVersion) -> pd.DataFrame:
     """One row per face from a search-result image with a prediction of `version`, minus
-    faces that are not faces (coders' consensus, exclusion, or triage for this version).
+    faces that are not faces (coders' consensus, exclusion, or the study's triage).
     """
     rows = (
         Prediction.objects.filter(version=version, face__source_image__isnull=False)
@@ -79,10 +81,7 @@ def estimates_faces_frame(*, version: ModelVersion) -> pd.DataFrame:
             "face__source_image__rank",
             "label",
             "probability",
-            "face__consensus__label",
-            "face__consensus__status",
             "face__near_duplicate_of_id",
-            "face__phash",
         )
     )
     frame = pd.DataFrame(
@@ -97,23 +96,15 @@ def estimates_faces_frame(*, version: ModelVersion) -> pd.DataFrame:
             "rank",
             "predicted",
             "probability",
-            "consensus",
-            "consensus_status",
             "duplicate_of",
-            "phash",
         ],
     )
-    not_face = set(
-        Triage.objects.filter(version=version, decision=Triage.Decision.NOT_FACE).values_list(
-            "face_id", flat=True
-        )
-    )
+    not_face = triage_not_face_ids(study_id=version.study_id)
     frame = frame[~frame["face_id"].isin(not_face)].copy()
-    trusted = frame["consensus_status"].isin(
-        [ConsensusStatus.AGREED.value, ConsensusStatus.ADJUDICATED.value]
-    )
-    frame["consensus"] = frame["consensus"].where(trusted, "").fillna("")
-    return frame.drop(columns="consensus_status").reset_index(drop=True)
+    # The human label by the study's aggregation method; "" where coding is not final.
+    coded = face_labels(study=version.study)
+    frame["consensus"] = coded.label_of(frame["face_id"])
+    return frame.reset_index(drop=True)
 
 
 def estimates_images_frame(*, study: Study) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """What a training run learns from: the labeled faces of a study, with provenance.
 
-Labels: the consensus of the coders (status agreed or adjudicated; an adjudicated face takes
-its latest adjudication's label), then imported training labels (KnownLabel usage=train) for
-faces without one. Hidden truth (usage=truth) is never used. Only female/male train.
+Labels: the coders' label of each trusted face by the study's aggregation method (majority
+or Dawid–Skene; an adjudication overrides either; see annotate.selectors.labels), then
+imported training labels (KnownLabel usage=train) for faces without one. Hidden truth
+(usage=truth) is never used. Only female/male train.
 Excluded: faces in any validation round, faces triaged as "not a face", faces whose coding
 status is excluded.
 """
@@ -12,19 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from annotate.labels import CLASSES
-from annotate.models import (
-    Adjudication,
-    Consensus,
-    ConsensusStatus,
-    Face,
-    FaceStatus,
-    KnownLabel,
-    Study,
-)
-from modeling.models import Triage, ValidationItem
+from annotate.models import Face, FaceStatus, KnownLabel, Study
+from annotate.selectors.labels import face_labels
+from modeling.models import ValidationItem
+from modeling.selectors.triage import triage_counts, triage_not_face_ids
 
-SOURCE_CONSENSUS = "consensus"
-SOURCE_ADJUDICATION = "adjudication"
 SOURCE_IMPORTED = "imported"
 
 
@@ -35,7 +28,7 @@ class TrainingExample:
     source: str
     crop_name: str
     crop_sha256: str
-    group: str  # near-duplicate group: "<query>|<phash>" or "face:<id>"
+    group: str  # near-duplicate cluster: "face:<id of its first face>" (annotate.ingest.phash)
 
 
 @dataclass
@@ -43,6 +36,8 @@ class TrainingSet:
     examples: list[TrainingExample]
     excluded: dict[str, int] = field(default_factory=dict)
     triage: dict[str, int] = field(default_factory=dict)
+    # The aggregation method behind the coders' labels and, for Dawid–Skene, its convergence.
+    aggregation: dict[str, object] = field(default_factory=dict)
 
 
 def training_set_select(*, study: Study) -> TrainingSet:
@@ -51,35 +46,19 @@ def training_set_select(*, study: Study) -> TrainingSet:
     in_validation = set(
         ValidationItem.objects.filter(face__study=study).values_list("face_id", flat=True)
     )
-    not_face = set(
-        Triage.objects.filter(face__study=study, decision=Triage.Decision.NOT_FACE).values_list(
-            "face_id", flat=True
-        )
-    )
+    not_face = triage_not_face_ids(study_id=study.pk)
     excluded_status = set(
         faces.filter(coding_status=FaceStatus.EXCLUDED).values_list("pk", flat=True)
     )
-    labels: dict[int, tuple[str, str]] = {}
-    adjudicated: list[int] = []
-    for face_id, status, label in Consensus.objects.filter(
-        face__study=study, status__in=[ConsensusStatus.AGREED, ConsensusStatus.ADJUDICATED]
-    ).values_list("face_id", "status", "label"):
-        if label in CLASSES:
-            labels[face_id] = (label, SOURCE_CONSENSUS)
-        if status == ConsensusStatus.ADJUDICATED:
-            adjudicated.append(face_id)
-    latest: dict[int, str] = {}
-    for face_id, label in (
-        Adjudication.objects.filter(face_id__in=adjudicated)
-        .order_by("face_id", "created_at", "pk")
-        .values_list("face_id", "label")
-    ):
-        latest[face_id] = label
-    for face_id, label in latest.items():
-        if label in CLASSES:
-            labels[face_id] = (label, SOURCE_ADJUDICATION)
-        else:  # the researcher decided "can't tell" / "not a face": no training label
-            labels.pop(face_id, None)
+    coded = face_labels(study=study)
+    # "can't tell", "not a face" and a Dawid–Skene tie are no training label.
+    labels: dict[int, tuple[str, str]] = {
+        int(face_id): (label, source)
+        for face_id, label, source in zip(
+            coded.frame.index, coded.frame["label"], coded.frame["source"], strict=True
+        )
+        if label in CLASSES
+    }
     for face_id, label in (
         KnownLabel.objects.filter(face__study=study, usage=KnownLabel.Usage.TRAIN)
         .order_by("face_id", "created_at", "pk")
@@ -96,7 +75,7 @@ def training_set_select(*, study: Study) -> TrainingSet:
     rows = (
         faces.filter(pk__in=keep)
         .order_by("pk")
-        .values_list("pk", "crop", "crop_sha256", "phash", "source_image__query")
+        .values_list("pk", "crop", "crop_sha256", "near_duplicate_of_id")
     )
     examples = [
         TrainingExample(
@@ -105,12 +84,13 @@ def training_set_select(*, study: Study) -> TrainingSet:
             source=labels[pk][1],
             crop_name=crop,
             crop_sha256=sha,
-            group=f"{query or ''}|{phash}" if phash else f"face:{pk}",
+            group=f"face:{first or pk}",
         )
-        for pk, crop, sha, phash, query in rows
+        for pk, crop, sha, first in rows
     ]
-    triage = {
-        decision: Triage.objects.filter(face__study=study, decision=decision).count()
-        for decision in Triage.Decision.values
-    }
-    return TrainingSet(examples=examples, excluded=excluded, triage=triage)
+    return TrainingSet(
+        examples=examples,
+        excluded=excluded,
+        triage=triage_counts(study=study),
+        aggregation=coded.provenance(),
+    )

@@ -9,7 +9,9 @@ import pandas as pd
 from annotate.labels import SUBGROUP_ATTRIBUTES, Gender
 from annotate.models import ConsensusStatus, FaceStatus, KnownLabel
 from annotate.selectors.attributes import face_attributes_frame
-from modeling.models import ModelVersion, Prediction, Triage, ValidationItem, ValidationRound
+from annotate.selectors.labels import face_labels
+from modeling.models import ModelVersion, Prediction, ValidationItem, ValidationRound
+from modeling.selectors.triage import triage_not_face_ids
 
 FINAL_STATUSES = (ConsensusStatus.AGREED, ConsensusStatus.ADJUDICATED, ConsensusStatus.NOT_FACE)
 BINARY = (Gender.FEMALE.value, Gender.MALE.value)
@@ -52,13 +54,7 @@ def validation_eligible(*, version: ModelVersion) -> Eligibility:
             )
         ),
         "not a face": (predictions["coding_status"] == FaceStatus.EXCLUDED)
-        | ids.isin(
-            set(
-                Triage.objects.filter(
-                    version__study_id=version.study_id, decision=Triage.Decision.NOT_FACE
-                ).values_list("face_id", flat=True)
-            )
-        ),
+        | ids.isin(triage_not_face_ids(study_id=version.study_id)),
         "already in a round of this version": ids.isin(
             set(
                 ValidationItem.objects.filter(round__version=version).values_list(
@@ -101,13 +97,14 @@ def validation_round_progress(*, round: ValidationRound) -> Progress:
 
 
 def validation_round_frame(*, round: ValidationRound) -> pd.DataFrame:
-    """One row per sampled face: truth (consensus label, "" until final), consensus status,
-    predicted label and probability from the round's version, and subgroup attributes.
+    """One row per sampled face: truth (the face's label by the study's aggregation method,
+    see annotate.selectors.labels; "" until its coding is final and trusted), consensus
+    status, predicted label and probability from the round's version, subgroup attributes.
     """
     rows = ValidationItem.objects.filter(round=round).values_list(
-        "face_id", "stratum", "face__consensus__label", "face__consensus__status"
+        "face_id", "stratum", "face__consensus__status"
     )
-    frame = pd.DataFrame(rows, columns=["face_id", "stratum", "truth", "consensus_status"])
+    frame = pd.DataFrame(rows, columns=["face_id", "stratum", "consensus_status"])
     predictions = pd.DataFrame(
         Prediction.objects.filter(
             version_id=round.version_id, face_id__in=frame["face_id"].tolist()
@@ -115,10 +112,8 @@ def validation_round_frame(*, round: ValidationRound) -> pd.DataFrame:
         columns=["face_id", "predicted", "probability"],
     )
     frame = frame.merge(predictions, on="face_id", how="left")
-    final = frame["consensus_status"].isin(
-        [ConsensusStatus.AGREED.value, ConsensusStatus.ADJUDICATED.value]
-    )
-    frame["truth"] = frame["truth"].where(final, "").fillna("")
+    coded = face_labels(study=round.study, face_ids=frame["face_id"].tolist())
+    frame.insert(2, "truth", coded.label_of(frame["face_id"]))
     frame["consensus_status"] = frame["consensus_status"].fillna("")
     attributes = face_attributes_frame(face_ids=frame["face_id"].tolist())
     return frame.merge(attributes, on="face_id", how="left")

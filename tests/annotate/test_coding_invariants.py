@@ -20,7 +20,7 @@ from annotate.assignment import (
 from annotate.consensus import face_adjudicate
 from annotate.models import Assignment, Consensus, Face, FaceStatus, Vote
 from annotate.roles import Role
-from annotate.selectors.agreement import consensus_labels
+from annotate.selectors.labels import face_labels
 from annotate.services.coding import CodingError, VoteRequest, vote_submit, vote_undo
 from tests.annotate.coding_helpers import bare_faces, quick_users
 from tests.factories import make_study
@@ -103,10 +103,10 @@ def test_the_study_chooses_majority_or_dawid_skene_labels():
                 coder=coder,
                 request=VoteRequest(leases[0].pk, {"gender": "male"}, None),
             )
-    majority = consensus_labels(study=study)
+    majority = face_labels(study=study).frame
     study.aggregation = "dawid_skene"
     study.save()
-    ds = consensus_labels(study=study)
+    ds = face_labels(study=study).frame
     assert set(majority["label"]) == set(ds["label"]) == {"male"}
     assert (majority["confidence"] == 1.0).all()
     assert ((ds["confidence"] > 0.5) & (ds["confidence"] <= 1.0)).all()
