@@ -44,11 +44,32 @@ class ValidationItemAdmin(admin.ModelAdmin):
     raw_id_fields = ["face"]
 
 
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Triage changes go through modeling.services.triage, which keeps the history; the
+    admin only shows them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(models.Triage)
-class TriageAdmin(admin.ModelAdmin):
-    list_display = ["id", "face", "version", "decision", "decided_by", "created_at"]
+class TriageAdmin(_ReadOnlyAdmin):
+    list_display = ["id", "face", "version", "decision", "decided_by", "decided_at"]
     list_filter = ["decision"]
     raw_id_fields = ["face"]
+
+
+@admin.register(models.TriageEvent)
+class TriageEventAdmin(_ReadOnlyAdmin):
+    list_display = ["id", "face", "version", "action", "decision", "actor", "created_at"]
+    list_filter = ["action", "decision"]
+    raw_id_fields = ["face", "undoes"]
 
 
 @admin.action(description="Retrain the model (default settings, queue gpu)")

@@ -3,7 +3,8 @@
 Filters map to indexed columns where possible: the version and predicted label
 (`prediction_gallery`), the source image's job/country (`image_job_country`), the consensus
 status/label; coded attributes are JSON keys of Consensus.attributes. Only the page's rows
-are loaded, with their votes prefetched.
+are loaded, with their votes and their triage (the face's verdict, whichever version's
+gallery it was made from, and its history) fetched in one query each.
 """
 
 from __future__ import annotations
@@ -16,17 +17,29 @@ from django.db.models import F, FloatField, Func, Q, QuerySet, Value
 from annotate.labels import ATTRIBUTE_QUESTIONS, Gender
 from annotate.models import ConsensusStatus, Vote
 from modeling.evaluation import INTERSECTION_SEPARATOR
-from modeling.models import ModelVersion, Prediction, Triage
+from modeling.models import ModelVersion, Prediction
+from modeling.selectors.triage import triage_for_faces
 
 PAGE_SIZE = 48
 DIRECTIONS = {
     "female_to_male": (Gender.FEMALE.value, Gender.MALE.value),
     "male_to_female": (Gender.MALE.value, Gender.FEMALE.value),
 }
+DIRECTION_LABEL = "Model said {predicted}, humans said {human}"
+DIRECTION_LABELS = {
+    name: DIRECTION_LABEL.format(predicted=predicted, human=human)
+    for name, (human, predicted) in DIRECTIONS.items()
+}
 SHOW_CHOICES = ("errors", "all")
 IMAGE_FIELDS = ("job", "country", "query", "language")
 UNKNOWN_ATTRIBUTE = "Unknown attribute {name!r}; choose one of: {choices}."
 BAD_FILTER = "The attribute and group filters must name the same number of parts."
+GROUP_WITHOUT_ATTRIBUTE = "Choose the attribute that group {group!r} belongs to."
+# Why a gallery page has no cards; the template says what to do about each.
+EMPTY_NO_PREDICTIONS = "no_predictions"
+EMPTY_NO_HUMAN_LABELS = "no_human_labels"
+EMPTY_FILTERS = "filters"
+EMPTY_NO_ERRORS = "no_errors"
 TRUSTED = (ConsensusStatus.AGREED, ConsensusStatus.ADJUDICATED)
 
 
@@ -80,6 +93,8 @@ def gallery_queryset(*, version: ModelVersion, filters: GalleryFilters) -> Query
             raise GalleryFilterError(f"direction must be one of: {', '.join(DIRECTIONS)}")
         truth, predicted = DIRECTIONS[filters.direction]
         qs = qs.filter(face__consensus__label=truth, label=predicted)
+    if filters.group and not filters.attribute:
+        raise GalleryFilterError(GROUP_WITHOUT_ATTRIBUTE.format(group=filters.group))
     if filters.attribute or filters.group:
         names = filters.attribute.split(INTERSECTION_SEPARATOR)
         values = filters.group.split(INTERSECTION_SEPARATOR)
@@ -111,14 +126,63 @@ def gallery_page(*, version: ModelVersion, filters: GalleryFilters, page: int | 
     votes: dict[int, list[Vote]] = {}
     for vote in Vote.objects.filter(face_id__in=face_ids, retracted_at__isnull=True).order_by("id"):
         votes.setdefault(vote.face_id, []).append(vote)
-    triages = {
-        t.face_id: t
-        for t in Triage.objects.filter(version=version, face_id__in=face_ids).select_related(
-            "decided_by"
-        )
-    }
+    triages = triage_for_faces(face_ids=face_ids)
     for prediction in predictions:
         prediction.live_votes = votes.get(prediction.face_id, [])
         prediction.triage = triages.get(prediction.face_id)
+        prediction.direction_label = _direction_label(prediction)
     page_obj.object_list = predictions
     return page_obj
+
+
+def _direction_label(prediction: Prediction) -> str:
+    """'Model said male, humans said female' for a face whose trusted label differs."""
+    consensus = getattr(prediction.face, "consensus", None)
+    if consensus is None or consensus.status not in TRUSTED:
+        return ""
+    if consensus.label not in (Gender.FEMALE, Gender.MALE) or consensus.label == prediction.label:
+        return ""
+    return DIRECTION_LABEL.format(predicted=prediction.label, human=consensus.label)
+
+
+def gallery_group_values(*, version: ModelVersion) -> dict[str, list[str]]:
+    """The values each attribute takes among the faces `version` predicted, for the group
+    filter; attributes with no value are left out."""
+    predictions = Prediction.objects.filter(version=version)
+    paths = {name: f"face__consensus__attributes__{name}" for name in ATTRIBUTE_QUESTIONS}
+    paths |= {name: f"face__source_image__{name}" for name in IMAGE_FIELDS}
+    result: dict[str, list[str]] = {}
+    for name, path in paths.items():
+        values = predictions.values_list(path, flat=True).distinct().order_by()
+        found = sorted({str(v) for v in values if v not in (None, "")})
+        if found:
+            result[name] = found
+    return result
+
+
+def gallery_empty_reason(*, version: ModelVersion, filters: GalleryFilters) -> str:
+    """Why the gallery of `version` under `filters` holds no face (one of EMPTY_*)."""
+    predictions = Prediction.objects.filter(version=version)
+    if not predictions.exists():
+        return EMPTY_NO_PREDICTIONS
+    if (
+        filters.show == "errors"
+        and not predictions.filter(
+            face__consensus__status__in=TRUSTED,
+            face__consensus__label__in=[Gender.FEMALE, Gender.MALE],
+        ).exists()
+    ):
+        return EMPTY_NO_HUMAN_LABELS
+    narrowed = (
+        filters.attribute,
+        filters.group,
+        filters.direction,
+        filters.job,
+        filters.country,
+        filters.query,
+        filters.max_rank,
+        filters.round_id,
+    )
+    if any(narrowed):
+        return EMPTY_FILTERS
+    return EMPTY_NO_ERRORS

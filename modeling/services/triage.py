@@ -1,32 +1,77 @@
-"""Triage of misclassified faces: a researcher's verdict, once per face and version.
+"""Triage of misclassified faces: a researcher's verdict per face (and so per study).
 
-A second verdict on the same face for the same version is refused (TRIAGED_ALREADY), not
-silently overwritten: a "label error" verdict has already sent the face back for fresh
-votes, and the record of who decided what must stay as it was. The next training run reads
-the verdicts (not-a-face faces excluded, label errors relabelled by the fresh votes).
+A verdict made from any version's gallery holds for every version of the study: training,
+estimates, validation sampling and every gallery read it through modeling.selectors.triage.
+Every change is appended to the face's history (TriageEvent); the Triage row is the verdict
+in effect, which is the latest decision not undone, and only this module writes it.
+
+- Deciding again changes the verdict (a new event); deciding exactly what is in effect is
+  refused (UNCHANGED) so a double submit does not pad the history.
+- Undo withdraws the verdict in effect and brings back the one before it, if any: the
+  history is a stack of decisions, each undone at most once.
+- A label error sends the face back to the coders for fresh votes (coding_bridge) when it
+  becomes the verdict in effect. Votes are never deleted, and the coders' fresh work is not
+  thrown away, so undoing a label error withdraws the verdict only: the old votes stay
+  retracted and the face's label comes from the fresh votes. A label error that comes back
+  into effect through an undo does not send the face back a second time.
 """
 
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from annotate.models import Face
-from modeling.models import ModelVersion, Triage
+from modeling.models import ModelVersion, Triage, TriageEvent
 from modeling.services import coding_bridge
 
 TAGS = ("blurry", "occluded", "child", "glasses", "profile", "low_light", "cartoon", "group")
-TRIAGED_ALREADY = (
-    "Face {face} was already triaged for {version} ({decision} by {who}); a verdict is "
-    "recorded once per face and version."
-)
+NOTE_MAX = 2000
 UNKNOWN_DECISION = "Unknown decision {decision!r}; choose one of: {choices}."
 UNKNOWN_TAGS = "Unknown tags {tags}; choose from: {choices}."
 WRONG_STUDY = "Face {face} does not belong to the study of {version}."
-LABEL_ERROR_REASON = "triage: label error for {version} (by {who})"
+NOTE_TOO_LONG = "The note is {n} characters long; keep it under {limit}."
+UNCHANGED = (
+    "Face {face} is already triaged as {decision} with these tags and note; nothing changed."
+)
+NOTHING_TO_UNDO = "Face {face} has no triage decision to undo."
+CONCURRENT = "Face {face} was triaged by someone else at the same moment; reload and try again."
+LABEL_ERROR_REASON = "triage: label error seen on {version}'s gallery (by {who})"
 
 
 class TriageError(ValueError):
-    """The verdict was refused; the message says why."""
+    """The change was refused and nothing was written; the message says why."""
+
+
+def _check(*, face: Face, version: ModelVersion) -> None:
+    if face.study_id != version.study_id:
+        raise TriageError(WRONG_STUDY.format(face=face.pk, version=version))
+
+
+def _current_locked(face: Face) -> Triage | None:
+    return Triage.objects.select_for_update().filter(face=face).first()
+
+
+def _current_write(*, face: Face, current: Triage | None, event: TriageEvent) -> Triage:
+    """Make `event` (a decision) the verdict in effect, in the row `current` or a new one."""
+    values = {
+        "version_id": event.version_id,
+        "decision": event.decision,
+        "tags": event.tags,
+        "note": event.note,
+        "decided_by_id": event.actor_id,
+        "decided_at": event.created_at,
+    }
+    if current is not None:
+        for name, value in values.items():
+            setattr(current, name, value)
+        current.save(update_fields=[name.removesuffix("_id") for name in values])
+        return current
+    try:
+        with transaction.atomic():
+            return Triage.objects.create(face=face, **values)
+    except IntegrityError:  # a concurrent first verdict won the race (triage_once_per_face)
+        raise TriageError(CONCURRENT.format(face=face.pk)) from None
 
 
 @transaction.atomic
@@ -39,10 +84,12 @@ def triage_record(
     tags: list[str] | tuple[str, ...] = (),
     note: str = "",
 ) -> Triage:
-    """Record a verdict; for a label error, ask the coding flow for fresh votes.
+    """Make `decision` the face's verdict, seen on `version`'s gallery; returns it.
 
-    Raises TriageError (nothing written) for an unknown decision or tag, a face from another
-    study, or a face already triaged for this version.
+    A label error that replaces another verdict (or none) asks the coding flow for fresh
+    votes. Raises TriageError (nothing written) for an unknown decision or tag, an over-long
+    note, a face from another study, or a verdict identical to the one in effect. Locks the
+    face's Triage row.
     """
     if decision not in Triage.Decision.values:
         raise TriageError(
@@ -51,39 +98,81 @@ def triage_record(
     unknown = sorted(set(tags) - set(TAGS))
     if unknown:
         raise TriageError(UNKNOWN_TAGS.format(tags=", ".join(unknown), choices=", ".join(TAGS)))
-    if face.study_id != version.study_id:
-        raise TriageError(WRONG_STUDY.format(face=face.pk, version=version))
-    existing = (
-        Triage.objects.filter(face=face, version=version).select_related("decided_by").first()
+    note = note.strip()
+    if len(note) > NOTE_MAX:
+        raise TriageError(NOTE_TOO_LONG.format(n=len(note), limit=NOTE_MAX))
+    _check(face=face, version=version)
+    tags = sorted(set(tags))
+    current = _current_locked(face)
+    if current is not None and (current.decision, current.tags, current.note) == (
+        decision,
+        tags,
+        note,
+    ):
+        raise TriageError(UNCHANGED.format(face=face.pk, decision=current.get_decision_display()))
+    reset = decision == Triage.Decision.LABEL_ERROR and (
+        current is None or current.decision != Triage.Decision.LABEL_ERROR
     )
-    if existing is not None:
-        raise _already(existing, face, version)
-    try:
-        with transaction.atomic():
-            triage = Triage.objects.create(
-                face=face,
-                version=version,
-                decision=decision,
-                tags=sorted(set(tags)),
-                note=note.strip(),
-                decided_by=decided_by,
-            )
-    except IntegrityError:  # a concurrent verdict won the race (triage_once_per_version)
-        existing = Triage.objects.select_related("decided_by").get(face=face, version=version)
-        raise _already(existing, face, version) from None
-    if decision == Triage.Decision.LABEL_ERROR:
+    event = TriageEvent.objects.create(
+        face=face,
+        version=version,
+        action=TriageEvent.Action.DECIDED,
+        decision=decision,
+        tags=tags,
+        note=note,
+        votes_reset=reset,
+        actor=decided_by,
+        created_at=timezone.now(),
+    )
+    triage = _current_write(face=face, current=current, event=event)
+    if reset:
         coding_bridge.face_votes_reset(
             face=face, reason=LABEL_ERROR_REASON.format(version=version, who=decided_by)
         )
     return triage
 
 
-def _already(existing: Triage, face: Face, version: ModelVersion) -> TriageError:
-    return TriageError(
-        TRIAGED_ALREADY.format(
-            face=face.pk,
-            version=version,
-            decision=existing.get_decision_display(),
-            who=existing.decided_by,
-        )
+@transaction.atomic
+def triage_undo(*, face: Face, version: ModelVersion, undone_by, note: str = "") -> Triage | None:
+    """Withdraw the face's verdict in effect, from `version`'s gallery; returns the verdict
+    now in effect (the one before it) or None.
+
+    Votes are not touched (see the module docstring for a label error). Raises TriageError
+    (nothing written) for a face from another study or a face with no verdict. Locks the
+    face's Triage row.
+    """
+    _check(face=face, version=version)
+    note = note.strip()
+    if len(note) > NOTE_MAX:
+        raise TriageError(NOTE_TOO_LONG.format(n=len(note), limit=NOTE_MAX))
+    current = _current_locked(face)
+    if current is None:
+        raise TriageError(NOTHING_TO_UNDO.format(face=face.pk))
+    in_effect = _decisions_in_effect(face)
+    try:
+        with transaction.atomic():
+            TriageEvent.objects.create(
+                face=face,
+                version=version,
+                action=TriageEvent.Action.UNDONE,
+                decision=in_effect[0].decision,
+                undoes=in_effect[0],
+                note=note,
+                actor=undone_by,
+                created_at=timezone.now(),
+            )
+    except IntegrityError:  # the same decision undone concurrently (undoes is one-to-one)
+        raise TriageError(CONCURRENT.format(face=face.pk)) from None
+    if len(in_effect) == 1:
+        current.delete()  # the row is the cache of the history, which keeps everything
+        return None
+    return _current_write(face=face, current=current, event=in_effect[1])
+
+
+def _decisions_in_effect(face: Face) -> list[TriageEvent]:
+    """The face's decisions not undone, latest first (at most the two that undo needs)."""
+    return list(
+        TriageEvent.objects.filter(
+            face=face, action=TriageEvent.Action.DECIDED, undone_by__isnull=True
+        ).order_by("-created_at", "-pk")[:2]
     )

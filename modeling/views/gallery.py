@@ -12,19 +12,19 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from annotate.access import check_study_member, role_required
-from annotate.labels import ATTRIBUTE_QUESTIONS
 from annotate.models import Face
 from annotate.roles import Role
 from modeling.models import ModelVersion, Triage
 from modeling.selectors.gallery import (
-    DIRECTIONS,
-    IMAGE_FIELDS,
+    DIRECTION_LABELS,
     GalleryFilterError,
     GalleryFilters,
+    gallery_empty_reason,
+    gallery_group_values,
     gallery_page,
 )
 from modeling.services.coding_bridge import CodingFlowMissing
-from modeling.services.triage import TAGS, TriageError, triage_record
+from modeling.services.triage import NOTE_MAX, TAGS, TriageError, triage_record, triage_undo
 
 FILTER_KEYS = (
     "attribute",
@@ -62,10 +62,15 @@ def gallery(request: HttpRequest, version_id: int) -> HttpResponse:
     check_study_member(request.user, version.study)
     filters = _filters(request)
     error = ""
+    empty = ""
     try:
         page = gallery_page(version=version, filters=filters, page=request.GET.get("page", 1))
     except GalleryFilterError as exc:
         error, page = str(exc), None
+    else:
+        if not page.paginator.count:
+            empty = gallery_empty_reason(version=version, filters=filters)
+    groups = gallery_group_values(version=version)
     kept = {k: request.GET[k] for k in FILTER_KEYS if request.GET.get(k)}
     return render(
         request,
@@ -76,12 +81,22 @@ def gallery(request: HttpRequest, version_id: int) -> HttpResponse:
             "page": page,
             "filters": filters,
             "error": error,
+            "empty": empty,
             "query_string": urlencode(kept),
             "here": request.get_full_path(),
-            "directions": list(DIRECTIONS),
-            "attributes": [*ATTRIBUTE_QUESTIONS, *IMAGE_FIELDS],
+            "directions": DIRECTION_LABELS,
+            "groups": groups,
+            # a filter from a link (e.g. an intersection on the round page) that no option
+            # lists stays visible and selected
+            "attribute_extra": "" if filters.attribute in ("", *groups) else filters.attribute,
+            "group_extra": (
+                ""
+                if not filters.group or filters.group in groups.get(filters.attribute, ())
+                else filters.group
+            ),
             "decisions": Triage.Decision.choices,
             "tags": TAGS,
+            "note_max": NOTE_MAX,
         },
     )
 
@@ -99,12 +114,34 @@ def triage(request: HttpRequest, version_id: int, face_id: int) -> HttpResponse:
             decision=request.POST.get("decision", ""),
             decided_by=request.user,
             tags=request.POST.getlist("tags"),
-            note=request.POST.get("note", "")[:2000],
+            note=request.POST.get("note", ""),
         )
     except (TriageError, CodingFlowMissing) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Face {face.pk} triaged.")
+    return _back(request, version)
+
+
+@role_required(Role.RESEARCHER)
+@require_http_methods(["POST"])
+def triage_undo_view(request: HttpRequest, version_id: int, face_id: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
+    check_study_member(request.user, version.study)
+    face = get_object_or_404(Face, pk=face_id, study_id=version.study_id)
+    try:
+        now = triage_undo(
+            face=face, version=version, undone_by=request.user, note=request.POST.get("note", "")
+        )
+    except TriageError as exc:
+        messages.error(request, str(exc))
+    else:
+        back_to = now.get_decision_display() if now is not None else "untriaged"
+        messages.success(request, f"Face {face.pk}: triage undone, now {back_to}.")
+    return _back(request, version)
+
+
+def _back(request: HttpRequest, version: ModelVersion) -> HttpResponse:
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = reverse("modeling:gallery", args=[version.pk])

@@ -32,8 +32,8 @@ def test_researcher_filters_gallery_by_subgroup_and_triages_a_face(page, live_se
 
     login(page, live_server, "rita", PASSWORD)
     page.goto(live_server.url + reverse("modeling:gallery", args=[version.pk]))
-    page.select_option("select[name=attribute]", "age_band")
-    page.fill("input[name=group]", "3-9")
+    page.select_option("select[name=group]", "3-9")  # picking a group picks its attribute
+    assert page.locator("select[name=attribute]").input_value() == "age_band"
     page.get_by_role("button", name="Filter").click()
     page.wait_for_load_state("networkidle")
     assert "attribute=age_band" in page.url and "group=3-9" in page.url
@@ -55,10 +55,19 @@ def test_researcher_filters_gallery_by_subgroup_and_triages_a_face(page, live_se
     assert page.get_by_text(f"Face {face_id} triaged.").is_visible()
     triaged = page.locator(f'[data-face="{face_id}"]').get_by_test_id("triaged")
     assert "Label error" in triaged.inner_text() and "child" in triaged.inner_text()
-    triage = Triage.objects.get(face_id=face_id, version=version)
+    triage = Triage.objects.get(face_id=face_id)
     assert (triage.decision, triage.tags, triage.decided_by.username) == (
         "label_error",
         ["child"],
         "rita",
     )
     assert [f for f, _ in coding_flow.reset] == [face_id]
+
+    page.locator(f'[data-face="{face_id}"]').get_by_role("button", name="Undo").click()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_text(f"Face {face_id}: triage undone, now untriaged.").is_visible()
+    card = page.locator(f'[data-face="{face_id}"]')
+    assert card.get_by_test_id("triaged").count() == 0
+    assert "undid" in card.get_by_test_id("triage-history").text_content()  # folded
+    assert not Triage.objects.filter(face_id=face_id).exists()
+    assert [f for f, _ in coding_flow.reset] == [face_id]  # votes are not reset back
