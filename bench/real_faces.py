@@ -53,6 +53,12 @@ def labeled_faces(folder: Path, labels: Path) -> tuple[list[TrainItem], list[str
     return items, ages
 
 
+def _age_key(band: str) -> tuple[int, str]:
+    """Young to old: '3-9' before '10-19', '70+' last."""
+    digits = band.split("-")[0].rstrip("+")
+    return (int(digits) if digits.isdigit() else 999, band)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, default=FAIRFACE)
@@ -107,9 +113,8 @@ def main() -> None:
     )
     by_age = accuracy_by_group(frame, attributes=["age"], intersections=False, min_n=1)
     out["best"] = best
-    out["cv_acc_by_age"] = {
-        row.group: round(float(row.accuracy), 3) for row in by_age.iloc[1:].itertuples()
-    }
+    rows = sorted(by_age.iloc[1:].itertuples(), key=lambda row: _age_key(row.group))
+    out["cv_acc_by_age"] = {row.group: round(float(row.accuracy), 3) for row in rows}
     print(json.dumps(out))
 
 

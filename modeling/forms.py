@@ -14,9 +14,7 @@ REMEMBERED = ("backbone", "weights", "epochs", "folds", "fine_tune")
 
 def _backbone_label(name: str, weights_file: str | None) -> str:
     found = backbone_availability(name, weights_file=weights_file)
-    if found.available:
-        return f"{name} — ImageNet weights on this machine"
-    return f"{name} — ImageNet weights not here ({found.where}); use weights 'none' or add them"
+    return f"{name} · {'weights here' if found.available else 'no weights here'}"
 
 
 class RetrainForm(forms.Form):
@@ -24,7 +22,10 @@ class RetrainForm(forms.Form):
     this machine; the initial values are the study's last run's (or, for a first run, the
     preferred backbone whose weights are here)."""
 
-    backbone = forms.ChoiceField()
+    backbone = forms.ChoiceField(
+        help_text="“Weights here”: its ImageNet weights are on this machine. For one without, "
+        "put the file in torchvision's cache (TORCH_HOME) or set FACET_WEIGHTS_FILE."
+    )
     weights = forms.CharField(
         initial="default",
         max_length=60,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -119,7 +120,7 @@ def version_card(*, version: ModelVersion) -> dict[str, Any]:
         "dataset": {k: v for k, v in dataset.items() if k not in {"face_ids", "labels"}},
         "class_counts": dataset.get("class_counts") or {},
         "subgroup_counts": [
-            (name, sorted(subgroup_counts.get(name, {}).items()))
+            (name, _in_choice_order(name, list(subgroup_counts[name].items()), key=_first))
             for name in SUBGROUP_ATTRIBUTES
             if name in subgroup_counts
         ],
@@ -161,10 +162,17 @@ def class_balance(cv: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**row, "difference": row["predicted"] - row["labeled"]} for row in rows]
 
 
-def _in_choice_order(attribute: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows in the order coders see the answers (age bands young to old), not alphabetical."""
+def _group(row: dict[str, Any]) -> str:
+    return row["group"]
+
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
+
+
+def _in_choice_order(attribute: str, items: list, *, key: Callable = _group) -> list:
+    """Items in the order coders see the answers (age bands young to old), not alphabetical;
+    values outside the choices (and attributes without choices) alphabetically after them."""
     question = ATTRIBUTE_QUESTIONS.get(attribute)
-    if question is None:
-        return rows
-    order = {value: i for i, value in enumerate(question.choices.values)}
-    return sorted(rows, key=lambda row: (order.get(row["group"], len(order)), row["group"]))
+    order = {value: i for i, value in enumerate(question.choices.values)} if question else {}
+    return sorted(items, key=lambda item: (order.get(key(item), len(order)), key(item)))

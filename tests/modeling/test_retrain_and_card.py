@@ -33,8 +33,8 @@ def test_form_lists_every_backbone_with_its_weights_and_defaults_to_one_that_wor
     client.force_login(make_user(Role.ADMIN, study=study))
     html = client.get(reverse("modeling:study_models", args=[study.slug])).content.decode()
     assert 'value="efficientnet_lite0" selected' in html
-    assert "efficientnet_lite0 — ImageNet weights on this machine" in html
-    assert "resnet50 — ImageNet weights not here (not downloaded)" in html
+    assert "efficientnet_lite0 · weights here" in html
+    assert "resnet50 · no weights here" in html
     for name in ("resnet18", "mobilenet_v3_large", "efficientnet_b0"):
         assert f'value="{name}"' in html
 
