@@ -233,17 +233,9 @@ def classifier_probabilities(
         CropDataset(list(paths), backbone.preprocessing.transform()),
         batch_size=config.fine_tune_batch_size,
     )
-    model = model.to(device).eval()
-    out = []
-    with torch.inference_mode():
-        for images, _ in loader:
-            images = images.to(device)
-            if config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp_enabled(device)):
-                out.append(torch.sigmoid(model(images).float()).cpu())
+    logits = _logits(model.to(device), loader, device, config)
     model.to("cpu")
-    return torch.cat(out).numpy().astype(np.float64)
+    return torch.sigmoid(logits).numpy().astype(np.float64)
 
 
 def _split_validation(
@@ -394,13 +386,10 @@ def backbone_top(trunk: nn.Module, backbone: Backbone, n: int) -> list[nn.Module
     return backbone_spec(backbone.name).blocks(trunk)[-n:]
 
 
-def _evaluate(
-    model: nn.Module,
-    loader: DataLoader,
-    targets: torch.Tensor,
-    device: torch.device,
-    config: TrainConfig,
-) -> tuple[float, float]:
+def _logits(
+    model: nn.Module, loader: DataLoader, device: torch.device, config: TrainConfig
+) -> torch.Tensor:
+    """The model's logits for every image of `loader`, in order, in evaluation mode."""
     model.eval()
     logits = []
     with torch.inference_mode():
@@ -410,7 +399,17 @@ def _evaluate(
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp_enabled(device)):
                 logits.append(model(images).float().cpu())
-    out = torch.cat(logits)
+    return torch.cat(logits)
+
+
+def _evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    targets: torch.Tensor,
+    device: torch.device,
+    config: TrainConfig,
+) -> tuple[float, float]:
+    out = _logits(model, loader, device, config)
     loss = float(nn.functional.binary_cross_entropy_with_logits(out, targets))
     acc = float(((torch.sigmoid(out) >= config.threshold).float() == targets).float().mean())
     return loss, acc
