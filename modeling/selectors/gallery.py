@@ -4,7 +4,9 @@ Filters map to indexed columns where possible: the version and predicted label
 (`prediction_gallery`), the source image's job/country (`image_job_country`), the consensus
 status/label; coded attributes are JSON keys of Consensus.attributes. Only the page's rows
 are loaded, with their votes and their triage (the face's verdict, whichever version's
-gallery it was made from, and its history) fetched in one query each.
+gallery it was made from, and its history) fetched in one query each. In a study that
+aggregates by Dawid–Skene, "humans said" is its label (annotate.selectors.labels), as in
+validation; those filters then match faces by id.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from django.core.paginator import Page, Paginator
 from django.db.models import F, FloatField, Func, Q, QuerySet, Value
 
 from annotate.labels import ATTRIBUTE_QUESTIONS, Gender
-from annotate.models import ConsensusStatus, Vote
+from annotate.models import AggregationMethod, ConsensusStatus, Vote
+from annotate.selectors.labels import face_labels
 from modeling.evaluation import INTERSECTION_SEPARATOR
 from modeling.models import ModelVersion, Prediction
 from modeling.selectors.triage import triage_for_faces
@@ -41,6 +44,7 @@ EMPTY_NO_HUMAN_LABELS = "no_human_labels"
 EMPTY_FILTERS = "filters"
 EMPTY_NO_ERRORS = "no_errors"
 TRUSTED = (ConsensusStatus.AGREED, ConsensusStatus.ADJUDICATED)
+BINARY = (Gender.FEMALE.value, Gender.MALE.value)
 
 
 class GalleryFilterError(ValueError):
@@ -81,18 +85,21 @@ def gallery_queryset(*, version: ModelVersion, filters: GalleryFilters) -> Query
     differs from the prediction; show="all": every predicted face (for the estimates' trail).
     """
     qs = Prediction.objects.filter(version=version)
-    if filters.show == "errors":
-        qs = qs.filter(
-            face__consensus__status__in=TRUSTED,
-            face__consensus__label__in=[Gender.FEMALE, Gender.MALE],
-        ).exclude(face__consensus__label=F("label"))
-    elif filters.show != "all":
+    if filters.show not in SHOW_CHOICES:
         raise GalleryFilterError(f"show must be one of: {', '.join(SHOW_CHOICES)}")
-    if filters.direction:
-        if filters.direction not in DIRECTIONS:
-            raise GalleryFilterError(f"direction must be one of: {', '.join(DIRECTIONS)}")
-        truth, predicted = DIRECTIONS[filters.direction]
-        qs = qs.filter(face__consensus__label=truth, label=predicted)
+    if filters.direction and filters.direction not in DIRECTIONS:
+        raise GalleryFilterError(f"direction must be one of: {', '.join(DIRECTIONS)}")
+    if version.study.aggregation == AggregationMethod.DAWID_SKENE:
+        qs = _disagreeing_dawid_skene(qs, version=version, filters=filters)
+    else:
+        if filters.show == "errors":
+            qs = qs.filter(
+                face__consensus__status__in=TRUSTED,
+                face__consensus__label__in=[Gender.FEMALE, Gender.MALE],
+            ).exclude(face__consensus__label=F("label"))
+        if filters.direction:
+            truth, predicted = DIRECTIONS[filters.direction]
+            qs = qs.filter(face__consensus__label=truth, label=predicted)
     if filters.group and not filters.attribute:
         raise GalleryFilterError(GROUP_WITHOUT_ATTRIBUTE.format(group=filters.group))
     if filters.attribute or filters.group:
@@ -114,6 +121,30 @@ def gallery_queryset(*, version: ModelVersion, filters: GalleryFilters) -> Query
     )
 
 
+def _disagreeing_dawid_skene(
+    qs: QuerySet[Prediction], *, version: ModelVersion, filters: GalleryFilters
+) -> QuerySet[Prediction]:
+    """The errors and direction filters against the study's Dawid–Skene labels (the labels
+    validation uses), which live in Python, not in a column: the matching faces by id."""
+    if filters.show != "errors" and not filters.direction:
+        return qs
+    truth = _human_labels(version)
+    wanted = DIRECTIONS.get(filters.direction)
+    ids = [
+        face_id
+        for face_id, predicted in qs.values_list("face_id", "label")
+        if truth.get(face_id) in BINARY
+        and truth[face_id] != predicted
+        and (wanted is None or (truth[face_id], predicted) == wanted)
+    ]
+    return qs.filter(face_id__in=ids)
+
+
+def _human_labels(version: ModelVersion) -> dict[int, str]:
+    """Each trusted face's label by the study's aggregation method (one selector for all)."""
+    return face_labels(study=version.study).frame["label"].to_dict()
+
+
 def gallery_page(*, version: ModelVersion, filters: GalleryFilters, page: int | str = 1) -> Page:
     """One page of gallery cards: prediction, face, source image, consensus, votes, triage."""
     qs = gallery_queryset(version=version, filters=filters).select_related(
@@ -127,22 +158,27 @@ def gallery_page(*, version: ModelVersion, filters: GalleryFilters, page: int | 
     for vote in Vote.objects.filter(face_id__in=face_ids, retracted_at__isnull=True).order_by("id"):
         votes.setdefault(vote.face_id, []).append(vote)
     triages = triage_for_faces(face_ids=face_ids)
+    if version.study.aggregation == AggregationMethod.DAWID_SKENE:
+        truth = face_labels(study=version.study, face_ids=face_ids).frame["label"].to_dict()
+    else:
+        truth = {
+            p.face_id: p.face.consensus.label
+            for p in predictions
+            if getattr(p.face, "consensus", None) and p.face.consensus.status in TRUSTED
+        }
     for prediction in predictions:
         prediction.live_votes = votes.get(prediction.face_id, [])
         prediction.triage = triages.get(prediction.face_id)
-        prediction.direction_label = _direction_label(prediction)
+        prediction.direction_label = _direction_label(prediction, truth.get(prediction.face_id))
     page_obj.object_list = predictions
     return page_obj
 
 
-def _direction_label(prediction: Prediction) -> str:
+def _direction_label(prediction: Prediction, human: str | None) -> str:
     """'Model said male, humans said female' for a face whose trusted label differs."""
-    consensus = getattr(prediction.face, "consensus", None)
-    if consensus is None or consensus.status not in TRUSTED:
+    if human not in BINARY or human == prediction.label:
         return ""
-    if consensus.label not in (Gender.FEMALE, Gender.MALE) or consensus.label == prediction.label:
-        return ""
-    return DIRECTION_LABEL.format(predicted=prediction.label, human=consensus.label)
+    return DIRECTION_LABEL.format(predicted=prediction.label, human=human)
 
 
 def gallery_group_values(*, version: ModelVersion) -> dict[str, list[str]]:

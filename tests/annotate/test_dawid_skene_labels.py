@@ -278,3 +278,29 @@ def test_agreement_page_shows_estimated_confusion_and_convergence(client, crowd)
     assert f"{r1.username}: estimated accuracy" in html
     assert "Estimated true label" in html
     assert 'data-testid="labels-by-method">female: 10 · male: 10<' in html
+
+
+def test_the_gallery_compares_with_the_studys_method(crowd):
+    """A model that predicts every face right: against the majority it has five errors (the
+    women the careless coders outvoted); against Dawid–Skene none, as validation says."""
+    from modeling.selectors.gallery import GalleryFilters, gallery_page
+
+    study, truth, majority, _ = crowd
+    version = make_version(study, active=True)
+    Prediction.objects.bulk_create(
+        Prediction(face_id=f, version=version, label=label, probability=0.9)
+        for f, label in truth.items()
+    )
+    errors = GalleryFilters(show="errors")
+    women_called_men = GalleryFilters(show="all", direction="male_to_female")
+    page = gallery_page(version=version, filters=errors)
+    disputed = {f for f in truth if truth[f] != majority[f]}
+    assert {p.face_id for p in page.object_list} == disputed
+    assert {p.direction_label for p in page.object_list} == {"Model said female, humans said male"}
+    assert len(gallery_page(version=version, filters=women_called_men).object_list) == 5
+
+    _aggregate_by(study, AggregationMethod.DAWID_SKENE)
+    assert list(gallery_page(version=version, filters=errors).object_list) == []
+    assert list(gallery_page(version=version, filters=women_called_men).object_list) == []
+    everything = gallery_page(version=version, filters=GalleryFilters(show="all"))
+    assert {p.direction_label for p in everything.object_list} == {""}
