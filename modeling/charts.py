@@ -37,11 +37,7 @@ def accuracy_bars_svg(
     def x(value: float) -> float:
         return LABEL_WIDTH + plot * value
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-        f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}">',
-        f"<title>{escape(title)}</title>",
-    ]
+    parts = _svg_start(title, height)
     for i, row in enumerate(rows):
         y = 20 + i * BAR_HEIGHT
         accuracy = _num(row.get("accuracy"))
@@ -88,10 +84,8 @@ def confusion_svg(classes: Sequence[str], matrix: Sequence[Sequence[int]]) -> st
     size_w = left + cell * len(classes) + 10
     size_h = top + cell * len(classes) + 10
     peak = max((v for row in matrix for v in row), default=0) or 1
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-        f'viewBox="0 0 {size_w} {size_h}" width="{size_w}" height="{size_h}">',
-        "<title>Confusion matrix (rows: human label, columns: model)</title>",
+    parts = _svg_start("Confusion matrix (rows: human label, columns: model)", size_h, size_w)
+    parts += [
         f'<text x="{left}" y="14" font-size="11">columns: model predicted →</text>',
         f'<text x="14" y="{top + cell * len(classes) / 2}" font-size="11" text-anchor="middle" '
         f'transform="rotate(-90 14 {top + cell * len(classes) / 2})">rows: human label →</text>',
@@ -131,10 +125,8 @@ def reliability_svg(bins: Sequence[dict]) -> str:
     def py(value: float) -> float:
         return size - pad - plot * value
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-        f'viewBox="0 0 {size} {size}" width="{size}" height="{size}">',
-        "<title>Reliability diagram</title>",
+    parts = _svg_start("Reliability diagram", size, size)
+    parts += [
         f'<rect x="{pad}" y="{pad}" width="{plot}" height="{plot}" fill="none" stroke="#c5cad6"/>',
         f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#5b6475" '
         'stroke-dasharray="4 3"/>',
@@ -189,11 +181,7 @@ def paired_intervals_svg(
     def x(value: float) -> float:
         return LABEL_WIDTH + plot * value
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-        f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}">',
-        f"<title>{escape(title)}</title>",
-    ]
+    parts = _svg_start(title, height)
     for i, (name, color) in enumerate(((label_a, A_COLOR), (label_b, BAR_COLOR))):
         parts.append(
             f'<circle cx="{LABEL_WIDTH + 6 + 120 * i}" cy="12" r="4" fill="{color}"/>'
@@ -234,3 +222,12 @@ def paired_intervals_svg(
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _svg_start(title: str, height: float, width: float = WIDTH) -> list[str]:
+    """The opening of a chart: an accessible <svg> of that size with its title."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
+        f"<title>{escape(title)}</title>",
+    ]

@@ -101,12 +101,19 @@ def gallery(request: HttpRequest, version_id: int) -> HttpResponse:
     )
 
 
+def _version_and_face(
+    request: HttpRequest, version_id: int, face_id: int
+) -> tuple[ModelVersion, Face]:
+    """The version (the caller must be a member of its study) and a face of that study."""
+    version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
+    check_study_member(request.user, version.study)
+    return version, get_object_or_404(Face, pk=face_id, study_id=version.study_id)
+
+
 @role_required(Role.RESEARCHER)
 @require_http_methods(["POST"])
 def triage(request: HttpRequest, version_id: int, face_id: int) -> HttpResponse:
-    version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
-    check_study_member(request.user, version.study)
-    face = get_object_or_404(Face, pk=face_id, study_id=version.study_id)
+    version, face = _version_and_face(request, version_id, face_id)
     try:
         triage_record(
             face=face,
@@ -126,9 +133,7 @@ def triage(request: HttpRequest, version_id: int, face_id: int) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 @require_http_methods(["POST"])
 def triage_undo_view(request: HttpRequest, version_id: int, face_id: int) -> HttpResponse:
-    version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
-    check_study_member(request.user, version.study)
-    face = get_object_or_404(Face, pk=face_id, study_id=version.study_id)
+    version, face = _version_and_face(request, version_id, face_id)
     try:
         now = triage_undo(
             face=face, version=version, undone_by=request.user, note=request.POST.get("note", "")
