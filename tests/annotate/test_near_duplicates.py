@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from annotate.ingest.crops import square_resize
-from annotate.ingest.phash import HashIndex, crop_print, crop_probes
+from annotate.ingest.phash import HashIndex, crop_print, crop_probes, hamming, hash_int
 from annotate.models import Face
 from annotate.services.ingest_faces import faces_import
 from tests.conftest import ROOT, missing_service
@@ -165,3 +165,49 @@ def test_imported_copies_point_at_their_original_and_distinct_people_do_not(tmp_
     assert faces["copy.jpg"].near_duplicate_of == faces["fairface_0001.jpg"]
     assert [name for name, face in faces.items() if face.near_duplicate_of_id] == ["copy.jpg"]
     assert len(faces["copy.jpg"].crop_print) == 64
+
+
+@pytest.mark.django_db
+def test_recompute_replaces_old_rule_flags_and_fills_missing_prints(tmp_path):
+    """A study imported under the old 64-bit rule: a distinct person flagged as a copy, a real
+    copy missed, no prints. The command redoes all of it; nothing else changes."""
+    from django.core.management import call_command
+
+    source = _fairface() / "fairface"
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    lines = ["path,gender"]
+    for name in ("fairface_0001.jpg", "fairface_0002.jpg", "fairface_0003.jpg"):
+        shutil.copy(source / name, folder / name)
+        lines.append(f"{name},female")
+    with Image.open(source / "fairface_0002.jpg") as image:
+        _all_three(image.convert("RGB"), random.Random(1)).save(folder / "copy.jpg", quality=80)
+    lines.append("copy.jpg,female")
+    study = make_study()
+    faces_import(
+        study=study, folder=folder, labels="\n".join(lines).encode(), labels_name="labels.csv"
+    )
+    faces = {face.original_name: face for face in Face.objects.filter(study=study)}
+    Face.objects.filter(study=study).update(crop_print="", near_duplicate_of=None)
+    Face.objects.filter(pk=faces["fairface_0003.jpg"].pk).update(
+        near_duplicate_of=faces["fairface_0001.jpg"]  # the old rule's false flag
+    )
+    out = io.StringIO()
+    call_command("near_duplicates", study=study.slug, stdout=out)
+    assert '"unflagged": 1' in out.getvalue() and '"newly_flagged": 1' in out.getvalue()
+    now = {face.original_name: face for face in Face.objects.filter(study=study)}
+    assert now["copy.jpg"].near_duplicate_of_id == faces["fairface_0002.jpg"].pk
+    assert [name for name, face in now.items() if face.near_duplicate_of_id] == ["copy.jpg"]
+    assert all(len(face.crop_print) == 64 for face in now.values())
+    # Read back from the stored JPEG crop, a print differs from the import's by a few bits.
+    for name in ("fairface_0001.jpg", "fairface_0002.jpg", "fairface_0003.jpg"):
+        before, after = hash_int(faces[name].crop_print), hash_int(now[name].crop_print)
+        assert hamming(before, after) <= 8, name
+
+
+@pytest.mark.django_db
+def test_recompute_of_an_unknown_study_is_a_clear_error():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="No study 'nope'"):
+        call_command("near_duplicates", study="nope")
