@@ -19,6 +19,7 @@ from django.conf import settings
 
 from annotate.models import Consensus, Face, Study, Vote
 from annotate.selectors.attributes import CODED_ATTRIBUTES, face_attributes_frame
+from annotate.selectors.labels import face_labels
 from modeling.models import CrossValidationPrediction, ModelVersion, Prediction, ValidationRound
 from modeling.selectors.estimates import EstimateOptions, estimate_tables, version_active
 
@@ -123,6 +124,14 @@ def _consensus(study: Study) -> pd.DataFrame:
         ],
         columns=["face_id", "label", "status", "n_votes", "agreement", "counts"],
     )
+    # The label training, validation and estimates use (the study's aggregation method, an
+    # adjudication first), beside the coding consensus; empty for faces without one.
+    used = face_labels(study=study).frame.rename(
+        columns={"label": "label_used", "source": "label_source", "confidence": "label_confidence"}
+    )
+    frame = frame.merge(used, left_on="face_id", right_index=True, how="left")
+    frame["label_used"] = frame["label_used"].fillna("")
+    frame["label_source"] = frame["label_source"].fillna("")
     attributes = face_attributes_frame(face_ids=frame["face_id"].tolist())
     return frame.merge(attributes, on="face_id", how="left")
 

@@ -304,3 +304,19 @@ def test_the_gallery_compares_with_the_studys_method(crowd):
     assert list(gallery_page(version=version, filters=women_called_men).object_list) == []
     everything = gallery_page(version=version, filters=GalleryFilters(show="all"))
     assert {p.direction_label for p in everything.object_list} == {""}
+
+
+def test_the_consensus_export_shows_the_label_used_beside_the_coding_consensus(crowd):
+    from modeling.exports import export_frame
+
+    study, truth, majority, _ = crowd
+    frame = export_frame(study=study, what="consensus").set_index("face_id")
+    assert frame["label_used"].to_dict() == majority == frame["label"].to_dict()
+    assert set(frame["label_source"]) == {SOURCE_CONSENSUS}
+
+    _aggregate_by(study, AggregationMethod.DAWID_SKENE)
+    frame = export_frame(study=study, what="consensus").set_index("face_id")
+    assert frame["label"].to_dict() == majority  # the coders' consensus, as coded
+    assert frame["label_used"].to_dict() == truth  # what training and validation use
+    assert set(frame["label_source"]) == {SOURCE_DAWID_SKENE}
+    assert (frame["label_confidence"] > 0.5).all()
