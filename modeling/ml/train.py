@@ -500,11 +500,8 @@ def train_model(
     elif config.fine_tune:
         started = time.perf_counter()
         progress(STAGE_FINE_TUNE, 0.0)
-        runs = config.folds + 1  # one per fold for honest CV, then the deployed model
-
-        def step(run: int) -> Callable[[float], None]:
-            return lambda f: progress(STAGE_FINE_TUNE, (run + f) / runs)
-
+        # One fine-tuning per fold for honest CV, then one for the deployed model.
+        share_cv = config.folds / (config.folds + 1)
         oof, tuned_per_fold = cross_validate_fine_tuned(
             backbone=backbone,
             heads=fold_heads,
@@ -512,7 +509,7 @@ def train_model(
             fold=fold,
             config=config,
             device=device,
-            progress=lambda f: step(0)(f * config.folds),
+            progress=lambda f: progress(STAGE_FINE_TUNE, f * share_cv),
         )
         trunk, head, fine_tune_summary = fine_tune(
             backbone=backbone,
@@ -520,7 +517,7 @@ def train_model(
             items=items,
             config=config,
             device=device,
-            progress=step(config.folds),
+            progress=lambda f: progress(STAGE_FINE_TUNE, share_cv + f * (1 - share_cv)),
         )
         # The card's CV is that of what is deployed: the fine-tuned pipeline. The frozen
         # head's CV stays beside it for comparison.

@@ -48,7 +48,8 @@ WORKER_LOST = (
 TIME_LIMIT = "The run went past its time limit and was stopped."
 HEARTBEAT_EVERY_S = 2.0
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-# Percent of the whole run before the stages the weights of `stage_weights` share, and after.
+# The snapshot ends at 2 % and saving starts at 99 %; the stages between share the rest as
+# `stage_weights` says.
 SNAPSHOT_PERCENT = 2
 SAVING_PERCENT = 99
 
