@@ -229,10 +229,12 @@ def _known(face: Face, spec: SyntheticFace, source: str, usage: str) -> KnownLab
     )
 
 
-def demo_members_add(*, study: Study) -> None:
-    """Put the demo researcher and coders on the study (idempotent)."""
+def demo_members_add(
+    *, study: Study, roles: tuple[Role, ...] = (Role.RESEARCHER, Role.CODER)
+) -> None:
+    """Put the demo accounts with these roles on the study (idempotent)."""
     User = get_user_model()
-    names = [name for name, role in DEMO_ACCOUNTS if role != Role.ADMIN]
+    names = [name for name, role in DEMO_ACCOUNTS if role in roles]
     study.members.add(*User.objects.filter(username__in=names))
 
 

@@ -194,12 +194,8 @@ def test_real_faces_demo_imports_540_labeled_faces_and_queues_one_training_run_o
     assert Counter(labels.values_list("gender", flat=True)) == {"female": 270, "male": 270}
     assert Counter(labels.values_list("age_band", flat=True)) == {b: 60 for b in AgeBand.values}
     assert study.imports.filter(kind=ImportBatch.Kind.FACES).count() == 1
-    assert set(study.members.values_list("username", flat=True)) == {
-        "researcher",
-        "coder1",
-        "coder2",
-        "coder3",
-    }
+    # Every face arrives labeled: nothing to code, so the demo coders are not members.
+    assert set(study.members.values_list("username", flat=True)) == {"researcher"}
 
     run = TrainingRun.objects.get(study=study)
     assert run.status == "queued"

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
 from annotate.management.commands._report import batch_report_write
+from annotate.roles import Role
 from annotate.services.demo import (
     REAL_FACES_SLUG,
     REAL_FACES_TRAINING,
@@ -40,7 +41,8 @@ class Command(BaseCommand):
             result = demo_real_faces_load(slug=study)
         except RealFacesMissing as exc:
             raise CommandError(str(exc)) from None
-        demo_members_add(study=result.study)
+        # Every face arrives labeled, so there is nothing to code: no coders on this study.
+        demo_members_add(study=result.study, roles=(Role.RESEARCHER,))
         if result.batch is None:
             self.stdout.write(ALREADY_LOADED.format(slug=study, faces=result.faces))
         else:
