@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import shutil
 import sys
 from pathlib import Path
 
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 SIZE = 224
 QUALITY = 90
@@ -64,12 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="Folder with labels.csv, LICENSE and images.")
     parser.add_argument("dest", type=Path, help="Folder to write the resized copy into.")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         written = sample_resize(source=args.source, dest=args.dest)
     except SourceError as exc:
-        print(exc, file=sys.stderr)
+        logger.error("%s", exc)
         return 2
-    print(f"{written} images at {SIZE} px written to {args.dest}")
+    logger.info("%d images at %d px written to %s", written, SIZE, args.dest)
     return 0
 
 

@@ -209,5 +209,5 @@ def test_recompute_replaces_old_rule_flags_and_fills_missing_prints(tmp_path):
 def test_recompute_of_an_unknown_study_is_a_clear_error():
     from django.core.management import CommandError, call_command
 
-    with pytest.raises(CommandError, match="No study 'nope'"):
+    with pytest.raises(CommandError, match="no study 'nope'; existing studies"):
         call_command("near_duplicates", study="nope")

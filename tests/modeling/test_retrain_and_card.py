@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -13,6 +14,7 @@ from django.utils import timezone
 from annotate.models import JobStatus
 from annotate.roles import Role
 from modeling.ml.config import TrainConfig
+from modeling.ml.metrics import binary_summary
 from modeling.models import TrainingRun
 from modeling.selectors.models import class_balance, run_progress
 from modeling.services.training import _RunReporter, stage_spans, training_run_create
@@ -86,7 +88,10 @@ def test_progress_is_weighted_never_goes_back_and_estimates_time_left():
 
 
 def test_class_balance_compares_labeled_and_predicted_shares():
-    rows = class_balance({"tp": 30, "fn": 20, "fp": 5, "tn": 45})
+    # 50 women (30 predicted female), 50 men (5 predicted female), as training stores them.
+    labels = np.array([1] * 50 + [0] * 50)
+    probability = np.array([0.9] * 30 + [0.1] * 20 + [0.9] * 5 + [0.1] * 45)
+    rows = class_balance(binary_summary(labels, probability, 0.5))
     female = next(r for r in rows if r["class"] == "female")
     assert female["labeled"] == 0.5 and female["predicted"] == 0.35
     assert abs(female["difference"] + 0.15) < 1e-12

@@ -21,7 +21,7 @@ from annotate.services.demo import demo_study_load
 from modeling.evaluation import RESULT_COLUMNS
 from modeling.ml.checkpoint import checkpoint_load
 from modeling.ml.errors import NO_LABELS
-from modeling.models import ModelVersion, TrainingRun, Triage, ValidationItem, ValidationRound
+from modeling.models import ModelVersion, TrainingRun, ValidationItem, ValidationRound
 from modeling.selectors.training import training_set_select
 from modeling.services.training import (
     artifact_path,
@@ -29,6 +29,7 @@ from modeling.services.training import (
     training_run_create,
     training_run_execute,
 )
+from modeling.services.triage import triage_record
 from tests.factories import make_faces, make_study, make_user
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +65,7 @@ def test_training_set_takes_consensus_and_imported_labels_but_never_hidden_truth
     )
     round_ = ValidationRound.objects.create(study=study, version=version, size=1, seed=1)
     ValidationItem.objects.create(round=round_, face=faces[6])
-    Triage.objects.create(face=faces[7], version=version, decision="not_face", decided_by=admin)
+    triage_record(face=faces[7], version=version, decision="not_face", decided_by=admin)
     faces[8].coding_status = FaceStatus.EXCLUDED
     faces[8].save()
 

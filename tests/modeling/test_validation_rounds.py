@@ -12,10 +12,11 @@ from statsmodels.stats.proportion import proportion_confint
 from annotate.models import ConsensusStatus, FaceStatus, KnownLabel
 from config.celery import Queue, app
 from modeling import evaluation
-from modeling.models import Triage, ValidationItem, ValidationRound
+from modeling.models import ValidationItem, ValidationRound
 from modeling.sampling import stratified_sample
 from modeling.selectors.validation import validation_round_progress
 from modeling.services import coding_bridge
+from modeling.services.triage import triage_record
 from modeling.services.validation import (
     NO_PREDICTIONS,
     TOO_FEW_ELIGIBLE,
@@ -52,9 +53,7 @@ def test_round_samples_only_faces_the_version_predicted_and_never_trained_on(cod
     faces[51].coding_status = FaceStatus.EXCLUDED
     faces[51].save()
     other = make_version(study)
-    Triage.objects.create(
-        face=faces[52], version=other, decision="not_face", decided_by=make_user()
-    )
+    triage_record(face=faces[52], version=other, decision="not_face", decided_by=make_user())
     round = validation_round_create(version=version, size=140, seed=5, min_per_group=10)
     sampled = set(round.items.values_list("face_id", flat=True))
     assert len(sampled) == 140

@@ -7,7 +7,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.models import Study
+from annotate.services.ingest_common import StudyNotFound, study_get
 from annotate.services.near_duplicates import near_duplicates_recompute
 
 
@@ -21,8 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--study", required=True, help="Study slug.")
 
     def handle(self, *args, **options) -> None:
-        study = Study.objects.filter(slug=options["study"]).first()
-        if study is None:
-            raise CommandError(f"No study {options['study']!r}.")
+        try:
+            study = study_get(slug=options["study"])
+        except StudyNotFound as exc:
+            raise CommandError(str(exc)) from None
         report = near_duplicates_recompute(study=study)
         self.stdout.write(json.dumps(dataclasses.asdict(report)))
