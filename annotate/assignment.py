@@ -138,11 +138,25 @@ def _lease_one(*, study: Study, coder, now: datetime) -> Assignment | None:
     return assignment
 
 
+# A split is minutes overdue at the earliest, so calls for work sweep at most once a minute
+# per process (by the time they are given) rather than on every request of a busy study.
+SWEEP_EVERY = timedelta(seconds=60)
+_last_sweep: datetime | None = None
+
+
+def _escalations_sweep_due(now: datetime) -> None:
+    global _last_sweep
+    if _last_sweep is not None and timedelta(0) <= now - _last_sweep < SWEEP_EVERY:
+        return
+    _last_sweep = now
+    escalations_sweep(now=now)
+
+
 def assignments_take(*, study: Study, coder, n: int = LEASES_PER_CODER) -> list[Assignment]:
     """The coder's live leases in `study`, topped up to `n` with new ones where work remains."""
     now = _now()
     leases_reclaim(now=now)
-    escalations_sweep(now=now)
+    _escalations_sweep_due(now)
     leases = list(leases_live(study=study, coder=coder, now=now)[:n])
     while len(leases) < n:
         assignment = _lease_one(study=study, coder=coder, now=now)

@@ -308,3 +308,18 @@ def test_only_the_faces_asked_about_are_listed(study):
     assert waiting.total == 2 and all(w.for_researcher for w in waiting.faces)
     only = faces_waiting(study=study, face_ids=[faces[1].pk])
     assert [w.face.pk for w in only.faces] == [faces[1].pk] and only.total == 1
+
+
+def test_calls_for_work_sweep_overdue_splits_at_most_once_a_minute(monkeypatch):
+    """The sweep is off the per-request path of a busy study: once a minute per process."""
+    from datetime import timedelta
+
+    from annotate import assignment
+
+    swept = []
+    monkeypatch.setattr(assignment, "escalations_sweep", lambda *, now: swept.append(now))
+    monkeypatch.setattr(assignment, "_last_sweep", None)
+    start = timezone.now()
+    for seconds in (0, 10, 59, 61, 62, 130):
+        assignment._escalations_sweep_due(start + timedelta(seconds=seconds))
+    assert [(t - start).seconds for t in swept] == [0, 61, 130]
