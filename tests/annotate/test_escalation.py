@@ -312,10 +312,6 @@ def test_only_the_faces_asked_about_are_listed(study):
 
 def test_calls_for_work_sweep_overdue_splits_at_most_once_a_minute(monkeypatch):
     """The sweep is off the per-request path of a busy study: once a minute per process."""
-    from datetime import timedelta
-
-    from annotate import assignment
-
     swept = []
     monkeypatch.setattr(assignment, "escalations_sweep", lambda *, now: swept.append(now))
     monkeypatch.setattr(assignment, "_last_sweep", None)
