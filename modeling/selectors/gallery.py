@@ -78,11 +78,14 @@ def _attribute_q(name: str, value: str) -> Q:
     raise GalleryFilterError(UNKNOWN_ATTRIBUTE.format(name=name, choices=choices))
 
 
-def gallery_queryset(*, version: ModelVersion, filters: GalleryFilters) -> QuerySet[Prediction]:
+def gallery_queryset(
+    *, version: ModelVersion, filters: GalleryFilters, human: dict[int, str] | None = None
+) -> QuerySet[Prediction]:
     """Predictions of `version` matching the filters, the most confident first.
 
     show="errors": faces whose trusted consensus (agreed/adjudicated, female or male)
     differs from the prediction; show="all": every predicted face (for the estimates' trail).
+    `human`: a Dawid–Skene study's labels (`dawid_skene_labels`), when the caller has them.
     """
     qs = Prediction.objects.filter(version=version)
     if filters.show not in SHOW_CHOICES:
@@ -90,7 +93,8 @@ def gallery_queryset(*, version: ModelVersion, filters: GalleryFilters) -> Query
     if filters.direction and filters.direction not in DIRECTIONS:
         raise GalleryFilterError(f"direction must be one of: {', '.join(DIRECTIONS)}")
     if version.study.aggregation == AggregationMethod.DAWID_SKENE:
-        qs = _disagreeing_dawid_skene(qs, version=version, filters=filters)
+        human = dawid_skene_labels(version=version) if human is None else human
+        qs = _disagreeing(qs, human=human, filters=filters)
     else:
         if filters.show == "errors":
             qs = qs.filter(
@@ -121,33 +125,35 @@ def gallery_queryset(*, version: ModelVersion, filters: GalleryFilters) -> Query
     )
 
 
-def _disagreeing_dawid_skene(
-    qs: QuerySet[Prediction], *, version: ModelVersion, filters: GalleryFilters
+def _disagreeing(
+    qs: QuerySet[Prediction], *, human: dict[int, str], filters: GalleryFilters
 ) -> QuerySet[Prediction]:
-    """The errors and direction filters against the study's Dawid–Skene labels (the labels
-    validation uses), which live in Python, not in a column: the matching faces by id."""
+    """The errors and direction filters against labels that live in Python, not in a column
+    (a Dawid–Skene study's): the matching faces by id."""
     if filters.show != "errors" and not filters.direction:
         return qs
-    truth = _human_labels(version)
     wanted = DIRECTIONS.get(filters.direction)
     ids = [
         face_id
         for face_id, predicted in qs.values_list("face_id", "label")
-        if truth.get(face_id) in BINARY
-        and truth[face_id] != predicted
-        and (wanted is None or (truth[face_id], predicted) == wanted)
+        if human.get(face_id) in BINARY
+        and human[face_id] != predicted
+        and (wanted is None or (human[face_id], predicted) == wanted)
     ]
     return qs.filter(face_id__in=ids)
 
 
-def _human_labels(version: ModelVersion) -> dict[int, str]:
-    """Each trusted face's label by the study's aggregation method (one selector for all)."""
+def dawid_skene_labels(*, version: ModelVersion) -> dict[int, str]:
+    """Each trusted face's label in a Dawid–Skene study (the labels validation uses); one EM
+    fit over the study's votes, so a page computes it once."""
     return face_labels(study=version.study).frame["label"].to_dict()
 
 
 def gallery_page(*, version: ModelVersion, filters: GalleryFilters, page: int | str = 1) -> Page:
     """One page of gallery cards: prediction, face, source image, consensus, votes, triage."""
-    qs = gallery_queryset(version=version, filters=filters).select_related(
+    dawid_skene = version.study.aggregation == AggregationMethod.DAWID_SKENE
+    human = dawid_skene_labels(version=version) if dawid_skene else None
+    qs = gallery_queryset(version=version, filters=filters, human=human).select_related(
         "face", "face__source_image", "face__consensus"
     )
     paginator = Paginator(qs, PAGE_SIZE)
@@ -158,8 +164,8 @@ def gallery_page(*, version: ModelVersion, filters: GalleryFilters, page: int | 
     for vote in Vote.objects.filter(face_id__in=face_ids, retracted_at__isnull=True).order_by("id"):
         votes.setdefault(vote.face_id, []).append(vote)
     triages = triage_for_faces(face_ids=face_ids)
-    if version.study.aggregation == AggregationMethod.DAWID_SKENE:
-        truth = face_labels(study=version.study, face_ids=face_ids).frame["label"].to_dict()
+    if human is not None:
+        truth = human
     else:
         truth = {
             p.face_id: p.face.consensus.label
