@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from annotate.filenames import RandomName
 from annotate.labels import AgeBand, Gender, Glasses, Quality, Race, default_attributes
 
 
@@ -46,6 +47,11 @@ class Study(models.Model):
     )
     min_face_px = models.PositiveSmallIntegerField(
         default=24, help_text="Detected faces smaller than this (shorter side, px) are skipped."
+    )
+    allow_admin_votes = models.BooleanField(
+        default=False,
+        help_text="Count admins' votes (non-blind: admins see other votes and predictions) "
+        "in the agreement statistics; they always count toward consensus.",
     )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
@@ -95,10 +101,32 @@ class ImportBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Last sign of life of the worker(s) importing it; older than "
+        "FACET_IMPORT_STALE_SECONDS while running means the worker was lost.",
+    )
+    claimed_by = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The task copy (host:pid:nonce) running an upload imported in one task; a "
+        "second delivery of the message finds it taken and does nothing.",
+    )
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Times a task claimed this upload (one task: more after lost workers)."
+    )
+    upload_deleted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the uploaded zip and manifest were deleted (FACET_UPLOAD_RETENTION_HOURS "
+        "after the import finished); the report is kept.",
+    )
 
     class Meta:
         verbose_name_plural = "import batches"
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="import_status_heartbeat")]
 
     def __str__(self) -> str:
         return f"{self.study} import #{self.pk} ({self.status})"
@@ -108,12 +136,51 @@ class ImportBatch(models.Model):
         return int(100 * self.done / self.total) if self.total else 0
 
 
+class ImportChunk(models.Model):
+    """Files [start, stop) of a large upload: one task's work, claimed by one copy at a time.
+
+    A task claims its chunk with a conditional update (queued, or running with a stale
+    heartbeat), so a redelivered message finds it finished or running and does nothing. The
+    chunk's own report (rejected and skipped files) is kept here and merged into the batch's
+    when the last chunk finishes; counts of images and faces come from the rows.
+    """
+
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="chunks")
+    start = models.PositiveIntegerField()
+    stop = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    done = models.PositiveIntegerField(default=0, help_text="Files processed; never goes down.")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a task claimed it.")
+    claimed_by = models.CharField(max_length=200, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "start"], name="import_chunk_unique_start")
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="import_chunk_heartbeat")]
+        ordering = ["batch", "start"]
+
+    def __str__(self) -> str:
+        return f"import #{self.batch_id} files {self.start + 1}-{self.stop} ({self.status})"
+
+
 class SourceImage(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="images")
     batch = models.ForeignKey(
         ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
     )
-    file = models.ImageField(upload_to="images/%Y/%m/")
+    file = models.ImageField(upload_to=RandomName("images"), help_text="The file as imported.")
+    display = models.FileField(
+        upload_to=RandomName("display"),
+        blank=True,
+        help_text="What browsers are shown: a JPEG of the image, orientation applied, no "
+        "metadata (EXIF, XMP, comments); made on first view by annotate.services.media.",
+    )
     original_name = models.CharField(max_length=500, blank=True)
     sha256 = models.CharField(max_length=64)
     width = models.PositiveIntegerField(default=0)
@@ -160,7 +227,7 @@ class Face(models.Model):
         SourceImage, null=True, blank=True, on_delete=models.CASCADE, related_name="faces"
     )
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.DETECTED)
-    crop = models.ImageField(upload_to="faces/%Y/%m/")
+    crop = models.ImageField(upload_to=RandomName("faces"))
     crop_sha256 = models.CharField(max_length=64, help_text="Content hash of the crop file.")
     original_name = models.CharField(max_length=500, blank=True)
     box_x = models.IntegerField(null=True, blank=True)
@@ -298,6 +365,11 @@ class Vote(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     retracted_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when the coder undid this vote; never deleted."
+    )
+    non_blind = models.BooleanField(
+        default=False,
+        help_text="Cast by a user who could see other votes or predictions (an admin); left "
+        "out of agreement statistics unless the study allows admin votes.",
     )
 
     class Meta:

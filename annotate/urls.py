@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate.views import agreement, coding, home, imports
+from annotate.views import agreement, coding, home, imports, media
 
 app_name = "annotate"
 
@@ -14,7 +14,10 @@ urlpatterns = [
     path("studies/<slug:slug>/imports/new/", imports.import_new, name="import_new"),
     path("imports/<int:pk>/", imports.import_detail, name="import_detail"),
     path("imports/<int:pk>/status/", imports.import_status_json, name="import_status"),
-    path("faces/<int:pk>/source/", imports.face_source, name="face_source"),
+    path("faces/<int:pk>/crop/", media.face_crop, name="face_crop"),
+    path("faces/<int:pk>/source/", media.face_source, name="face_source"),
+    path("images/<int:pk>/", media.image_display, name="image_display"),
+    path("images/<int:pk>/original/", media.image_original, name="image_original"),
     path("studies/<slug:slug>/agreement/", agreement.agreement, name="agreement"),
     path("studies/<slug:slug>/adjudication/", agreement.adjudication, name="adjudication"),
     path(

@@ -7,6 +7,7 @@ production: a secret key is required and the HTTPS/security settings are on.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from config.env import (
@@ -49,6 +50,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "annotate",
     "modeling",
 ]
@@ -56,12 +59,17 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Before anything reads the body (the CSRF check parses POST): refuses oversized bodies.
+    "config.request_limits.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: it turns a lockout flagged during the view into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -101,6 +109,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Axes first: it refuses a locked-out username or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -115,6 +128,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("FACET_STATIC_ROOT", str(VAR_DIR / "static")))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("FACET_MEDIA_ROOT", str(VAR_DIR / "media")))
+# Media is served only through views that check access (annotate.views.media). With a web
+# server in front, set this to its internal location over MEDIA_ROOT (e.g. nginx's
+# `location /protected-media/ { internal; alias /data/media/; }`): the view then answers
+# with `X-Accel-Redirect: <prefix><file>` and the web server sends the bytes.
+FACET_MEDIA_ACCEL_REDIRECT = env_str("FACET_MEDIA_ACCEL_REDIRECT", "")
+if FACET_MEDIA_ACCEL_REDIRECT and not (
+    FACET_MEDIA_ACCEL_REDIRECT.startswith("/") and FACET_MEDIA_ACCEL_REDIRECT.endswith("/")
+):
+    raise EnvError(
+        f"Environment variable FACET_MEDIA_ACCEL_REDIRECT={FACET_MEDIA_ACCEL_REDIRECT!r} must "
+        "be a URL path that starts and ends with '/', such as /protected-media/."
+    )
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -138,8 +163,19 @@ FACET_IMPORT_MAX_BYTES = env_int("FACET_IMPORT_MAX_BYTES", 8 * 1024**3, minimum=
 # Uploads with more files than this are split into chunk tasks of this many files.
 FACET_IMPORT_CHUNK_FILES = env_int("FACET_IMPORT_CHUNK_FILES", 200, minimum=1)
 FACET_IMPORT_MAX_FILE_BYTES = env_int("FACET_IMPORT_MAX_FILE_BYTES", 60 * 1024**2, minimum=1)
+# An import (or chunk) whose heartbeat is older than this lost its worker: the sweep queues it
+# again, and fails it with the reason once it was claimed FACET_IMPORT_MAX_ATTEMPTS times.
+FACET_IMPORT_STALE_SECONDS = env_int("FACET_IMPORT_STALE_SECONDS", 300, minimum=2)
+FACET_IMPORT_MAX_ATTEMPTS = env_int("FACET_IMPORT_MAX_ATTEMPTS", 3, minimum=1)
+# Hours an uploaded zip (+ manifest) is kept after its import finished; 0 deletes it at once.
+FACET_UPLOAD_RETENTION_HOURS = env_int("FACET_UPLOAD_RETENTION_HOURS", 0, minimum=0)
+# Largest manifest or labels CSV the import commands read (refused before a byte is read).
+FACET_MANIFEST_MAX_BYTES = env_int("FACET_MANIFEST_MAX_BYTES", 50 * 1024**2, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# The largest import upload request (zip + manifest), refused from its Content-Length before
+# the body is read; other requests may carry DATA_UPLOAD_MAX_MEMORY_SIZE + 1 MiB
+# (config.request_limits). deploy/nginx.conf repeats both limits.
 FACET_MAX_UPLOAD_BYTES = env_int("FACET_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1)
 
 # Celery: filesystem transport under var/broker unless a real broker is named.
@@ -158,12 +194,15 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # A lost worker's unacknowledged task comes back after this long.
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
-        "socket_connect_timeout": 3,
-        "socket_timeout": 10,
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "socket_timeout": 10}
+    # A lost worker's unacknowledged task comes back after this long, so it must be above every
+    # task's hard time limit or Redis hands a running task to a second worker. Unset, a worker
+    # uses the longest limit plus a margin; set at or below one, it refuses to start
+    # (config.celery.visibility_timeout_resolve).
+    if env_str("CELERY_VISIBILITY_TIMEOUT"):
+        CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env_int(
+            "CELERY_VISIBILITY_TIMEOUT", 0, minimum=60
+        )
 else:
     raise EnvError(
         f"CELERY_BROKER_URL={CELERY_BROKER_URL!r} is not supported; "
@@ -189,21 +228,28 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-# Login rate limit: failed attempts per username+address within the window.
+# Login throttling (django-axes) on every login form, the admin's included. Failures are
+# rows in the database, so all web processes share the count. A username is locked after
+# FACET_LOGIN_MAX_FAILURES failures from any addresses, and separately an address after as
+# many failures on any usernames (password spraying), until FACET_LOGIN_COOLOFF_MINUTES
+# pass without a failure or an admin deletes the attempts (admin, or `manage.py axes_reset`).
 FACET_LOGIN_MAX_FAILURES = env_int("FACET_LOGIN_MAX_FAILURES", 5, minimum=1)
-FACET_LOGIN_WINDOW_SECONDS = env_int("FACET_LOGIN_WINDOW_SECONDS", 300, minimum=1)
-
-# Shared cache (login rate limit across web processes): Redis when named, else per-process.
-_cache_url = env_str("FACET_CACHE_URL")
-CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
-        if _cache_url
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
-}
+FACET_LOGIN_COOLOFF_MINUTES = env_int("FACET_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+# Reverse proxies in front of Facet that append to X-Forwarded-For; 0 trusts no header.
+FACET_TRUSTED_PROXY_COUNT = env_int("FACET_TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = FACET_LOGIN_MAX_FAILURES
+AXES_COOLOFF_TIME = timedelta(minutes=FACET_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "annotate.client_address.client_ip"
+AXES_LOCKOUT_CALLABLE = "annotate.views.auth.locked_out"
+# A success must not clear failures: with the address as a parameter it would clear the
+# address's count too, so one valid account would let a sprayer start over.
+AXES_RESET_ON_SUCCESS = False
 
 if PRODUCTION:
+    # Safe only behind a proxy that overwrites X-Forwarded-Proto, with gunicorn reachable
+    # from nothing else: docker-compose's nginx (deploy/nginx.conf) and an unpublished port.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
@@ -214,8 +260,24 @@ if PRODUCTION:
     SECURE_REFERRER_POLICY = "same-origin"
     SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("FACET_SESSION_HOURS", 8, minimum=1) * 3600
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp) on every response: scripts and styles only from our
+# own static files, so templates carry no inline <script>, style="" or on*= handlers. A view
+# that sets its own policy (media files: sandbox) keeps it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 
 # Modeling: promotion gate, stale-run detection, weights, devices and time limits.
 FACET_GATE_MARGIN = float(env_str("FACET_GATE_MARGIN", "0.05"))

@@ -6,6 +6,7 @@ newest validation round's stored results), so the appendix repeats the pages' nu
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import Count
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from annotate.aggregation import fleiss_kappa, krippendorff_alpha_nominal, percent_agreement
 from annotate.models import Consensus, ConsensusStatus, Study, Vote
-from annotate.selectors.agreement import votes_frame
+from annotate.selectors.agreement import agreement_votes
 from modeling import estimates, evaluation
 from modeling.models import ModelVersion
 from modeling.selectors.validation import validation_round_latest
@@ -40,6 +41,8 @@ NO_CV_ROWS = (
     "v{number} has no cross-validation rows by subgroup (trained before they were stored): "
     "retrain to get the CV column."
 )
+# Markdown's inline metacharacters, and `|` (ends a GFM table cell); `&<>` become entities.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
 ASSUMPTIONS = [
     "Se and Sp measured on the validation sample hold for the faces being estimated (the same "
     "version, the same kind of images); per-subgroup rates relax this where enough faces exist.",
@@ -51,13 +54,15 @@ ASSUMPTIONS = [
 
 def _agreement(study: Study) -> dict[str, Any]:
     """The study's inter-coder agreement on gender, as the agreement page computes it."""
-    votes = votes_frame(study=study)
+    selected = agreement_votes(study=study)
+    votes = selected.frame
     kappa = fleiss_kappa(votes)
     return {
         "percent_agreement": percent_agreement(votes),
         "fleiss_kappa": kappa.kappa,
         "fleiss_kappa_faces": kappa.items,
         "krippendorff_alpha": krippendorff_alpha_nominal(votes),
+        "non_blind_votes_left_out": selected.non_blind_left_out,
     }
 
 
@@ -159,6 +164,15 @@ def methods_appendix(*, study: Study, version: ModelVersion) -> dict[str, Any]:
     return data
 
 
+def _md(value: Any) -> str:
+    """`value` as literal Markdown text on one line: HTML's `&`, `<`, `>` as entities,
+    Markdown's inline metacharacters (and `|`, which ends a table cell) backslash-escaped, line
+    breaks as spaces. For every value that comes from data (titles, names, stored results)."""
+    text = " ".join(str(value).splitlines())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def _pct(value) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
@@ -174,10 +188,10 @@ def _p(value) -> str:
 def appendix_markdown(data: dict[str, Any]) -> str:
     d, c, m, h = data["data"], data["coding"], data["model"], data["human_validation"]
     lines = [
-        f"# Methods appendix: {data['study']['title']} (model v{m['version']})",
+        f"# Methods appendix: {_md(data['study']['title'])} (model v{m['version']})",
         "",
         *(
-            ["## Not available yet", *[f"- {item}" for item in data["missing"]], ""]
+            ["## Not available yet", *[f"- {_md(item)}" for item in data["missing"]], ""]
             if data["missing"]
             else []
         ),
@@ -186,15 +200,20 @@ def appendix_markdown(data: dict[str, Any]) -> str:
         f"{d['faces_with_consensus']} (agreed {d['faces_agreed']}, adjudicated "
         f"{d['faces_adjudicated']}, not a face {d['faces_not_a_face']}); votes: {d['votes']}.",
         f"- Coders per face: target {c['coders_per_face_target']}; observed "
-        + (", ".join(f"{k}: {v} faces" for k, v in c["coders_per_face"].items()) or "—")
-        + f". Aggregation: {c['aggregation']}.",
+        + (", ".join(f"{_md(k)}: {v} faces" for k, v in c["coders_per_face"].items()) or "—")
+        + f". Aggregation: {_md(c['aggregation'])}.",
         f"- Agreement on gender: {_pct(c['percent_agreement'])} of coder pairs agree; "
         f"Fleiss' κ {_num(c['fleiss_kappa'])} (over the {c['fleiss_kappa_faces']} faces with "
-        f"the usual number of coders); Krippendorff's α (nominal) {_num(c['krippendorff_alpha'])}.",
+        f"the usual number of coders); Krippendorff's α (nominal) {_num(c['krippendorff_alpha'])}"
+        + (
+            f"; {c['non_blind_votes_left_out']} non-blind (admin) votes left out."
+            if c["non_blind_votes_left_out"]
+            else "."
+        ),
         "",
         "## Model",
-        f"- Backbone {m['backbone']} (weights: {m['weights']}), decision threshold "
-        f"{m['threshold']}; trained on {m['training_faces'] if m['training_faces'] is not None else '—'} faces.",
+        f"- Backbone {_md(m['backbone'])} (weights: {_md(m['weights'])}), decision threshold "
+        f"{_md(m['threshold'])}; trained on {m['training_faces'] if m['training_faces'] is not None else '—'} faces.",
         f"- Cross-validation accuracy: {_pct(m['cv_accuracy'])}.",
         "",
         "## Human validation",
@@ -205,10 +224,10 @@ def appendix_markdown(data: dict[str, Any]) -> str:
         overall = h["overall"] or {}
         lines += [
             f"- Round {h['round']}: {h['size']} faces sampled (seed {h['seed']}), "
-            f"{h['faces_used']} used{' (partial)' if h['partial'] else ''}. {h['interval']}.",
+            f"{h['faces_used']} used{' (partial)' if h['partial'] else ''}. {_md(h['interval'])}.",
             f"- Overall accuracy {_pct(overall.get('accuracy'))} "
             f"[{_pct(overall.get('ci_low'))}, {_pct(overall.get('ci_high'))}], n = {overall.get('n')}.",
-            f"- Groups with n < {h['min_n']} are marked too few; flag rule: {h['flag_rule']}.",
+            f"- Groups with n < {h['min_n']} are marked too few; flag rule: {_md(h['flag_rule'])}.",
             "",
             "| attribute | group | n | accuracy | 95 % CI | adjusted p | CV accuracy | note |",
             "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |",
@@ -216,7 +235,8 @@ def appendix_markdown(data: dict[str, Any]) -> str:
         for row in h["by_subgroup"]:
             note = "flagged" if row.get("flagged") else "too few" if row.get("too_few") else ""
             lines.append(
-                f"| {row['attribute']} | {row['group']} | {row['n']} | {_pct(row['accuracy'])} "
+                f"| {_md(row['attribute'])} | {_md(row['group'])} | {row['n']} "
+                f"| {_pct(row['accuracy'])} "
                 f"| {_pct(row['ci_low'])} – {_pct(row['ci_high'])} "
                 f"| {_p(row.get('p_adjusted'))} "
                 f"| {_pct(row['cv_accuracy'])} | {note} |"

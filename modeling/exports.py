@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import io
 import json
-from pathlib import Path
 
 import pandas as pd
 from django.conf import settings
@@ -94,6 +93,7 @@ VOTE_FIELDS = (
     "seconds_taken",
     "created_at",
     "retracted_at",
+    "non_blind",
 )
 
 
@@ -280,10 +280,3 @@ def export_bytes(frame: pd.DataFrame, *, format: str) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
-
-
-def export_write(frame: pd.DataFrame, *, format: str, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(export_bytes(frame, format=format))
-    return path

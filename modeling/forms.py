@@ -1,4 +1,5 @@
-"""Forms for retraining and activation (validation only; services do the work)."""
+"""Forms for retraining, activation and validation rounds (validation only; services do the
+work)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from django.conf import settings
 
 from modeling.ml.backbones import BACKBONES, backbone_availability, backbone_default
 from modeling.ml.config import TrainConfig
+from modeling.models import ModelVersion
+from modeling.services.validation import SEED_MAX
+
+CHOOSE_VERSION = "Choose a model version of this study."
+SIZE_MAX = 2**31 - 1  # a positive integer column's largest value
 
 _DEFAULTS = TrainConfig()
 REMEMBERED = ("backbone", "weights", "epochs", "folds", "fine_tune")
@@ -68,3 +74,31 @@ class ActivateForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Only needed to override the subgroup gate; recorded on the version.",
     )
+
+
+class ValidationRoundForm(forms.Form):
+    """Opening a validation round: the version and the sample's size, floor and seed."""
+
+    version = forms.ModelChoiceField(
+        label="Model version",
+        queryset=ModelVersion.objects.none(),
+        error_messages={
+            "required": CHOOSE_VERSION,
+            "invalid_choice": CHOOSE_VERSION,
+        },
+    )
+    size = forms.IntegerField(label="Faces to sample", min_value=1, max_value=SIZE_MAX)
+    min_per_group = forms.IntegerField(
+        label="Minimum per subgroup", required=False, min_value=0, max_value=SIZE_MAX
+    )
+    seed = forms.IntegerField(label="Seed", required=False, min_value=0, max_value=SEED_MAX)
+
+    def __init__(self, *args, study, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = study.model_versions.all()
+
+    def errors_line(self) -> str:
+        """Every field's errors on one line, for a message above the form."""
+        return " ".join(
+            f"{self.fields[name].label}: {' '.join(errors)}" for name, errors in self.errors.items()
+        )

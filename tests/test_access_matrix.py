@@ -1,16 +1,22 @@
-"""Every URL declares who may open it, and the declaration holds for every role.
+"""Every URL declares who may open it, and the declaration holds for every role; media goes
+only to the people each face and image is for.
 
 Generated from the URL configuration: a new URL whose view has no access rule fails here.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from annotate.access import ACCESS_ATTRIBUTE, PUBLIC
+from annotate.labels import Gender
+from annotate.models import Assignment, AssignmentStatus, Vote
 from annotate.roles import Role
-from tests.factories import make_user
+from tests.factories import make_faces, make_source_image, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +88,78 @@ def test_admin_site_is_for_admins_only(client):
         client.logout()
     client.force_login(make_user(Role.ADMIN))
     assert client.get("/admin/").status_code == 200
+
+
+# --- media: each face crop and source image, person by person ---------------------------------
+#
+# Columns: the face's crop, its source with the box drawn, the coder's source view (keyed by
+# the person's own assignment on the face, else another coder's), and the source image file
+# itself (display copy, original; researchers only). 404 refuses without saying whether the
+# face exists; 403 refuses by role, or by study membership on the study-scoped coding URL.
+MEDIA_VIEWS = ("face_crop", "face_source", "code_source", "image_display", "image_original")
+MEDIA_MATRIX = {
+    "anonymous": (302, 302, 302, 302, 302),
+    "admin, not a member": (200, 200, 404, 200, 200),
+    "researcher of the study": (200, 200, 403, 200, 200),
+    "researcher of another study": (404, 404, 403, 404, 404),
+    "researcher removed from the study": (404, 404, 403, 404, 404),
+    "coder holding the face": (200, 200, 200, 403, 403),
+    "coder who coded the face": (200, 200, 200, 403, 403),
+    "coder whose lease expired": (404, 404, 404, 403, 403),
+    "coder of the study, face not theirs": (404, 404, 404, 403, 403),
+    "coder of another study": (404, 404, 403, 403, 403),
+    "coder removed from the study": (404, 404, 403, 403, 403),
+}
+MEDIA_PEOPLE = {  # role, member of: "study" / "elsewhere" / None, own assignment, removed after
+    "admin, not a member": (Role.ADMIN, None, None, False),
+    "researcher of the study": (Role.RESEARCHER, "study", None, False),
+    "researcher of another study": (Role.RESEARCHER, "elsewhere", None, False),
+    "researcher removed from the study": (Role.RESEARCHER, "study", None, True),
+    "coder holding the face": (Role.CODER, "study", "leased", False),
+    "coder who coded the face": (Role.CODER, "study", "voted", False),
+    "coder whose lease expired": (Role.CODER, "study", "expired", False),
+    "coder of the study, face not theirs": (Role.CODER, "study", None, False),
+    "coder of another study": (Role.CODER, "elsewhere", None, False),
+    "coder removed from the study": (Role.CODER, "study", "voted", True),
+}
+
+
+def _assign(face, coder, kind: str) -> Assignment:
+    now = timezone.now()
+    status = AssignmentStatus.SUBMITTED if kind == "voted" else AssignmentStatus.LEASED
+    minutes = -1 if kind == "expired" else 10
+    assignment = Assignment.objects.create(
+        face=face,
+        coder=coder,
+        status=status,
+        leased_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    if kind == "voted":
+        Vote.objects.create(face=face, coder=coder, assignment=assignment, gender=Gender.MALE)
+    return assignment
+
+
+@pytest.mark.parametrize("person", list(MEDIA_MATRIX))
+def test_media_goes_only_to_members_and_to_coders_holding_the_face(client, person):
+    study, elsewhere = make_study(), make_study()
+    image = make_source_image(study)
+    (face,) = make_faces(study, 1, source_image=image, box_x=10, box_y=10, box_w=40, box_h=40)
+    other_coders = _assign(face, make_user(Role.CODER, study=study), "leased")
+    own = None
+    if person != "anonymous":
+        role, member_of, assignment, removed = MEDIA_PEOPLE[person]
+        user = make_user(role, study={"study": study, "elsewhere": elsewhere}.get(member_of))
+        own = _assign(face, user, assignment) if assignment else None
+        if removed:
+            study.members.remove(user)
+        client.force_login(user)
+    args = {
+        "face_crop": [face.pk],
+        "face_source": [face.pk],
+        "code_source": [study.slug, (own or other_coders).pk],
+        "image_display": [image.pk],
+        "image_original": [image.pk],
+    }
+    got = tuple(client.get(reverse(f"annotate:{v}", args=args[v])).status_code for v in MEDIA_VIEWS)
+    assert got == MEDIA_MATRIX[person], dict(zip(MEDIA_VIEWS, got, strict=True))

@@ -46,6 +46,7 @@ ENTRY_ENCRYPTED = "encrypted file refused"
 ENTRY_UNREADABLE = "cannot read the file from the archive: {detail}"
 ENTRY_DUPLICATE_NAME = "another file in the upload has the same name"
 ENTRY_OUTSIDE = "the file lies outside the folder (link) and was refused"
+ENTRY_NOT_REGULAR = "not a regular file (device, pipe or socket) and was refused"
 
 
 class ArchiveRejected(ValueError):
@@ -218,6 +219,8 @@ def folder_list(root: str | Path, *, limits: ArchiveLimits = ArchiveLimits()) ->
             if name is not None and is_hidden(name):
                 continue
             size = 0 if path.is_symlink() else path.stat().st_size
+            if reason is None and not path.is_symlink() and not path.is_file():
+                reason = ENTRY_NOT_REGULAR
             if reason is None and size > limits.max_entry_bytes:
                 reason = ENTRY_TOO_LARGE.format(limit=limits.max_entry_bytes)
             if reason is not None:

@@ -4,7 +4,8 @@ Every file goes through `image_open`, which either returns a fully decoded RGB i
 EXIF orientation applied, or raises ImageRejected with a reason a researcher can act on. The
 pixel count is checked from the header before any pixel is decoded (decompression bombs), the
 file is verified and then fully decoded (truncation shows only then), animated images give
-their first frame, and every colour mode (CMYK, palette, alpha, 16-bit, LA, I;16) becomes RGB.
+their first frame, every colour mode (CMYK, palette, alpha, 16-bit, LA, I;16) becomes RGB, and
+the metadata (EXIF, XMP, comments, ICC profile) is dropped.
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ def _open(data: bytes, limits: ImageLimits) -> OpenedImage:
         if image.mode != "RGB":
             notes.append(NOTE_CONVERTED.format(mode=image.mode))
             image = _to_rgb(image)
+    # Metadata stays behind: Pillow copies `info` into every crop, resize and convert, and
+    # its JPEG writer re-embeds a comment found there, so nothing derived from an upload
+    # (crops, display copies, source views) may carry it to a coder.
+    image.info = {}
     return OpenedImage(image=image, format=fmt, notes=tuple(notes))
 
 

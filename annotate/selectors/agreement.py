@@ -9,10 +9,41 @@ import pandas as pd
 from django.contrib.auth import get_user_model
 
 from annotate import aggregation
-from annotate.models import Consensus, ConsensusStatus, FaceStatus, ImportBatch, Study
+from annotate.models import Consensus, ConsensusStatus, FaceStatus, ImportBatch, Study, Vote
 from annotate.selectors.labels import QUESTIONS as QUESTIONS  # the page's question picker
-from annotate.selectors.labels import face_labels
-from annotate.selectors.labels import votes_frame as votes_frame  # the page's input, re-exported
+from annotate.selectors.labels import UNKNOWN_QUESTION, face_labels
+
+
+@dataclass(frozen=True)
+class AgreementVotes:
+    """The votes agreement is measured on, and how many non-blind votes were left out."""
+
+    frame: pd.DataFrame  # item, coder, label
+    non_blind_left_out: int
+
+
+def agreement_votes(
+    *, study: Study, batch_id: int | None = None, question: str = "gender"
+) -> AgreementVotes:
+    """Live votes of a study (or of the faces from one import batch) as item, coder, label.
+
+    Agreement measures independent, blind coders, so non-blind votes (cast by admins, who
+    see other votes and the model's predictions) are left out unless the study allows them.
+    Consensus and the labels used downstream still count every live vote.
+    """
+    if question not in QUESTIONS:
+        raise ValueError(UNKNOWN_QUESTION.format(question=question, choices=", ".join(QUESTIONS)))
+    votes = Vote.objects.filter(face__study=study, retracted_at__isnull=True).exclude(
+        **{question: ""}
+    )
+    if batch_id is not None:
+        votes = votes.filter(face__source_image__batch_id=batch_id)
+    left_out = 0
+    if not study.allow_admin_votes:
+        left_out = votes.filter(non_blind=True).count()
+        votes = votes.filter(non_blind=False)
+    rows = votes.values_list("face_id", "coder_id", question)
+    return AgreementVotes(pd.DataFrame(list(rows), columns=["item", "coder", "label"]), left_out)
 
 
 @dataclass(frozen=True)
@@ -73,6 +104,7 @@ class AgreementReport:
     # Dawid–Skene studies: the fit the downstream labels come from (all of the study's votes).
     convergence: aggregation.Convergence | None = None
     estimated_confusion: list[EstimatedConfusion] = field(default_factory=list)
+    non_blind_left_out: int = 0
 
 
 def _finite(value: float) -> float | None:
@@ -90,7 +122,8 @@ def agreement_report(
     coder_id: int | None = None,
     question: str = "gender",
 ) -> AgreementReport:
-    frame = votes_frame(study=study, batch_id=batch_id, question=question)
+    votes = agreement_votes(study=study, batch_id=batch_id, question=question)
+    frame = votes.frame
     batch = study.imports.filter(pk=batch_id).first() if batch_id is not None else None
     names = dict(
         get_user_model()
@@ -98,7 +131,18 @@ def agreement_report(
         .values_list("pk", "username")
     )
     if frame.empty:
-        return AgreementReport(study, question, batch, 0, 0, None, None, None, [])
+        return AgreementReport(
+            study,
+            question,
+            batch,
+            0,
+            0,
+            None,
+            None,
+            None,
+            [],
+            non_blind_left_out=votes.non_blind_left_out,
+        )
     per_coder = aggregation.coder_agreement(frame)
     coders = [
         CoderRow(
@@ -120,6 +164,7 @@ def agreement_report(
         kappa=aggregation.fleiss_kappa(frame),
         alpha=_finite(aggregation.krippendorff_alpha_nominal(frame)),
         coders=coders,
+        non_blind_left_out=votes.non_blind_left_out,
     )
     report.bars = [
         Bar(row.name, row.agreement, i * (BAR_HEIGHT + 6), CHART_WIDTH * row.agreement)

@@ -19,7 +19,7 @@ def assignment_payload(*, study: Study, assignment: Assignment) -> dict:
     has_source = face.source_image_id is not None and face.box_x is not None
     return {
         "assignment": assignment.pk,
-        "crop": face.crop.url if face.crop else "",
+        "crop": reverse("annotate:face_crop", args=[face.pk]) if face.crop else "",
         "source": (
             reverse("annotate:code_source", args=[study.slug, assignment.pk])
             if has_source

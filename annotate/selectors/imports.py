@@ -1,16 +1,37 @@
-"""Reads for the import pages and the face-source view."""
+"""Reads for the import pages."""
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models import Exists, OuterRef, QuerySet
 
-from annotate.models import Assignment, AssignmentStatus, Face, ImportBatch, Study, Vote
-from annotate.roles import Role, user_roles
+from annotate.models import Face, ImportBatch, SourceImage, Study
 
 
 def imports_for_study(*, study: Study, limit: int = 10) -> QuerySet[ImportBatch]:
     return study.imports.exclude(kind=ImportBatch.Kind.DEMO).order_by("-created_at")[:limit]
+
+
+def import_counts(*, batch_id: int) -> dict[str, int]:
+    """The counts of an image import, read from its rows: images stored, their faces, faces
+    flagged as near-duplicates, images without faces. Reports show these, never numbers a
+    task carried, so no copy of a task (redelivered, run twice) can contradict the database."""
+    images = SourceImage.objects.filter(batch_id=batch_id)
+    faces = Face.objects.filter(source_image__batch_id=batch_id)
+    return {
+        "imported": images.count(),
+        "faces_found": faces.count(),
+        "near_duplicate_faces": faces.filter(near_duplicate_of__isnull=False).count(),
+        "images_without_faces": images.filter(
+            ~Exists(Face.objects.filter(source_image=OuterRef("pk")))
+        ).count(),
+    }
+
+
+def import_report(*, batch: ImportBatch) -> dict:
+    """A finished batch's report; for image imports with the counts read from the rows."""
+    if batch.kind != ImportBatch.Kind.IMAGES or not batch.report:
+        return batch.report
+    return {**batch.report, **import_counts(batch_id=batch.pk)}
 
 
 def import_status(*, batch: ImportBatch) -> dict:
@@ -25,24 +46,5 @@ def import_status(*, batch: ImportBatch) -> dict:
         "percent": batch.percent,
         "finished": finished,
         "error": batch.error,
-        "report": batch.report if finished else None,
+        "report": import_report(batch=batch) if finished else None,
     }
-
-
-def face_source_allowed(*, face: Face, user) -> bool:
-    """Researchers see faces of their studies; coders only faces they hold or voted on."""
-    roles = user_roles(user)
-    if Role.ADMIN in roles:
-        return True
-    if Role.RESEARCHER in roles and face.study.members.filter(pk=user.pk).exists():
-        return True
-    if Role.CODER in roles:
-        live_lease = Q(status=AssignmentStatus.LEASED, expires_at__gt=timezone.now())
-        if (
-            Assignment.objects.filter(face=face, coder=user)
-            .filter(live_lease | Q(status=AssignmentStatus.SUBMITTED))
-            .exists()
-        ):
-            return True
-        return Vote.objects.filter(face=face, coder=user).exists()
-    return False

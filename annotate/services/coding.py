@@ -19,6 +19,7 @@ from annotate.assignment import slot_retake
 from annotate.consensus import consensus_refresh
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Gender
 from annotate.models import Assignment, AssignmentStatus, FaceStatus, Study, Vote
+from annotate.roles import Role, user_roles
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ MAX_ID = 2**63 - 1
 MAX_SECONDS = 24 * 3600.0
 # Fields a vote request may carry besides the answers.
 ENVELOPE_FIELDS = frozenset({"assignment", "seconds", "csrfmiddlewaretoken"})
+# Roles that can see other coders' votes and the model's predictions: their votes are
+# recorded as non-blind (Vote.non_blind).
+NON_BLIND_ROLES = frozenset({Role.ADMIN})
 
 
 class CodingError(Exception):
@@ -154,7 +158,8 @@ def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
     """Record the coder's answers on its assignment; idempotent; consensus in the same commit.
 
     A repeat of a submitted assignment returns the recorded vote (no second vote). A vote on
-    an expired lease is accepted while the face still has a free slot, else LeaseLost.
+    an expired lease is accepted while the face still has a free slot, else LeaseLost. A
+    vote by a user in NON_BLIND_ROLES is flagged non_blind (left out of agreement figures).
     Locks the assignment and its face.
     """
     now = timezone.now()
@@ -180,6 +185,7 @@ def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
         coder=coder,
         assignment=assignment,
         seconds_taken=request.seconds,
+        non_blind=bool(user_roles(coder) & NON_BLIND_ROLES),
         **request.answers,
     )
     assignment.status = AssignmentStatus.SUBMITTED

@@ -9,14 +9,15 @@ The pure work (reading files safely, parsing CSVs, detecting, cropping, hashing)
 - near-duplicate faces within a query (the same picture posted again: `annotate.ingest.phash`)
   are flagged (`Face.near_duplicate_of`, always the first face of the cluster), not dropped;
 - progress is visible while it runs (`ImportBatch.done` / `total`), and a batch that cannot
-  run at all ends `failed` with the reason in `ImportBatch.error`.
+  run at all ends `failed` with the reason in `ImportBatch.error`;
+- a lost worker or a message delivered twice costs time, never a wrong count: the work is
+  claimed, heartbeated and swept as `annotate.services.import_jobs` describes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,8 +31,6 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
 from PIL import Image
 
 from annotate.ingest.archive import (
@@ -63,6 +62,20 @@ from annotate.ingest.phash import (
     print_hex,
 )
 from annotate.models import Face, ImportBatch, JobStatus, SourceImage, Study
+from annotate.services.import_jobs import (
+    CHUNK_FAILED,
+    Claim,
+    ClaimLost,
+    Progress,
+    batch_claim,
+    batch_conclude,
+    batch_conclude_chunks,
+    batch_split,
+    chunk_claim,
+    chunk_finish,
+    chunks_finished,
+)
+from annotate.services.import_sweep import imports_sweep_due
 from annotate.services.ingest_common import (
     BATCH_CRASHED,
     BATCH_MANIFEST_UNUSABLE,
@@ -70,11 +83,8 @@ from annotate.services.ingest_common import (
     REJECT_DUPLICATE,
     REJECT_STORE,
     ImportReport,
-    batch_finish,
-    batch_start,
     files_delete,
     jpeg_bytes,
-    report_merge,
 )
 from config.celery import broker_check
 
@@ -85,15 +95,10 @@ MANIFEST_IN_ARCHIVE = "manifest.csv"
 # so memory stays flat however large the upload.
 CHUNK_IMAGES = 16
 CHUNK_PIXELS = 120_000_000
-PROGRESS_INTERVAL_S = 0.5
 
 REJECT_DUPLICATE_IN_BATCH = "duplicate: same content as {name!r} earlier in this upload"
 REJECT_DETECTION = "face detection failed: {detail}"
 REJECT_READ = "could not be read: {detail}"
-CHUNK_FAILED = (
-    "Files {first}–{last} could not be imported ({reason}); the other files were. Run the "
-    "import again to retry them: files already imported are skipped as duplicates."
-)
 DEFAULT_CHUNK_FILES = 200
 NOTE_MANIFEST_FROM_ARCHIVE = "used the manifest.csv found inside the upload"
 NOTE_NO_MANIFEST = "no manifest: images carry no query, job, country or rank"
@@ -134,46 +139,51 @@ def _batch_files(batch: ImportBatch) -> bytes | None:
 
 
 def import_batch_process(*, batch_id: int, detector: Detector | None = None) -> ImportBatch:
-    """Run a queued upload batch (the Celery task's body). Safe to call twice.
+    """Run a queued upload batch (the Celery task's body). Safe to deliver twice.
 
-    Uploads of up to FACET_IMPORT_CHUNK_FILES files are imported here; larger ones are split
-    into chunks of that many files, each its own task keyed by (batch, start, stop), so any
-    number of workers share the job and a lost worker costs one chunk.
+    The batch is claimed first (`batch_claim`): a second copy of the message, delivered while
+    this one runs or after it finished, does nothing. Uploads of up to FACET_IMPORT_CHUNK_FILES
+    files are imported here; larger ones are split into chunks of that many files, each its
+    own task keyed by (batch, start, stop), so any number of workers share the job and a lost
+    worker costs one chunk.
     """
-    from annotate.tasks import import_images_chunk
-
+    imports_sweep_due()
+    claim = batch_claim(batch_id=batch_id)
+    if claim is None:
+        return ImportBatch.objects.get(pk=batch_id)
     batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
-    if batch.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-        logger.info("import batch %s is already %s; nothing to do", batch.pk, batch.status)
-        return batch
-    if "chunks" in batch.report:
-        logger.info("import batch %s was already split into chunks; nothing to do", batch.pk)
-        return batch
     chunk = max(1, getattr(settings, "FACET_IMPORT_CHUNK_FILES", DEFAULT_CHUNK_FILES))
-    manifest_bytes = _batch_files(batch)
-    with batch.upload.open("rb") as upload:
-        try:
-            plan = _plan(upload, manifest_bytes)
-        except _Unusable as exc:
-            batch_start(batch)
-            return batch_finish(
-                batch, ImportReport().as_dict(), status=JobStatus.FAILED, error=str(exc)
-            )
-        if len(plan.work) <= chunk:
-            upload.seek(0)
-            return _images_run(batch, upload, manifest_bytes, detector)
-    bounds = [
-        (start, min(start + chunk, len(plan.work))) for start in range(0, len(plan.work), chunk)
-    ]
-    report = plan.report.as_dict()
-    report.update(chunks=len(bounds), chunks_done=0)
-    batch_start(batch, total=len(plan.work))
-    with transaction.atomic():
-        ImportBatch.objects.filter(pk=batch.pk).update(report=report)
-        for start, stop in bounds:
-            transaction.on_commit(
-                lambda start=start, stop=stop: import_images_chunk.delay(batch.pk, start, stop)
-            )
+    try:
+        manifest_bytes = _batch_files(batch)
+        with batch.upload.open("rb") as upload:
+            try:
+                plan = _plan(upload, manifest_bytes)
+            except _Unusable as exc:
+                return batch_conclude(
+                    claim=claim,
+                    report=ImportReport().as_dict(),
+                    status=JobStatus.FAILED,
+                    error=str(exc),
+                )
+            if len(plan.work) <= chunk:
+                upload.seek(0)
+                return _images_run(batch, claim, upload, manifest_bytes, detector)
+        bounds = [
+            (start, min(start + chunk, len(plan.work))) for start in range(0, len(plan.work), chunk)
+        ]
+        batch_split(claim=claim, report=plan.report.as_dict(), bounds=bounds)
+    except ClaimLost:
+        logger.warning(
+            "import batch %s was taken over by another delivery; this copy stops", batch_id
+        )
+    except Exception as exc:
+        logger.exception("import batch %s could not be planned", batch_id)
+        return batch_conclude(
+            claim=claim,
+            report=ImportReport().as_dict(),
+            status=JobStatus.FAILED,
+            error=BATCH_CRASHED.format(reason=f"{type(exc).__name__}: {exc}"[:1000]),
+        )
     batch.refresh_from_db()
     return batch
 
@@ -181,30 +191,56 @@ def import_batch_process(*, batch_id: int, detector: Detector | None = None) -> 
 def import_chunk_process(
     *, batch_id: int, start: int, stop: int, detector: Detector | None = None
 ) -> None:
-    """Import files [start, stop) of a planned batch and merge their report into the batch.
+    """Import files [start, stop) of a planned batch, under the chunk's claim.
 
-    The last chunk to finish marks the batch succeeded. A chunk that fails records why in the
-    report and counts as done, so one lost chunk never leaves the batch running forever.
+    A second delivery of a finished chunk, or of one running elsewhere with a fresh heartbeat,
+    does nothing. A chunk that fails records why and counts as finished, so one bad chunk never
+    leaves the batch running forever. The chunk that finishes last (or any delivery that finds
+    every chunk finished) flags the near-duplicates chunks could not see and finishes the batch.
     """
-    batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
-    if batch.status != JobStatus.RUNNING:
+    imports_sweep_due()
+    claim = chunk_claim(batch_id=batch_id, start=start, stop=stop)
+    if claim is None:
+        if chunks_finished(batch_id=batch_id):
+            _chunks_conclude(batch_id)
         return
     report = ImportReport()
     failure = ""
     try:
+        batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
         manifest_bytes = _batch_files(batch)
         with batch.upload.open("rb") as upload:
             work = _plan(upload, manifest_bytes).work[start:stop]
             detector = detector or detector_default()
             report.detector = detector.name
-            _ImagePipeline(batch, detector, report).run(work)
+            _ImagePipeline(batch, detector, report, Progress(claim)).run(work)
+    except ClaimLost:
+        logger.warning(
+            "import batch %s chunk %s-%s was taken over by another delivery; this copy stops",
+            batch_id,
+            start,
+            stop,
+        )
+        return
     except Exception as exc:
         logger.exception("import batch %s chunk %s-%s failed", batch_id, start, stop)
         failure = CHUNK_FAILED.format(
             first=start + 1, last=stop, reason=f"{type(exc).__name__}: {exc}"[:500]
         )
-    if _chunk_merge(batch_id=batch_id, part=report.as_dict(), failure=failure):
-        near_duplicates_reconcile(batch_id=batch_id)
+    try:
+        last = chunk_finish(claim=claim, report=report.as_dict(), error=failure)
+    except ClaimLost:
+        logger.warning(
+            "import batch %s chunk %s-%s was taken over; not recorded", batch_id, start, stop
+        )
+        return
+    if last:
+        _chunks_conclude(batch_id)
+
+
+def _chunks_conclude(batch_id: int) -> None:
+    near_duplicates_reconcile(batch_id=batch_id)
+    batch_conclude_chunks(batch_id=batch_id)
 
 
 def near_duplicates_reconcile(*, batch_id: int) -> int:
@@ -215,8 +251,8 @@ def near_duplicates_reconcile(*, batch_id: int) -> int:
     batch still unflagged is compared with the faces of its query that came before it (lower
     id), the same rule a single run applies (its probes are read from its stored crop). A
     face flagged here takes the faces that pointed at it along, so every flag still points at
-    the first face of its cluster. Returns how many faces it flagged (added to the batch
-    report's near_duplicate_faces).
+    the first face of its cluster. Returns how many faces it flagged (the batch report counts
+    flagged faces from the rows). Safe to run twice: a second run finds nothing new.
     """
     batch = ImportBatch.objects.get(pk=batch_id)
     unflagged = dict(
@@ -251,11 +287,6 @@ def near_duplicates_reconcile(*, batch_id: int) -> int:
         )
         for pk, first in moved.items():
             Face.objects.filter(near_duplicate_of_id=pk).update(near_duplicate_of_id=first)
-        locked = ImportBatch.objects.select_for_update().get(pk=batch_id)
-        locked.report["near_duplicate_faces"] = locked.report.get("near_duplicate_faces", 0) + len(
-            moved
-        )
-        locked.save(update_fields=["report"])
     logger.info("import batch %s: %d near-duplicates flagged across chunks", batch_id, len(moved))
     return len(moved)
 
@@ -272,32 +303,6 @@ def _stored_probes(crop_name: str) -> list[int]:
         return []
 
 
-@transaction.atomic
-def _chunk_merge(*, batch_id: int, part: dict, failure: str) -> bool:
-    """Add one chunk's report to its batch; True when it was the last chunk. Takes the
-    batch's row lock.
-
-    The batch ends failed when any chunk failed (the error says which files, and that running
-    the import again retries them: files already imported are skipped as duplicates).
-    """
-    batch = ImportBatch.objects.select_for_update().get(pk=batch_id)
-    report = report_merge(batch.report, part)
-    report["chunks_done"] = batch.report.get("chunks_done", 0) + 1
-    batch.report = report
-    fields = ["report"]
-    if failure:
-        batch.error = f"{batch.error} {failure}".strip()[:5000]
-        fields.append("error")
-    last = report["chunks_done"] >= report.get("chunks", 1) and batch.status == JobStatus.RUNNING
-    if last:
-        batch.status = JobStatus.FAILED if batch.error else JobStatus.SUCCEEDED
-        batch.done = batch.total
-        batch.finished_at = timezone.now()
-        fields += ["status", "done", "finished_at"]
-    batch.save(update_fields=fields)
-    return last
-
-
 def images_import(
     *,
     study: Study,
@@ -310,7 +315,10 @@ def images_import(
     batch = ImportBatch.objects.create(
         study=study, kind=ImportBatch.Kind.IMAGES, created_by=user, source_name=str(source)[:500]
     )
-    return _images_run(batch, source, manifest, detector)
+    claim = batch_claim(batch_id=batch.pk)
+    if claim is None:  # cannot happen: the batch was created queued, just now, by this call
+        raise RuntimeError(f"import batch {batch.pk} was taken before it started")
+    return _images_run(batch, claim, source, manifest, detector)
 
 
 def archive_limits() -> ArchiveLimits:
@@ -464,32 +472,39 @@ def _plan(source: Path | BinaryIO, manifest_bytes: bytes | None) -> _Plan:
 
 def _images_run(
     batch: ImportBatch,
+    claim: Claim,
     source: Path | BinaryIO,
     manifest_bytes: bytes | None,
     detector: Detector | None,
 ) -> ImportBatch:
-    """Plan and import everything in this process (the command; small uploads)."""
+    """Plan and import everything in this process, under `claim` (the command; small uploads)."""
     report = ImportReport()
-    batch_start(batch)
     try:
         try:
             plan = _plan(source, manifest_bytes)
         except _Unusable as exc:
-            return batch_finish(batch, report.as_dict(), status=JobStatus.FAILED, error=str(exc))
+            return batch_conclude(
+                claim=claim, report=report.as_dict(), status=JobStatus.FAILED, error=str(exc)
+            )
         report = plan.report
         detector = detector or detector_default()
         report.detector = detector.name
-        batch.total = len(plan.work)
-        batch.save(update_fields=["total"])
-        _ImagePipeline(batch, detector, report).run(plan.work)
-        return batch_finish(batch, report.as_dict())
+        ImportBatch.objects.filter(pk=batch.pk).update(total=len(plan.work))
+        _ImagePipeline(batch, detector, report, Progress(claim)).run(plan.work)
+        return batch_conclude(claim=claim, report=report.as_dict())
+    except ClaimLost:
+        logger.warning(
+            "import batch %s was taken over by another delivery; this copy stops", batch.pk
+        )
+        batch.refresh_from_db()
+        return batch
     except Exception as exc:
         # A failure outside any one file (database gone, time limit): record it, keep what
         # was stored (each image is complete), and let the caller see the batch as failed.
         logger.exception("import batch %s failed", batch.pk)
-        return batch_finish(
-            batch,
-            report.as_dict(),
+        return batch_conclude(
+            claim=claim,
+            report=report.as_dict(),
             status=JobStatus.FAILED,
             error=BATCH_CRASHED.format(reason=f"{type(exc).__name__}: {exc}"[:1000]),
         )
@@ -505,16 +520,17 @@ class _ImagePipeline:
     are in memory at once, whatever the size of the upload.
     """
 
-    def __init__(self, batch: ImportBatch, detector: Detector, report: ImportReport) -> None:
+    def __init__(
+        self, batch: ImportBatch, detector: Detector, report: ImportReport, progress: Progress
+    ) -> None:
         self.batch = batch
         self.study = batch.study
         self.detector = detector
         self.report = report
+        self.progress = progress
         self.chunk_size = max(1, min(CHUNK_IMAGES, getattr(detector, "batch_size", 1)))
         self.seen_in_batch: dict[str, str] = {}
         self.hash_indexes: dict[str, HashIndex] = {}
-        self.progress_saved_at = time.monotonic()
-        self.unsaved = 0
         # Content hashes already in the study, read once (64 bytes each: 50,000 images ≈ 3 MB);
         # an import racing this one is still caught by the unique constraint when storing.
         self.existing: dict[str, tuple[str, int | None, int]] = {
@@ -532,6 +548,7 @@ class _ImagePipeline:
             pending: tuple[list[_Prepared], Future] | None = None
             decoded = _lookahead(decoder, work, _decode, depth=self.chunk_size + 2)
             for chunk in self._chunks(decoded):
+                self.progress.advance(0)  # a heartbeat per detector call, progress or not
                 detections = self._detect([item.small for item in chunk])
                 crops = cropper.submit(_crop_all, chunk, detections, self.study.min_face_px)
                 if pending is not None:
@@ -539,14 +556,14 @@ class _ImagePipeline:
                 pending = (chunk, crops)
             if pending is not None:
                 self._store_chunk(*pending)
-        self._progress(0, flush=True)
+        self.progress.advance(0, flush=True)
 
     def _chunks(self, decoded: Iterator[_Prepared | _Rejected]) -> Iterator[list[_Prepared]]:
         chunk: list[_Prepared] = []
         pixels = 0
         for item in decoded:
             if not self._accept(item):
-                self._progress(1)
+                self.progress.advance(1)
                 continue
             chunk.append(item)
             pixels += item.opened.width * item.opened.height
@@ -555,17 +572,6 @@ class _ImagePipeline:
                 chunk, pixels = [], 0
         if chunk:
             yield chunk
-
-    def _progress(self, n: int, *, flush: bool = False) -> None:
-        # A commit per file would cost as much as storing it; the page polls once a second.
-        # F() so that chunks of one batch running on several workers add up.
-        self.batch.done += n
-        self.unsaved += n
-        now = time.monotonic()
-        if self.unsaved and (flush or now - self.progress_saved_at >= PROGRESS_INTERVAL_S):
-            ImportBatch.objects.filter(pk=self.batch.pk).update(done=F("done") + self.unsaved)
-            self.unsaved = 0
-            self.progress_saved_at = now
 
     def _accept(self, item: _Prepared | _Rejected) -> bool:
         if isinstance(item, _Rejected):
@@ -582,15 +588,32 @@ class _ImagePipeline:
             if existing_batch == self.batch.pk and existing_name == name[:500]:
                 # This very file, stored by an earlier run of this batch (a task delivered
                 # again after its worker was lost): count it, do not store it twice.
-                self.report.imported += 1
-                faces = Face.objects.filter(source_image_id=existing_pk).count()
-                self.report.faces_found += faces
-                self.report.images_without_faces += not faces
+                self._count_stored(existing_pk)
             else:
                 self.report.duplicate(name, REJECT_DUPLICATE.format(name=existing_name))
             return False
         self.seen_in_batch[item.sha256] = name
         return True
+
+    def _count_stored(self, image_pk: int) -> None:
+        self.report.imported += 1
+        faces = Face.objects.filter(source_image_id=image_pk).count()
+        self.report.faces_found += faces
+        self.report.images_without_faces += not faces
+
+    def _stored_here(self, item: _Prepared) -> int | None:
+        """The image this batch stored for this very file meanwhile (a copy of the work that
+        lost its claim stored it while this one ran), or None."""
+        return (
+            SourceImage.objects.filter(
+                study=self.study,
+                sha256=item.sha256,
+                batch=self.batch,
+                original_name=item.entry.name[:500],
+            )
+            .values_list("pk", flat=True)
+            .first()
+        )
 
     def _store_chunk(self, chunk: list[_Prepared], crops: Future) -> None:
         for item, found in zip(chunk, crops.result(), strict=True):
@@ -599,7 +622,7 @@ class _ImagePipeline:
             else:
                 self._store(item, *found)
             item.opened.image.close()
-        self._progress(len(chunk))
+        self.progress.advance(len(chunk))
 
     def _detect(self, images: list[Image.Image]) -> list[list[Detection] | Exception]:
         try:
@@ -651,8 +674,9 @@ class _ImagePipeline:
                     source_url=row.source_url if row else "",
                     metadata=_metadata(item, row),
                 )
+                # The fields name files at random (annotate.filenames); only the suffix counts.
                 suffix = SUFFIX_FOR_FORMAT.get(item.opened.format, ".img")
-                image.file.save(f"{item.sha256}{suffix}", ContentFile(item.data), save=False)
+                image.file.save(f"image{suffix}", ContentFile(item.data), save=False)
                 written.append(image.file.name)
                 image.save()
                 faces, same_image = [], []
@@ -679,9 +703,7 @@ class _ImagePipeline:
                         near_duplicate_of_id=near,
                         votes_target=self.study.votes_per_face,
                     )
-                    face.crop.save(
-                        f"{item.sha256[:16]}-{number}.jpg", ContentFile(crop.jpeg), save=False
-                    )
+                    face.crop.save("crop.jpg", ContentFile(crop.jpeg), save=False)
                     written.append(face.crop.name)
                     faces.append(face)
                     if twin is not None:
@@ -703,7 +725,13 @@ class _ImagePipeline:
                 ]
         except IntegrityError:
             files_delete(written)
-            self.report.duplicate(item.entry.name, REJECT_DUPLICATE.format(name="another import"))
+            stored = self._stored_here(item)
+            if stored is not None:
+                self._count_stored(stored)
+            else:
+                self.report.duplicate(
+                    item.entry.name, REJECT_DUPLICATE.format(name="another import")
+                )
             return
         except Exception as exc:
             files_delete(written)

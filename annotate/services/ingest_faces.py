@@ -245,7 +245,7 @@ def _face_import_one(
                 coding_status=FaceStatus.COMPLETE,
                 votes_target=study.votes_per_face,
             )
-            face.crop.save(f"{crop_sha[:24]}.jpg", ContentFile(crop_bytes), save=False)
+            face.crop.save("crop.jpg", ContentFile(crop_bytes), save=False)  # named at random
             written.append(face.crop.name)
             face.save()
             KnownLabel.objects.create(

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from annotate.access import role_required, study_for_member
 from annotate.consensus import escalations_sweep, face_adjudicate
 from annotate.labels import Gender
+from annotate.params import bad_parameters_refused, param_choice, param_int, param_text
 from annotate.roles import Role
 from annotate.selectors.agreement import (
     QUESTIONS,
@@ -19,25 +20,15 @@ from annotate.selectors.agreement import (
 )
 
 
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        number = int(value) if value else None
-    except ValueError:
-        return None
-    return number if number is not None and 0 < number < 2**63 else None
-
-
 @role_required(Role.RESEARCHER)
+@bad_parameters_refused
 def agreement(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
-    question = request.GET.get("question", "gender")
-    if question not in QUESTIONS:
-        question = "gender"
     report = agreement_report(
         study=study,
-        batch_id=_int_or_none(request.GET.get("batch")),
-        coder_id=_int_or_none(request.GET.get("coder")),
-        question=question,
+        batch_id=param_int(request.GET, "batch"),
+        coder_id=param_int(request.GET, "coder"),
+        question=param_choice(request.GET, "question", QUESTIONS, default="gender"),
     )
     return render(
         request,
@@ -73,10 +64,10 @@ def adjudicate(request: HttpRequest, slug: str, face_id: int) -> HttpResponse:
         face_adjudicate(
             face=face,
             researcher=request.user,
-            label=request.POST.get("label", ""),
-            reason=request.POST.get("reason", "")[:2000],
+            label=param_text(request.POST, "label"),
+            reason=param_text(request.POST, "reason")[:2000],
         )
-    except ValueError as exc:
+    except ValueError as exc:  # also a BadParameter: the message says what to fix
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Face {face.pk} decided.")

@@ -1,49 +1,36 @@
-"""Login with a rate limit on failed attempts per username and client address."""
+"""Login and logout. Failed logins are throttled by django-axes (see AXES_* in settings):
+its backend refuses a locked-out username or address, its middleware swaps the response
+for `locked_out`, on this form and on the admin's alike."""
 
 from __future__ import annotations
 
-import hashlib
-
-from django.conf import settings
+from axes.helpers import get_cool_off
 from django.contrib.auth import views as auth_views
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.views.decorators.debug import sensitive_post_parameters
 
 from annotate.access import public
 
-TOO_MANY_ATTEMPTS = "Too many failed logins. Wait a few minutes, then try again."
+LOCKED_OUT = "Too many failed logins from this account or address."
 
 
-def _attempt_key(request: HttpRequest) -> str:
-    username = request.POST.get("username", "").strip().lower()
-    address = request.META.get("REMOTE_ADDR", "")
-    digest = hashlib.sha256(f"{username}|{address}".encode()).hexdigest()[:32]
-    return f"login-failures:{digest}"
-
-
-class RateLimitedLoginView(auth_views.LoginView):
+class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
-    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        key = _attempt_key(request)
-        if cache.get(key, 0) >= settings.FACET_LOGIN_MAX_FAILURES:
-            form = self.get_form()
-            form.errors.clear()
-            form.add_error(None, TOO_MANY_ATTEMPTS)
-            return self.render_to_response(self.get_context_data(form=form), status=429)
-        response = super().post(request, *args, **kwargs)
-        if response.status_code == 200:  # the form came back: the login failed
-            cache.add(key, 0, timeout=settings.FACET_LOGIN_WINDOW_SECONDS)
-            try:
-                cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, timeout=settings.FACET_LOGIN_WINDOW_SECONDS)
-        else:
-            cache.delete(key)
-        return response
+
+def locked_out(
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict | None = None,
+) -> HttpResponse:
+    """The page axes shows instead of the login form while a lock holds (AXES_LOCKOUT_CALLABLE)."""
+    cool_off = get_cool_off(request)
+    minutes = round(cool_off.total_seconds() / 60) if cool_off else None
+    context = {"message": LOCKED_OUT, "minutes": minutes}
+    return render(request, "registration/locked_out.html", context, status=429)
 
 
-login = public(sensitive_post_parameters("password")(RateLimitedLoginView.as_view()))
+login = public(sensitive_post_parameters("password")(LoginView.as_view()))
 logout = public(auth_views.LogoutView.as_view())

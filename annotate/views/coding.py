@@ -7,11 +7,9 @@ database failed (nothing was saved; the coder presses the key again).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 
-from django.core.files.storage import default_storage
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -23,6 +21,7 @@ from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION
 from annotate.models import Assignment, AssignmentStatus, Study
 from annotate.roles import Role
 from annotate.selectors.coding import assignment_payload, coder_votes_count, faces_open_count
+from annotate.selectors.media import face_media_allowed
 from annotate.services.coding import (
     NOT_YOUR_ASSIGNMENT,
     CodingError,
@@ -31,6 +30,7 @@ from annotate.services.coding import (
     vote_submit,
     vote_undo,
 )
+from annotate.views.media import face_source_response
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ VOTE_NOT_SAVED = (
 )
 SERVER_BUSY = "The server could not hand out work just now. Try again in a moment."
 BAD_JSON = "The request body is not a JSON object."
+NESTED_JSON = "The request body is nested too deeply to be a vote."
 
 
 def _items(request: HttpRequest, study: Study) -> list[dict]:
@@ -54,6 +55,8 @@ def _payload(request: HttpRequest) -> object:
             return json.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError):
             raise InvalidVote(BAD_JSON) from None
+        except RecursionError:  # the parser gives up on arrays or objects nested too deep
+            raise InvalidVote(NESTED_JSON) from None
     return {key: request.POST.get(key) for key in request.POST}
 
 
@@ -162,8 +165,6 @@ def code_undo(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def code_source(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
     """The source image with the face's box drawn in, for the coder holding the face."""
-    from PIL import Image, ImageDraw
-
     study = study_for_member(request.user, slug)
     assignment = (
         Assignment.objects.select_related("face__source_image")
@@ -171,19 +172,10 @@ def code_source(request: HttpRequest, slug: str, assignment_id: int) -> HttpResp
         .exclude(status=AssignmentStatus.RELEASED)
         .first()
     )
-    if assignment is None or assignment.coder_id != request.user.pk:
+    if (
+        assignment is None
+        or assignment.coder_id != request.user.pk
+        or not face_media_allowed(face=assignment.face, user=request.user)
+    ):
         raise Http404(NOT_YOUR_ASSIGNMENT)
-    face = assignment.face
-    if face.source_image is None or face.box is None:
-        raise Http404("This face has no source image.")
-    with default_storage.open(face.source_image.file.name, "rb") as handle:
-        image = Image.open(handle).convert("RGB")
-    x, y, w, h = face.box
-    width = max(2, round(max(image.size) / 200))
-    ImageDraw.Draw(image).rectangle([x, y, x + w, y + h], outline=(255, 210, 0), width=width)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=88)
-    response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=600"
-    return response
+    return face_source_response(assignment.face)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,8 @@ TOO_FEW_ELIGIBLE = (
     "least that many. No round was created."
 )
 SIZE_INVALID = "The round size must be a whole number of at least 1; got {size}."
+SEED_MAX = 2**63 - 1  # the seed column is a bigint; the sampler takes no negative seed
+SEED_INVALID = "The seed must be a whole number from 0 to {maximum}; got {seed}."
 SAMPLED_ATTRIBUTES = ("race", "age_band", "glasses", "quality", "country")
 CALIBRATION_BINS = 10
 
@@ -70,6 +73,8 @@ def validation_round_create(
     """
     if not isinstance(size, int) or size < 1:
         raise ValidationError(SIZE_INVALID.format(size=size))
+    if seed is not None and not (isinstance(seed, Integral) and 0 <= seed <= SEED_MAX):
+        raise ValidationError(SEED_INVALID.format(maximum=SEED_MAX, seed=seed))
     eligibility = validation_eligible(version=version)
     if eligibility.predicted == 0:
         raise ValidationError(NO_PREDICTIONS.format(version=version))

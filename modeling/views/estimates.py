@@ -11,6 +11,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from annotate.access import role_required, study_for_member
+from annotate.params import (
+    BadParameter,
+    bad_parameters_refused,
+    bad_request,
+    param_choice,
+    param_int,
+    param_text,
+)
 from annotate.roles import Role
 from modeling.appendix import NO_VERSION, appendix_markdown, methods_appendix
 from modeling.estimates import PER_CHOICES
@@ -32,22 +40,19 @@ from modeling.selectors.estimates import (
 )
 
 OPTION_KEYS = ("per", "rank", "duplicates", "rates", "by")
+APPENDIX_FORMATS = ("html", "md", "json")
 
 
 def _options(request: HttpRequest) -> EstimateOptions:
+    """The estimate options of the query string; BadParameter or EstimatesError for a
+    malformed one."""
     get = request.GET
-    per = get.get("per", "face")
-    if per not in PER_CHOICES:
-        raise EstimatesError(f"per must be one of: {', '.join(PER_CHOICES)}")
-    rank = get.get("rank", "").strip()
-    if rank and (not rank.isdigit() or int(rank) < 1):
-        raise EstimatesError("The rank cut-off must be a whole number of at least 1.")
     return EstimateOptions(
-        per=per,
-        rank_cutoff=int(rank) if rank else None,
-        dedupe=get.get("duplicates", "once") != "all",
-        per_subgroup_rates=get.get("rates") == "subgroup",
-        groupings=parse_by(get.get("by", "")),
+        per=param_choice(get, "per", PER_CHOICES, default="face"),
+        rank_cutoff=param_int(get, "rank"),
+        dedupe=param_text(get, "duplicates", default="once") != "all",
+        per_subgroup_rates=param_text(get, "rates") == "subgroup",
+        groupings=parse_by(param_text(get, "by")),
     )
 
 
@@ -70,6 +75,10 @@ def estimates(request: HttpRequest, slug: str) -> HttpResponse:
     }
     try:
         options = _options(request)
+    except (BadParameter, EstimatesError) as exc:
+        context["error"] = str(exc)
+        return render(request, "modeling/estimates.html", context, status=400)
+    try:
         version = version_active(study=study)
         result = estimate_tables(version=version, options=options)
     except EstimatesError as exc:
@@ -101,26 +110,26 @@ def estimates(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 @require_http_methods(["GET"])
+@bad_parameters_refused
 def export(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
-    what = request.GET.get("what", "")
-    format = request.GET.get("format", "csv")
-    version = None
-    if request.GET.get("version", "").isdigit():
-        version = study.model_versions.filter(pk=int(request.GET["version"])).first()
-    round_id = request.GET.get("round", "")
+    get = request.GET
+    what = param_text(get, "what")
+    format = param_text(get, "format", default="csv")
+    version_id = param_int(get, "version")
+    version = study.model_versions.filter(pk=version_id).first() if version_id else None
     try:
         frame = export_frame(
             study=study,
             what=what,
             version=version,
-            pseudonymize=request.GET.get("pseudonymize") == "1",
-            round_id=int(round_id) if round_id.isdigit() else None,
+            pseudonymize=param_text(get, "pseudonymize") == "1",
+            round_id=param_int(get, "round"),
             options=_options(request) if what == "estimates" else None,
         )
         body = export_bytes(frame, format=format)
     except (ExportError, EstimatesError) as exc:
-        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+        return bad_request(str(exc))
     response = HttpResponse(body, content_type=CONTENT_TYPES[format])
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{what}.{format}"'
     return response
@@ -137,17 +146,21 @@ def exports(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @role_required(Role.RESEARCHER)
+@bad_parameters_refused
 def appendix(request: HttpRequest, slug: str) -> HttpResponse:
     """The methods appendix: an HTML page; `?format=md` or `?download=1` gives Markdown,
     `?format=json` JSON (downloaded with `download=1`)."""
     study = study_for_member(request.user, slug)
-    version_id = request.GET.get("version", "")
+    version_id = param_int(request.GET, "version")
     version = (
-        study.model_versions.filter(pk=int(version_id)).first()
-        if version_id.isdigit()
+        study.model_versions.filter(pk=version_id).first()
+        if version_id
         else study.model_versions.filter(is_active=True).first()
     ) or study.model_versions.first()
-    output = request.GET.get("format") or ("md" if request.GET.get("download") == "1" else "html")
+    download = param_text(request.GET, "download") == "1"
+    output = param_choice(
+        request.GET, "format", APPENDIX_FORMATS, default="md" if download else "html"
+    )
     if version is None:
         if output == "html":
             return render(
@@ -169,7 +182,7 @@ def appendix(request: HttpRequest, slug: str) -> HttpResponse:
         response = HttpResponse(
             appendix_markdown(data), content_type="text/markdown; charset=utf-8"
         )
-    if request.GET.get("download") == "1":
+    if download:
         suffix = "json" if output == "json" else "md"
         response["Content-Disposition"] = (
             f'attachment; filename="{study.slug}-v{version.number}-methods.{suffix}"'

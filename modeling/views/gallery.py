@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from annotate.access import check_study_member, role_required
 from annotate.models import Face
+from annotate.params import BadParameter, param_int, param_text
 from annotate.roles import Role
 from modeling.models import ModelVersion, Triage
 from modeling.selectors.gallery import (
@@ -40,19 +41,18 @@ FILTER_KEYS = (
 
 
 def _filters(request: HttpRequest) -> GalleryFilters:
+    """The filters of the query string; BadParameter for a malformed one."""
     get = request.GET
-    round_id = get.get("round", "")
-    rank = get.get("rank", "")
     return GalleryFilters(
-        attribute=get.get("attribute", "").strip(),
-        group=get.get("group", "").strip(),
-        direction=get.get("direction", "").strip(),
-        show=get.get("show", "errors").strip() or "errors",
-        round_id=int(round_id) if round_id.isdigit() else None,
-        job=get.get("job", "").strip(),
-        country=get.get("country", "").strip(),
-        query=get.get("query", "").strip(),
-        max_rank=int(rank) if rank.isdigit() and int(rank) > 0 else None,
+        attribute=param_text(get, "attribute"),
+        group=param_text(get, "group"),
+        direction=param_text(get, "direction"),
+        show=param_text(get, "show", default="errors"),
+        round_id=param_int(get, "round"),
+        job=param_text(get, "job"),
+        country=param_text(get, "country"),
+        query=param_text(get, "query"),
+        max_rank=param_int(get, "rank"),
     )
 
 
@@ -60,12 +60,14 @@ def _filters(request: HttpRequest) -> GalleryFilters:
 def gallery(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
     check_study_member(request.user, version.study)
-    filters = _filters(request)
     error = ""
     empty = ""
+    filters = GalleryFilters()
     try:
+        filters = _filters(request)
         page = gallery_page(version=version, filters=filters, page=request.GET.get("page", 1))
-    except GalleryFilterError as exc:
+    except (BadParameter, GalleryFilterError) as exc:
+        # A filter that cannot be applied: the page says why (400) and shows no faces.
         error, page = str(exc), None
     else:
         if not page.paginator.count:
@@ -98,6 +100,7 @@ def gallery(request: HttpRequest, version_id: int) -> HttpResponse:
             "tags": TAGS,
             "note_max": NOTE_MAX,
         },
+        status=400 if error else 200,
     )
 
 
@@ -118,12 +121,12 @@ def triage(request: HttpRequest, version_id: int, face_id: int) -> HttpResponse:
         triage_record(
             face=face,
             version=version,
-            decision=request.POST.get("decision", ""),
+            decision=param_text(request.POST, "decision"),
             decided_by=request.user,
             tags=request.POST.getlist("tags"),
-            note=request.POST.get("note", ""),
+            note=param_text(request.POST, "note"),
         )
-    except (TriageError, CodingFlowMissing) as exc:
+    except (BadParameter, TriageError, CodingFlowMissing) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Face {face.pk} triaged.")
@@ -136,9 +139,12 @@ def triage_undo_view(request: HttpRequest, version_id: int, face_id: int) -> Htt
     version, face = _version_and_face(request, version_id, face_id)
     try:
         now = triage_undo(
-            face=face, version=version, undone_by=request.user, note=request.POST.get("note", "")
+            face=face,
+            version=version,
+            undone_by=request.user,
+            note=param_text(request.POST, "note"),
         )
-    except TriageError as exc:
+    except (BadParameter, TriageError) as exc:
         messages.error(request, str(exc))
     else:
         back_to = now.get_decision_display() if now is not None else "untriaged"

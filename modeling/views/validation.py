@@ -13,11 +13,13 @@ from django.views.decorators.http import require_http_methods
 
 from annotate.access import check_study_member, role_required, study_for_member
 from annotate.consensus import escalations_sweep
+from annotate.params import bad_parameters_refused, param_int
 from annotate.roles import Role
 from annotate.selectors.waiting import faces_waiting
 from config.celery import BrokerUnavailable
 from modeling import charts
 from modeling.evaluation import INTERSECTION_SEPARATOR
+from modeling.forms import ValidationRoundForm
 from modeling.models import ValidationRound
 from modeling.sampling import MIN_PER_GROUP
 from modeling.selectors.compare import study_versions_predicted, versions_compare
@@ -32,30 +34,29 @@ from modeling.services.validation import (
 DEFAULT_ROUND_SIZE = 300
 
 
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
 @role_required(Role.RESEARCHER)
 @require_http_methods(["GET", "POST"])
+@bad_parameters_refused
 def validation_rounds(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
     versions = study_versions_predicted(study=study)
+    status = 200
     if request.method == "POST":
-        version = study.model_versions.filter(pk=_int(request.POST.get("version"), 0)).first()
-        if version is None:
-            messages.error(request, "Choose a model version of this study.")
+        form = ValidationRoundForm(request.POST, study=study)
+        if not form.is_valid():
+            messages.error(request, f"No round was opened. {form.errors_line()}")
+            status = 400
         else:
+            data = form.cleaned_data
             try:
                 round = validation_round_create(
-                    version=version,
-                    size=_int(request.POST.get("size"), -1),
-                    seed=_int(request.POST.get("seed")),
+                    version=data["version"],
+                    size=data["size"],
+                    seed=data["seed"],
                     created_by=request.user,
-                    min_per_group=max(0, _int(request.POST.get("min_per_group"), MIN_PER_GROUP)),
+                    min_per_group=(
+                        MIN_PER_GROUP if data["min_per_group"] is None else data["min_per_group"]
+                    ),
                 )
             except (ValidationError, CodingFlowMissing) as exc:
                 messages.error(request, str(exc))
@@ -76,11 +77,12 @@ def validation_rounds(request: HttpRequest, slug: str) -> HttpResponse:
             "study": study,
             "versions": [v for v in versions if v.n_predictions],
             "unpredicted": [v for v in versions if not v.n_predictions],
-            "chosen": _int(request.GET.get("version")),
+            "chosen": param_int(request.GET, "version"),
             "rounds": rounds,
             "default_size": DEFAULT_ROUND_SIZE,
             "min_per_group": MIN_PER_GROUP,
         },
+        status=status,
     )
 
 
@@ -162,6 +164,7 @@ def validation_compute(request: HttpRequest, round_id: int) -> HttpResponse:
 
 
 @role_required(Role.RESEARCHER)
+@bad_parameters_refused
 def version_compare(request: HttpRequest, slug: str) -> HttpResponse:
     """Two versions side by side: each one's newest validation round and CV by subgroup, and
     both on the faces they both predicted and humans labelled (paired, McNemar's exact test).
@@ -169,7 +172,7 @@ def version_compare(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
     versions = study_versions_predicted(study=study)
     by_pk = {v.pk: v for v in versions}
-    a, b = (by_pk.get(_int(request.GET.get(key), 0)) for key in ("a", "b"))
+    a, b = (by_pk.get(param_int(request.GET, key)) for key in ("a", "b"))
     # Default: the active version (else the one before) against the newest other one.
     active = next((v for v in versions if v.is_active), None)
     if b is None and versions:

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from annotate.models import Adjudication, Face, FaceStatus, ImportBatch
 from annotate.roles import Role
-from annotate.selectors.agreement import agreement_report, votes_frame
+from annotate.selectors.agreement import agreement_report, agreement_votes
 from annotate.services.simulation import coders_simulate
 from tests.annotate.coding_helpers import bare_faces, vote_next
 from tests.factories import make_source_image, make_study, make_user
@@ -33,7 +33,9 @@ def test_agreement_page_shows_figures_coders_chart_and_confusion(client, study):
     coder_id = report.coders[0].coder_id
     html = client.get(f"{url}?coder={coder_id}&question=glasses").content.decode()
     assert 'data-testid="confusion"' in html
-    assert client.get(f"{url}?batch=abc&coder=-1&question=nope").status_code == 200
+    for bad in ("batch=abc", "coder=-1", "question=nope"):  # refused, not silently ignored
+        response = client.get(f"{url}?{bad}")
+        assert response.status_code == 400 and bad.split("=")[0] in response.content.decode()
 
 
 def test_agreement_can_be_limited_to_one_import_batch(study):
@@ -42,7 +44,7 @@ def test_agreement_can_be_limited_to_one_import_batch(study):
     in_batch = bare_faces(study, 2, source_image=image)
     bare_faces(study, 3)
     coders_simulate(study=study, coders=3, accuracy=1.0)
-    frame = votes_frame(study=study, batch_id=batch.pk)
+    frame = agreement_votes(study=study, batch_id=batch.pk).frame
     assert set(frame["item"]) == {f.pk for f in in_batch} and len(frame) == 6
     assert agreement_report(study=study, batch_id=batch.pk).n_items == 2
 

@@ -9,6 +9,7 @@ import pytest
 
 from annotate.ingest.archive import (
     ENTRY_NESTED_ARCHIVE,
+    ENTRY_NOT_REGULAR,
     ENTRY_SYMLINK,
     ENTRY_TOO_LARGE,
     ArchiveLimits,
@@ -125,3 +126,12 @@ def test_folder_symlinks_are_refused_not_followed(tmp_path):
     listing = folder_list(tmp_path)
     assert [entry.name for entry in listing.entries] == ["good.jpg"]
     assert _reasons(listing) == {"link.jpg": ENTRY_SYMLINK, "linkdir": ENTRY_SYMLINK}
+
+
+def test_a_named_pipe_in_a_folder_is_refused_without_reading_it(tmp_path):
+    """A FIFO named like an image would block the import forever on its first read."""
+    (tmp_path / "good.jpg").write_bytes(b"x")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    listing = folder_list(tmp_path)
+    assert [entry.name for entry in listing.entries] == ["good.jpg"]
+    assert _reasons(listing) == {"pipe.jpg": ENTRY_NOT_REGULAR}

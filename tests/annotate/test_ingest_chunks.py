@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.files.base import ContentFile
 
-from annotate.ingest.detect import detector_make
-from annotate.models import ImportBatch, JobStatus, SourceImage
+from annotate.models import ImportBatch, ImportChunk, JobStatus, SourceImage
 from annotate.services import ingest as ingest_service
 from annotate.services.ingest import import_batch_process, import_chunk_process
 from tests.annotate import hostile
 from tests.factories import make_study
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def detector():
-    import torch
-
-    torch.set_num_threads(2)
-    return detector_make("mtcnn", device="cpu")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sweep_only_when_called")]
 
 
 def _queued_batch(study) -> ImportBatch:
@@ -102,6 +95,10 @@ def test_small_uploads_are_imported_in_the_first_task(
     assert finished.report["imported"] == 5 and "chunks" not in finished.report
 
 
+class _Killed(BaseException):
+    """What SIGKILL looks like from inside: nothing after it runs, no except clause sees it."""
+
+
 def test_a_chunk_run_again_after_a_lost_worker_counts_its_files_once(
     settings, detector, monkeypatch, django_capture_on_commit_callbacks
 ):
@@ -109,18 +106,33 @@ def test_a_chunk_run_again_after_a_lost_worker_counts_its_files_once(
     batch = _queued_batch(make_study())
     _, sent = _plan(batch, detector, monkeypatch, django_capture_on_commit_callbacks)
     (_, start, stop), second = sent
-    # The first delivery stores its images, then the worker dies before the merge.
-    original_merge = ingest_service._chunk_merge
-    monkeypatch.setattr(ingest_service, "_chunk_merge", lambda **kwargs: None)
+    # The first delivery stores its images, then the worker dies before recording the chunk.
+    original_finish = ingest_service.chunk_finish
+
+    def killed(**kwargs):
+        raise _Killed()
+
+    monkeypatch.setattr(ingest_service, "chunk_finish", killed)
+    with pytest.raises(_Killed):
+        import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
+    monkeypatch.setattr(ingest_service, "chunk_finish", original_finish)
+    assert SourceImage.objects.count() == 3
+    chunk = ImportChunk.objects.get(batch=batch, start=start)
+    # Delivered again while its heartbeat is fresh (the worker may still be alive): nothing.
     import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
-    monkeypatch.setattr(ingest_service, "_chunk_merge", original_merge)
-    for _, start, stop in sent:  # the message comes back; every chunk completes
+    assert ImportChunk.objects.get(pk=chunk.pk).attempts == 1
+    # Its heartbeat goes stale and the message comes back; every chunk completes.
+    ImportChunk.objects.filter(pk=chunk.pk).update(
+        heartbeat_at=chunk.heartbeat_at - timedelta(seconds=settings.FACET_IMPORT_STALE_SECONDS + 1)
+    )
+    for _, start, stop in sent:
         import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
     batch.refresh_from_db()
     assert batch.status == JobStatus.SUCCEEDED
     report = batch.report
     assert report["imported"] == 5 and report["duplicates_skipped"] == 0
     assert report["faces_found"] == 5 and SourceImage.objects.count() == 5
+    assert ImportChunk.objects.get(pk=chunk.pk).attempts == 2
 
 
 def test_near_duplicates_across_chunks_that_ran_together_are_flagged_at_the_end(

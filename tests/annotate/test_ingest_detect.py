@@ -136,3 +136,61 @@ def test_default_detector_finds_faces_in_real_fairface_crops(mtcnn):
     found = mtcnn.detect(images)
     hits = sum(1 for faces in found if faces)
     assert hits >= 22, f"MTCNN found a face in only {hits} of {len(images)} real face crops"
+
+
+# --- images too small for any face ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_face(fairface540) -> Image.Image:
+    """A real FairFace crop (a face filling the frame), to be shrunk below the detectors' size."""
+    path = sorted((fairface540 / "fairface").glob("*.jpg"))[0]
+    return Image.open(path).convert("RGB")
+
+
+TINY_SIZES = [(5, 5), (19, 19), (19, 300), (300, 12), (1, 1)]
+
+
+@pytest.mark.parametrize("size", TINY_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", ["mtcnn", "haar"])
+def test_an_image_smaller_than_the_smallest_face_has_no_face_and_no_error(
+    request, real_face, name, size
+):
+    detector = request.getfixturevalue(name)
+    assert detector.detect([real_face.resize(size)]) == [[]]
+
+
+def test_tiny_images_in_a_batch_leave_the_others_detected_in_order(mtcnn, real_face):
+    tiny, face = real_face.resize((19, 19)), real_face.resize((224, 224))
+    found = mtcnn.detect([tiny, face, real_face.resize((5, 5)), face])
+    assert [bool(faces) for faces in found] == [False, True, False, True]
+
+
+@pytest.mark.parametrize("side", [12, 20, 33])
+def test_mtcnn_takes_every_image_its_pyramid_can_hold(real_face, side):
+    """At the boundary facenet computes in floating point: no size near it crashes."""
+    import torch
+
+    torch.set_num_threads(2)
+    detector = detector_make("mtcnn", device="cpu", min_face_size=side)
+    sizes = [(s, s) for s in range(side - 2, side + 3)]
+    assert len(detector.detect([real_face.resize(size) for size in sizes])) == len(sizes)
+
+
+@pytest.mark.django_db
+def test_a_tiny_image_is_imported_and_counted_as_having_no_face(
+    tmp_path, media_root, mtcnn, real_face
+):
+    from annotate.services.ingest import images_import
+    from tests.factories import make_study
+
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    (folder / "tiny.jpg").write_bytes(hostile.encode(real_face.resize((19, 19)), "JPEG"))
+    (folder / "face.jpg").write_bytes(hostile.encode(real_face.resize((224, 224)), "JPEG"))
+    batch = images_import(study=make_study(), source=folder, detector=mtcnn)
+    report = batch.report
+    assert batch.status == "succeeded", batch.error
+    assert report["rejected"] == 0 and report["rejected_files"] == []
+    assert report["imported"] == 2 and report["images_without_faces"] == 1
+    assert report["faces_found"] >= 1

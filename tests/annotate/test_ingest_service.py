@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from annotate.ingest.detect import detector_make
 from annotate.models import Face, ImportBatch, JobStatus, SourceImage
 from annotate.services import ingest as ingest_service
 from annotate.services.ingest import images_import
@@ -20,14 +19,6 @@ from tests.factories import make_study
 pytestmark = pytest.mark.django_db
 
 MANIFEST_HEADER = "file,query,job,country,language,rank,source_url,engine\n"
-
-
-@pytest.fixture(scope="module")
-def detector():
-    import torch
-
-    torch.set_num_threads(2)
-    return detector_make("mtcnn", device="cpu")
 
 
 @pytest.fixture

@@ -1,22 +1,16 @@
-"""The researcher's upload, progress and report pages; the face-source view and who may open it."""
+"""The researcher's upload, progress and report pages (the face-source view: test_media_access)."""
 
 from __future__ import annotations
 
-import io
-from datetime import timedelta
-
 import pytest
-from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from django.utils import timezone
-from PIL import Image
 
-from annotate.models import Assignment, AssignmentStatus, ImportBatch, JobStatus
+from annotate.models import ImportBatch, JobStatus
 from annotate.roles import Role
-from annotate.views.imports import FACE_NOT_ALLOWED, UPLOAD_NOT_ZIP
+from annotate.views.imports import UPLOAD_NOT_ZIP
 from tests.annotate import hostile
-from tests.factories import make_faces, make_source_image, make_study, make_user
+from tests.factories import make_source_image, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -101,10 +95,12 @@ def test_status_endpoint_reports_progress_then_the_report(client, study):
     url = reverse("annotate:import_status", args=[batch.pk])
     running = client.get(url).json()
     assert (running["percent"], running["finished"], running["report"]) == (40, False, None)
-    batch.status, batch.done, batch.report = JobStatus.SUCCEEDED, 10, {"imported": 9}
+    batch.status, batch.done, batch.report = JobStatus.SUCCEEDED, 10, {"duplicates_skipped": 9}
     batch.save()
+    make_source_image(study, batch=batch)
     done = client.get(url).json()
-    assert done["finished"] and done["report"] == {"imported": 9}
+    assert done["finished"] and done["report"]["duplicates_skipped"] == 9
+    assert done["report"]["imported"] == 1  # counted from the rows
 
 
 def test_detail_page_shows_the_report_and_escapes_file_names(client, study):
@@ -116,84 +112,9 @@ def test_detail_page_shows_the_report_and_escapes_file_names(client, study):
             "rejected_files": [{"file": "<script>x</script>.jpg", "reason": "not an image"}],
         },
     )
+    for _ in range(3):
+        make_source_image(study, batch=batch)
     client.force_login(make_user(Role.RESEARCHER, study=study))
     html = client.get(reverse("annotate:import_detail", args=[batch.pk])).content.decode()
     assert "&lt;script&gt;x&lt;/script&gt;.jpg" in html and "<script>x</script>" not in html
     assert 'data-key="imported">3<' in html
-
-
-# --- face source ---------------------------------------------------------------------------
-
-
-def _face_with_source(study):
-    image = make_source_image(study)
-    picture = io.BytesIO()
-    hostile.astronaut(256).save(picture, format="JPEG")
-    image.file.save("scene.jpg", ContentFile(picture.getvalue()), save=False)
-    image.width = image.height = 256
-    image.save()
-    (face,) = make_faces(study, 1, source_image=image, box_x=80, box_y=30, box_w=50, box_h=60)
-    return face
-
-
-def _lease(face, coder, *, status=AssignmentStatus.LEASED, minutes=10):
-    now = timezone.now()
-    return Assignment.objects.create(
-        face=face,
-        coder=coder,
-        status=status,
-        leased_at=now,
-        expires_at=now + timedelta(minutes=minutes),
-    )
-
-
-def test_coder_with_a_lease_sees_the_source_image_with_the_box_drawn(client, study):
-    face = _face_with_source(study)
-    coder = make_user(Role.CODER, study=study)
-    _lease(face, coder)
-    client.force_login(coder)
-    response = client.get(reverse("annotate:face_source", args=[face.pk]))
-    assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
-    assert response["X-Content-Type-Options"] == "nosniff"
-    picture = Image.open(io.BytesIO(response.content)).convert("RGB")
-    assert picture.size == (256, 256)
-    r, g, b = picture.getpixel((105, 31))  # on the box's top edge: the box colour
-    assert r > 200 and g > 150 and b < 90
-
-
-def test_coder_who_voted_sees_it_too(client, study):
-    face = _face_with_source(study)
-    coder = make_user(Role.CODER, study=study)
-    _lease(face, coder, status=AssignmentStatus.SUBMITTED)
-    client.force_login(coder)
-    assert client.get(reverse("annotate:face_source", args=[face.pk])).status_code == 200
-
-
-@pytest.mark.parametrize(
-    "status,minutes",
-    [(None, 0), (AssignmentStatus.LEASED, -1), (AssignmentStatus.RELEASED, 10)],
-    ids=["never-leased", "lease-expired", "released"],
-)
-def test_coder_without_a_live_lease_or_vote_is_refused(client, study, status, minutes):
-    face = _face_with_source(study)
-    coder = make_user(Role.CODER, study=study)
-    if status is not None:
-        _lease(face, coder, status=status, minutes=minutes)
-    client.force_login(coder)
-    response = client.get(reverse("annotate:face_source", args=[face.pk]))
-    assert response.status_code == 403
-    assert FACE_NOT_ALLOWED in response.content.decode()
-
-
-def test_researchers_see_faces_of_their_studies_only(client, study):
-    face = _face_with_source(study)
-    client.force_login(make_user(Role.RESEARCHER, study=study))
-    assert client.get(reverse("annotate:face_source", args=[face.pk])).status_code == 200
-    client.force_login(make_user(Role.RESEARCHER))
-    assert client.get(reverse("annotate:face_source", args=[face.pk])).status_code == 403
-
-
-def test_imported_crops_have_no_source_image(client, study):
-    (face,) = make_faces(study, 1)
-    client.force_login(make_user(Role.RESEARCHER, study=study))
-    assert client.get(reverse("annotate:face_source", args=[face.pk])).status_code == 404

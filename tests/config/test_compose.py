@@ -1,4 +1,5 @@
-"""docker-compose.yml cannot run here (no engine); it is checked by reading it."""
+"""docker-compose.yml and deploy/nginx.conf cannot run here (no engine); they are checked by
+reading them."""
 
 from __future__ import annotations
 
@@ -6,15 +7,62 @@ import re
 import shlex
 
 import yaml
+from django.conf import settings
+from django.urls import reverse
 
+from config.request_limits import BODY_MARGIN
 from tests.conftest import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+APP_SERVICES = ("web", "worker", "gpu-worker")
+NGINX_SIZES = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _nginx(text: str) -> list[tuple[str, list[str], list]]:
+    """nginx configuration as nested (directive, arguments, block) tuples, comments dropped."""
+    tokens = re.findall(r'"[^"]*"|[{};]|[^\s{};]+', re.sub(r"#[^\n]*", "", text))
+
+    def block(i: int) -> tuple[list, int]:
+        items, words = [], []
+        while i < len(tokens):
+            token, i = tokens[i], i + 1
+            if token == "}":
+                return items, i
+            if token in ";{":
+                children, i = block(i) if token == "{" else ([], i)
+                items.append((words[0], words[1:], children))
+                words = []
+            else:
+                words.append(token.strip('"'))
+        return items, i
+
+    return block(0)[0]
+
+
+def _find(items: list, name: str) -> list[tuple[str, list[str], list]]:
+    return [item for item in items if item[0] == name]
+
+
+def _one(items: list, name: str) -> list[str]:
+    (found,) = _find(items, name)
+    return found[1]
+
+
+def _bytes(size: str) -> int:
+    unit = size[-1].lower()
+    return int(size[:-1]) * NGINX_SIZES[unit] if unit in NGINX_SIZES else int(size)
+
+
+NGINX = _nginx((ROOT / "deploy" / "nginx.conf").read_text())
+(UPSTREAM,) = _find(NGINX, "upstream")
+SERVERS = {_find(server[2], "listen")[0][1][0]: server[2] for server in _find(NGINX, "server")}
+TLS = SERVERS["443"]
+LOCATIONS = {" ".join(args): children for _, args, children in _find(TLS, "location")}
 
 
 def test_it_has_the_services_of_the_deployment():
-    assert {"postgres", "redis", "web", "worker", "gpu-worker"} <= set(SERVICES)
+    assert {"postgres", "redis", "web", "worker", "gpu-worker", "proxy"} <= set(SERVICES)
 
 
 def test_app_services_share_one_anchored_definition_and_differ_in_command():
@@ -68,3 +116,74 @@ def test_shared_volumes_and_health_checks():
         env = SERVICES[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://")
         assert env["CELERY_BROKER_URL"].startswith("redis://")
+
+
+def test_only_the_proxy_publishes_ports_and_gunicorn_stays_on_the_compose_network():
+    published = {name for name, service in SERVICES.items() if service.get("ports")}
+    assert published == {"proxy"}
+    assert {p.split(":")[-1] for p in SERVICES["proxy"]["ports"]} == {"443", "80"}
+    web = SERVICES["web"]
+    assert web["expose"] == ["8000"]
+    gunicorn = shlex.split(web["command"][-1].split("&&")[-1])
+    assert gunicorn[gunicorn.index("--bind") + 1] == "0.0.0.0:8000"  # inside its container
+    assert _one(UPSTREAM[2], "server") == ["web:8000"]
+    assert "X-Forwarded-Proto': 'https'" in web["healthcheck"]["test"][-1]
+    assert SERVICES["proxy"]["depends_on"]["web"]["condition"] == "service_healthy"
+
+
+def test_the_proxy_ends_tls_and_redirects_plain_http():
+    assert all("ssl" in args for _, args, _ in _find(TLS, "listen"))
+    assert _one(SERVERS["80"], "return") == ["301", "https://$host$request_uri"]
+    mounts = {v.split(":")[1]: v for v in SERVICES["proxy"]["volumes"]}
+    assert mounts["/etc/nginx/conf.d/default.conf"] == (
+        "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro"
+    )
+    assert mounts["/etc/nginx/certs"] == "./deploy/certs:/etc/nginx/certs:ro"
+    for directive in ("ssl_certificate", "ssl_certificate_key"):
+        assert _one(TLS, directive)[0].startswith("/etc/nginx/certs/")
+    assert "deploy/certs" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_the_proxy_overwrites_the_forwarded_headers_django_trusts():
+    headers = {args[0]: args[1] for _, args, _ in _find(TLS, "proxy_set_header")}
+    assert headers["X-Forwarded-Proto"] == "$scheme"
+    assert headers["X-Forwarded-For"] == "$remote_addr"
+    assert headers["Forwarded"] == headers["X-Forwarded-Host"] == ""
+    # A location with its own proxy_set_header would drop all of the server's.
+    for path, children in LOCATIONS.items():
+        assert not _find(children, "proxy_set_header"), path
+    env = COMPOSE["x-app"]["environment"]
+    assert env["FACET_TRUSTED_PROXY_COUNT"] == "1"
+
+
+def test_the_proxy_refuses_bodies_over_facets_limits_before_reading_them():
+    assert _bytes(_one(TLS, "client_max_body_size")[0]) == (
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE + BODY_MARGIN
+    )
+    (upload,) = [path for path in LOCATIONS if path.startswith("~ ")]
+    pattern = re.compile(upload[2:])
+    assert pattern.search(reverse("annotate:import_new", args=["some-study"]))
+    assert not pattern.search(reverse("annotate:agreement", args=["some-study"]))
+    assert _bytes(_one(LOCATIONS[upload], "client_max_body_size")[0]) == (
+        settings.FACET_MAX_UPLOAD_BYTES
+    )
+
+
+def test_media_go_out_through_an_internal_location_over_the_read_only_volume():
+    prefix = COMPOSE["x-app"]["environment"]["FACET_MEDIA_ACCEL_REDIRECT"]
+    assert prefix == "/protected-media/"
+    media = LOCATIONS[prefix]
+    assert _find(media, "internal") and _one(media, "alias") == ["/data/media/"]
+    assert "media:/data/media:ro" in SERVICES["proxy"]["volumes"]
+    assert COMPOSE["x-app"]["environment"]["FACET_MEDIA_ROOT"] == "/data/media"
+    added = {args[0]: args[1] for _, args, _ in _find(media, "add_header")}
+    assert added["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in added["Content-Security-Policy"]
+
+
+def test_the_image_serves_what_compose_expects():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^EXPOSE 8000$", dockerfile, re.M)
+    static_root = COMPOSE["x-app"]["environment"]["FACET_STATIC_ROOT"]
+    assert static_root.startswith("/data/")  # the only folder the image's user may write
+    assert "chown facet /data" in dockerfile

@@ -86,7 +86,8 @@ def test_database_and_broker_urls_select_postgres_and_redis(tmp_path):
         "5433",
     )
     assert shown["broker"] == "redis://redis:6379/0"
-    assert shown["opts"]["visibility_timeout"] == 3600
+    # Unset: each worker uses its longest task time limit plus a margin (config.celery).
+    assert "visibility_timeout" not in shown["opts"]
 
 
 def test_invalid_values_name_the_variable(tmp_path):
@@ -95,12 +96,56 @@ def test_invalid_values_name_the_variable(tmp_path):
         "CELERY_BROKER_URL": "amqp://guest@localhost//",
         "DJANGO_DEBUG": "maybe",
         "FACET_LOGIN_MAX_FAILURES": "many",
+        "FACET_LOGIN_COOLOFF_MINUTES": "0",
+        "FACET_TRUSTED_PROXY_COUNT": "-1",
+        "FACET_SESSION_HOURS": "0",
+        "FACET_MEDIA_ACCEL_REDIRECT": "protected-media",
     }
     for name, value in cases.items():
         result = run_python(SHOW, {name: value}, tmp_path)
         assert result.returncode != 0
         last_line = result.stderr.strip().splitlines()[-1]
         assert name in last_line and "EnvError" in last_line, (name, result.stderr[-500:])
+
+
+SHOW_LOGIN = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'limit': s.AXES_FAILURE_LIMIT, 'cooloff': s.AXES_COOLOFF_TIME.total_seconds(),"
+    " 'proxies': s.FACET_TRUSTED_PROXY_COUNT, 'session': s.SESSION_COOKIE_AGE,"
+    " 'by': s.AXES_LOCKOUT_PARAMETERS, 'handler': s.AXES_HANDLER}))"
+)
+
+
+def test_login_throttle_and_session_length_defaults(tmp_path):
+    result = run_python(SHOW_LOGIN, {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "limit": 5,
+        "cooloff": 15 * 60,
+        "proxies": 0,
+        "session": 8 * 3600,
+        # Separately by username and by address, counted in the shared database.
+        "by": ["username", "ip_address"],
+        "handler": "axes.handlers.database.AxesDatabaseHandler",
+    }
+
+
+def test_login_throttle_and_session_length_follow_the_environment(tmp_path):
+    env = {
+        "FACET_LOGIN_MAX_FAILURES": "10",
+        "FACET_LOGIN_COOLOFF_MINUTES": "60",
+        "FACET_TRUSTED_PROXY_COUNT": "1",
+        "FACET_SESSION_HOURS": "2",
+    }
+    result = run_python(SHOW_LOGIN, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["limit"], shown["cooloff"], shown["proxies"], shown["session"]) == (
+        10,
+        3600,
+        1,
+        2 * 3600,
+    )
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):

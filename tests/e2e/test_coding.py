@@ -13,6 +13,9 @@ from tests.factories import PASSWORD, make_faces, make_source_image, make_study,
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 FACES = 3
+LOADED = (  # an <img> whose picture arrived and decoded
+    "id => { const img = document.getElementById(id); return img.complete && img.naturalWidth > 0; }"
+)
 
 
 def label_current(page, keys: str) -> None:
@@ -43,9 +46,12 @@ def test_three_coders_label_with_the_keyboard_and_a_researcher_sees_agreement(br
         page.goto(f"{live_server.url}/code/{study.slug}/")
         page.wait_for_selector("#crop:not([hidden])")
         if index == 0:
+            # The crop arrives through the access-checked media view.
+            page.wait_for_function(LOADED, arg="crop")
             # The source image with the box, on request, by keyboard.
             page.keyboard.press("s")
             page.wait_for_selector("#source-frame:not([hidden])")
+            page.wait_for_function(LOADED, arg="source")
             # Label, undo, then label again: the undone face comes back.
             first = page.locator("#coding").get_attribute("data-assignment")
             label_current(page, "m1")

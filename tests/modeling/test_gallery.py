@@ -123,8 +123,10 @@ def test_gallery_page_renders_cards_and_refuses_coders(client, planted):
         PAGE_SIZE, len(_errors(truth, age_band="3-9"))
     )
     assert "source image" in html and "P(female)" in html
+    # Crops and sources through the access-checked media views, never a file path.
+    assert "/media/" not in html and '/crop/"' in html and 'href="/images/' in html
     bad = client.get(url + "?attribute=shoe&group=x")
-    assert bad.status_code == 200 and "Unknown attribute" in bad.content.decode()
+    assert bad.status_code == 400 and "Unknown attribute" in bad.content.decode()
     client.force_login(make_user(Role.RESEARCHER))  # not a member
     assert client.get(url).status_code == 403
 

@@ -1,8 +1,10 @@
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.management.commands._report import batch_report_write
+from annotate.management.files import input_file_read
 from annotate.services.ingest_common import StudyNotFound, study_get
 from annotate.services.ingest_faces import faces_import
 
@@ -29,9 +31,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not dir.is_dir():
             raise CommandError(f"no such folder: {dir}")
-        if not labels.is_file():
-            raise CommandError(f"no such labels file: {labels}")
-        batch = faces_import(
-            study=target, folder=dir, labels=labels.read_bytes(), labels_name=labels.name
+        labels_bytes = input_file_read(
+            labels,
+            what="labels file",
+            limit=settings.FACET_MANIFEST_MAX_BYTES,
+            setting="FACET_MANIFEST_MAX_BYTES",
         )
+        batch = faces_import(study=target, folder=dir, labels=labels_bytes, labels_name=labels.name)
         batch_report_write(self, batch, title="Face import", as_json=options["json"])

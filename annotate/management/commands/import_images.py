@@ -1,8 +1,10 @@
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.management.commands._report import batch_report_write
+from annotate.management.files import input_file_check, input_file_read
 from annotate.services.ingest import images_import
 from annotate.services.ingest_common import StudyNotFound, study_get
 
@@ -22,17 +24,24 @@ class Command(BaseCommand):
 
     def handle(self, *args, path: Path, study: str, manifest: Path | None, **options) -> None:
         path = Path(path)
-        manifest = Path(manifest) if manifest else None
         try:
             target = study_get(slug=study)
         except StudyNotFound as exc:
             raise CommandError(str(exc)) from None
-        if not path.exists():
-            raise CommandError(f"no such file or folder: {path}")
+        if not path.is_dir():  # a zip: a regular file, refused by its size before it is opened
+            input_file_check(
+                path,
+                what="file or folder",
+                limit=settings.FACET_IMPORT_MAX_BYTES,
+                setting="FACET_IMPORT_MAX_BYTES",
+            )
         manifest_bytes = None
         if manifest is not None:
-            if not manifest.is_file():
-                raise CommandError(f"no such manifest file: {manifest}")
-            manifest_bytes = manifest.read_bytes()
+            manifest_bytes = input_file_read(
+                Path(manifest),
+                what="manifest file",
+                limit=settings.FACET_MANIFEST_MAX_BYTES,
+                setting="FACET_MANIFEST_MAX_BYTES",
+            )
         batch = images_import(study=target, source=path, manifest=manifest_bytes)
         batch_report_write(self, batch, title="Import", as_json=options["json"])

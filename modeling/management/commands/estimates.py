@@ -6,9 +6,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotate.management.files import output_check, output_write
 from annotate.models import Study
 from modeling.estimates import N_BOOT, PER_CHOICES
-from modeling.exports import export_write, neutralize_formulas
+from modeling.exports import export_bytes, neutralize_formulas
 from modeling.selectors.estimates import (
     DEFAULT_SEED,
     EstimateOptions,
@@ -29,7 +30,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--study", required=True)
         parser.add_argument("--by", default="", help="Comma-separated columns of one grouping.")
-        parser.add_argument("--out", type=Path, help="Write CSV here (else print a table).")
+        parser.add_argument(
+            "--out",
+            type=Path,
+            help="Write CSV to this file, in an existing folder (else print a table).",
+        )
         parser.add_argument("--per", choices=PER_CHOICES, default="face")
         parser.add_argument("--rank-cutoff", type=int, help="Only the top-N results per query.")
         parser.add_argument(
@@ -42,6 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
     def handle(self, *args, **options) -> None:
+        out = output_check(options["out"]) if options["out"] else None
         study = Study.objects.filter(slug=options["study"]).first()
         if study is None:
             raise CommandError(f"No study {options['study']!r}.")
@@ -64,9 +70,9 @@ class Command(BaseCommand):
         except (EstimatesError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         frame = neutralize_formulas(result.combined())
-        if options["out"]:
-            export_write(frame, format="csv", path=options["out"])
-            self.stdout.write(f"{len(frame)} rows written to {options['out']}")
+        if out is not None:
+            output_write(out, export_bytes(frame, format="csv"))
+            self.stdout.write(f"{len(frame)} rows written to {out}")
             return
         if result.basis.rates is None:
             self.stdout.write("No human-validation results for this version: raw shares only.")

@@ -7,14 +7,18 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotate.management.files import output_check, output_write
 from annotate.models import Study
-from modeling.exports import FORMAT_CHOICES, WHAT_CHOICES, ExportError, export_frame, export_write
+from modeling.exports import FORMAT_CHOICES, WHAT_CHOICES, ExportError, export_bytes, export_frame
 from modeling.management.version_option import version_option_free
 from modeling.selectors.estimates import EstimatesError
 
 
 class Command(BaseCommand):
-    help = "Write one export of a study to PATH (text cells neutralized against formulas)."
+    help = (
+        "Write one export of a study to --out PATH, a file in an existing folder (text cells "
+        "neutralized against formulas)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         version_option_free(parser)
@@ -34,6 +38,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        out = output_check(options["out"])
         study = Study.objects.filter(slug=options["study"]).first()
         if study is None:
             raise CommandError(f"No study {options['study']!r}.")
@@ -50,7 +55,8 @@ class Command(BaseCommand):
                 pseudonymize=options["pseudonymize"],
                 round_id=options["round"],
             )
-            path = export_write(frame, format=options["format"], path=options["out"])
+            data = export_bytes(frame, format=options["format"])
         except (ExportError, EstimatesError) as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"{len(frame)} rows written to {path}")
+        output_write(out, data)
+        self.stdout.write(f"{len(frame)} rows written to {out}")

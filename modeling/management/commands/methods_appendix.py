@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotate.management.files import output_check, output_write
 from annotate.models import Study
 from modeling.appendix import appendix_markdown, methods_appendix
 from modeling.management.version_option import version_option_free
@@ -20,9 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--study", required=True)
         parser.add_argument("--version", type=int, help="Version number (default: active).")
         parser.add_argument("--format", choices=("md", "json"), default="md")
-        parser.add_argument("--out", type=Path)
+        parser.add_argument(
+            "--out", type=Path, help="Write to this file, in an existing folder (else print)."
+        )
 
     def handle(self, *args, **options) -> None:
+        out = output_check(options["out"]) if options["out"] else None
         study = Study.objects.filter(slug=options["study"]).first()
         if study is None:
             raise CommandError(f"No study {options['study']!r}.")
@@ -40,8 +44,8 @@ class Command(BaseCommand):
             if options["format"] == "json"
             else appendix_markdown(data)
         )
-        if options["out"]:
-            options["out"].write_text(text, encoding="utf-8")
-            self.stdout.write(f"written to {options['out']}")
+        if out is not None:
+            output_write(out, text.encode("utf-8"))
+            self.stdout.write(f"written to {out}")
         else:
             self.stdout.write(text)
