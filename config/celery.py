@@ -20,13 +20,21 @@ class Queue(StrEnum):
     GPU = "gpu"
 
 
+def queue_route(name, args, kwargs, options, task=None, **_) -> dict[str, str] | None:
+    """Route a task to the queue its decorator declares (`@shared_task(facet_queue=Queue.GPU)`);
+    a task that declares none goes to task_default_queue.
+
+    Celery's own `queue=` task attribute is deprecated (it stops working in Celery 6), so the
+    declaration is Facet's attribute and this router, Celery's supported hook, reads it.
+    """
+    queue = getattr(task, "facet_queue", None)
+    return None if queue is None else {"queue": Queue(queue).value}
+
+
 app = Celery("facet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_default_queue = Queue.DEFAULT.value
-app.conf.task_routes = {
-    "modeling.tasks.*": {"queue": Queue.GPU.value},
-    "modeling.validation_tasks.*": {"queue": Queue.DEFAULT.value},
-}
+app.conf.task_routes = (queue_route,)
 app.autodiscover_tasks()
 
 

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 MAX_CSV_BYTES = 50 * 1024 * 1024
-MAX_FIELD_CHARS = 10_000
 
 CSV_EMPTY = "the CSV file is empty"
 CSV_TOO_LARGE = "the CSV file is {size} bytes; the limit is {limit} bytes"
@@ -111,7 +110,3 @@ def _records(reader, names: list[str]) -> Iterator[CsvRecord]:
             continue
         values = {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(names)}
         yield CsvRecord(start, values, max(0, len(row) - len(names)))
-
-
-def field_too_long(value: str, limit: int = MAX_FIELD_CHARS) -> bool:
-    return len(value) > limit

@@ -66,8 +66,13 @@ def checkpoint_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> str:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    return file_sha256(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

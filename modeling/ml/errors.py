@@ -36,6 +36,9 @@ WEIGHTS_MISMATCH = (
     "another network. Choose the backbone they were made for, or other weights."
 )
 CHECKPOINT_CORRUPT = "The model checkpoint {path} is unreadable or corrupted ({reason})."
+CHECKPOINT_CHANGED = (
+    "The model file of version {number} changed on disk (SHA-256 mismatch); retrain or restore it."
+)
 UNKNOWN_BACKBONE = "Unknown backbone {name!r}; valid backbones: {valid}."
 UNKNOWN_WEIGHTS = "Unknown weights {weights!r} for {backbone}; valid weights: {valid}."
 

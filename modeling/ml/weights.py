@@ -8,7 +8,6 @@ found, the error names the exact file and where to put it (or which package to i
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -18,6 +17,7 @@ from typing import Any
 
 import torch
 
+from modeling.ml.checkpoint import file_sha256
 from modeling.ml.errors import (
     FILE_REMEDY,
     PACKAGED_REMEDY,
@@ -72,14 +72,6 @@ class ResolvedWeights:
 def hub_checkpoints_dir() -> Path:
     """torchvision's weights cache: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_identifier(weights: Any) -> str:

@@ -23,10 +23,6 @@ def study_versions(*, study: Study) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(study=study).select_related("training_run", "activated_by")
 
 
-def study_active_version(*, study: Study) -> ModelVersion | None:
-    return ModelVersion.objects.filter(study=study, is_active=True).first()
-
-
 def study_training_runs(*, study: Study, limit: int = RECENT_RUNS) -> list[TrainingRun]:
     return list(
         TrainingRun.objects.filter(study=study)

@@ -38,8 +38,8 @@ class ActivationRefused(Exception):  # noqa: N818 - reads as "activation was ref
 
 def gate_settings() -> tuple[float, int]:
     return (
-        float(getattr(settings, "FACET_GATE_MARGIN", 0.05)),
-        int(getattr(settings, "FACET_GATE_MIN_N", 30)),
+        settings.FACET_GATE_MARGIN,
+        settings.FACET_GATE_MIN_N,
     )
 
 

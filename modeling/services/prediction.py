@@ -26,11 +26,10 @@ from modeling.ml.device import device_choose
 from modeling.ml.errors import Cancelled, CheckpointError
 from modeling.ml.predict import classifier_load, probabilities_iter
 from modeling.models import ModelVersion, Prediction, PredictionRun
-from modeling.services.training import ADMIN_ONLY, FINISHED, WORKER_LOST, artifact_path
+from modeling.services.training import ADMIN_ONLY, FINISHED, WORKER_LOST, artifact_verified
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 32
-PREDICTION_CANCELLED = "Cancelled on request."
 LIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
@@ -89,19 +88,13 @@ def predictions_start(*, version: ModelVersion, user) -> PredictionRun | None:
         return predictions_run_create(version=version)
 
 
-def predictions_run_cancel(*, run: PredictionRun) -> None:
-    PredictionRun.objects.filter(
-        pk=run.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    ).update(status=JobStatus.CANCELLED, error=PREDICTION_CANCELLED, finished_at=timezone.now())
-
-
 def predictions_runs_sweep(*, now=None, stale_after: timedelta | None = None) -> int:
     """Mark running prediction runs with a stale heartbeat failed (their worker died)."""
     now = now or timezone.now()
     stale_after = (
         stale_after
         if stale_after is not None
-        else timedelta(seconds=getattr(settings, "FACET_RUN_STALE_SECONDS", 300))
+        else timedelta(seconds=settings.FACET_RUN_STALE_SECONDS)
     )
     swept = 0
     for run in PredictionRun.objects.filter(
@@ -140,7 +133,7 @@ def predictions_run_execute(*, run_id: int) -> PredictionRun:
     version = run.version
     try:
         classifier = classifier_load(
-            artifact_path(version), device=device_choose(getattr(settings, "FACET_DEVICE", "auto"))
+            artifact_verified(version), device=device_choose(settings.FACET_DEVICE)
         )
         positive = CLASSES.index("female")
         negative = 1 - positive

@@ -28,10 +28,16 @@ from annotate.selectors.attributes import face_attributes_frame
 from config.celery import broker_check
 from modeling import evaluation
 from modeling.ml.backbones import backbone_default
-from modeling.ml.checkpoint import checkpoint_save
+from modeling.ml.checkpoint import checkpoint_save, file_sha256
 from modeling.ml.config import TrainConfig
 from modeling.ml.device import device_choose, device_describe
-from modeling.ml.errors import Cancelled, TrainingDataError, WeightsMissing
+from modeling.ml.errors import (
+    CHECKPOINT_CHANGED,
+    Cancelled,
+    CheckpointError,
+    TrainingDataError,
+    WeightsMissing,
+)
 from modeling.ml.train import TrainItem, stage_weights, train_model
 from modeling.models import CrossValidationPrediction, ModelVersion, TrainingRun
 from modeling.selectors.training import TrainingSet, training_set_select
@@ -74,8 +80,25 @@ def artifact_path(version: ModelVersion) -> Path:
     return artifact_root() / version.artifact.name
 
 
+def artifact_verified(version: ModelVersion) -> Path:
+    """The version's model file, checked against the SHA-256 recorded when training wrote it.
+
+    Every code path that loads a version's checkpoint goes through here, so a file that was
+    replaced or damaged on disk raises CheckpointError naming the version instead of serving
+    predictions from other weights. A missing file passes through: the loader reports it.
+    """
+    path = artifact_path(version)
+    try:
+        sha = file_sha256(path)
+    except FileNotFoundError:
+        return path
+    if sha != version.artifact_sha256:
+        raise CheckpointError(CHECKPOINT_CHANGED.format(number=version.number))
+    return path
+
+
 def _stale_after() -> timedelta:
-    return timedelta(seconds=getattr(settings, "FACET_RUN_STALE_SECONDS", 300))
+    return timedelta(seconds=settings.FACET_RUN_STALE_SECONDS)
 
 
 def training_run_create(
@@ -297,7 +320,7 @@ def _execute(run: TrainingRun) -> None:
         classes=CLASSES,
         cache_root=settings.FACET_FEATURE_CACHE,
         weights_file=settings.FACET_WEIGHTS_FILE,
-        download=getattr(settings, "FACET_WEIGHTS_DOWNLOAD", True),
+        download=settings.FACET_WEIGHTS_DOWNLOAD,
         progress=reporter,
     )
     reporter(TrainingRun.Stage.SAVING, 0.0)
@@ -312,7 +335,7 @@ def _execute(run: TrainingRun) -> None:
         frame,
         attributes=SUBGROUP_ATTRIBUTES,
         intersections=False,
-        min_n=getattr(settings, "FACET_GATE_MIN_N", evaluation.MIN_N),
+        min_n=settings.FACET_GATE_MIN_N,
     )
     metrics["cv"]["by_subgroup"] = records(by_group.iloc[1:])
     metrics["cache"] = result.cache

@@ -272,7 +272,7 @@ def validation_results_fail(*, round_id: int, error: str) -> None:
 def validation_results_request(*, round: ValidationRound) -> None:
     """Enqueue the results computation (queue default) after commit; raises BrokerUnavailable."""
     from config.celery import broker_check
-    from modeling.validation_tasks import validation_results
+    from modeling.tasks import validation_results
 
     broker_check()
     with transaction.atomic():

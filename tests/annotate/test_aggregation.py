@@ -11,6 +11,7 @@ import pytest
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
 from annotate.aggregation import (
+    AGGREGATORS,
     MISSING_COLUMNS,
     aggregate,
     coder_agreement,
@@ -166,4 +167,16 @@ def test_aggregate_selects_the_method_and_refuses_unknown_ones():
     votes, _ = simulated(n_items=20)
     assert aggregate(votes, method="dawid_skene").equals(dawid_skene(votes))
     with pytest.raises(ValueError, match="majority, dawid_skene"):
+        aggregate(votes, method="mode")
+
+
+def test_a_key_error_inside_an_aggregator_is_not_reported_as_an_unknown_method(monkeypatch):
+    def broken(votes):
+        raise KeyError("coder")
+
+    monkeypatch.setitem(AGGREGATORS, "majority", broken)
+    votes, _ = simulated(n_items=5)
+    with pytest.raises(KeyError, match="coder"):
+        aggregate(votes, method="majority")
+    with pytest.raises(ValueError, match="Unknown aggregation 'mode'"):
         aggregate(votes, method="mode")

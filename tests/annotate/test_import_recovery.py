@@ -390,7 +390,6 @@ def test_uploads_are_kept_for_the_retention_period_then_deleted_by_the_sweep(
 def _task_limits() -> dict[str, float]:
     import annotate.tasks  # noqa: F401  (register every task, as a worker does)
     import modeling.tasks  # noqa: F401
-    import modeling.validation_tasks  # noqa: F401
     from config.celery import app, task_time_limits
 
     return task_time_limits(app)

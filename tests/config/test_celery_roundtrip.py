@@ -35,7 +35,25 @@ def test_round_trip_over_real_redis(redis_broker, start_worker):
 def test_queues_are_named_once():
     assert [q.value for q in Queue] == ["default", "gpu"]
     assert app.conf.task_default_queue == "default"
-    assert app.conf.task_routes["modeling.tasks.*"]["queue"] == "gpu"
+
+
+def test_every_modeling_task_declares_its_queue_and_is_routed_there():
+    import annotate.tasks  # noqa: F401  (register every task, as a worker does)
+    import modeling.tasks  # noqa: F401
+
+    modeling_tasks = {name: t for name, t in app.tasks.items() if name.startswith("modeling.")}
+    declared = {name: t.facet_queue for name, t in modeling_tasks.items()}
+    assert declared == {
+        "modeling.tasks.training_run": Queue.GPU,
+        "modeling.tasks.prediction_run": Queue.GPU,
+        "modeling.validation_tasks.validation_results": Queue.DEFAULT,
+    }
+    for name, task in modeling_tasks.items():
+        route = app.amqp.router.route({}, name, task_type=task)
+        assert route["queue"].name == declared[name].value
+    # A task that declares nothing (annotate's) falls to the default queue.
+    health = app.tasks["annotate.tasks.health_ping"]
+    assert app.amqp.router.route({}, health.name, task_type=health)["queue"].name == "default"
 
 
 def test_dead_broker_is_reported_and_nothing_is_created():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from annotate.models import Face, FaceStatus
-from modeling.ml.errors import CheckpointError
+from modeling.ml.errors import CHECKPOINT_CHANGED, CheckpointError
 from modeling.models import Prediction
 from modeling.services.prediction import predictions_run_create, predictions_run_execute
 from modeling.services.training import artifact_path
@@ -42,7 +42,7 @@ def test_corrupted_checkpoint_fails_the_prediction_run_with_a_clear_error():
     path.write_bytes(path.read_bytes()[:1000])
     run = predictions_run_execute(run_id=predictions_run_create(version=version, enqueue=False).pk)
     assert run.status == "failed"
-    assert "is unreadable or corrupted" in run.error and str(path) in run.error
+    assert run.error == CHECKPOINT_CHANGED.format(number=version.number)
     assert not Prediction.objects.exists()
     with pytest.raises(CheckpointError):
         from modeling.ml.checkpoint import checkpoint_load

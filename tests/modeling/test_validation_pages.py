@@ -143,7 +143,7 @@ def test_compute_on_demand_enqueues_on_the_broker(
     study, version, round = complete
     client.force_login(make_user(Role.RESEARCHER, study=study))
     sent = []
-    monkeypatch.setattr("modeling.validation_tasks.validation_results.delay", sent.append)
+    monkeypatch.setattr("modeling.tasks.validation_results.delay", sent.append)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("modeling:validation_compute", args=[round.pk]))
     assert response.status_code == 302
@@ -178,7 +178,7 @@ def test_opening_a_fully_coded_round_starts_its_computation_once(
     version, truth, round = _round(study, faces, number=1, weak_error=0.1, seed=1, size=30)
     code_faces(round.items.values_list("face_id", flat=True), truth)
     sent = []
-    monkeypatch.setattr("modeling.validation_tasks.validation_results.delay", sent.append)
+    monkeypatch.setattr("modeling.tasks.validation_results.delay", sent.append)
     client.force_login(make_user(Role.RESEARCHER, study=study))
     url = reverse("modeling:validation_round", args=[round.pk])
     with django_capture_on_commit_callbacks(execute=True):

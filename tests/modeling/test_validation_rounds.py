@@ -27,7 +27,7 @@ from modeling.services.validation import (
     validation_round_create,
     validation_rounds_after_consensus,
 )
-from modeling.validation_tasks import validation_results
+from modeling.tasks import validation_results
 from tests.factories import make_study, make_user
 from tests.modeling.helpers import trained_version
 from tests.modeling.validation_factories import code_faces, make_plain_faces, make_version, plant
