@@ -12,6 +12,10 @@ Lock order, everywhere: assignment rows before face rows. Handing out work locks
 face it picks (`SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent coders never queue on the
 same row) and then inserts a new assignment. On SQLite the database runs write transactions
 with `BEGIN IMMEDIATE`, so they serialize instead.
+
+Gold faces (annotate.selectors.gold) are mixed in at the study's `gold_rate`: the same lease,
+the same payload, but `Assignment.gold` is set and no slot is taken, so a gold face's own vote
+slots never move and its answer never becomes a vote. Gold faces are never in the work queue.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ from annotate.models import (
     Consensus,
     Face,
     FaceStatus,
+    GoldFace,
+    Membership,
     Study,
     Vote,
 )
+from annotate.selectors.gold import faces_served_count, gold_key, gold_queue, gold_turn
 from annotate.selectors.waiting import SLOT_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -62,18 +69,19 @@ def leases_reclaim(*, now: datetime | None = None, limit: int = RECLAIM_BATCH) -
         Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=now)
         .order_by("expires_at")
         .select_for_update(skip_locked=True)
-        .values_list("pk", "face_id")[:limit]
+        .values_list("pk", "face_id", "gold")[:limit]
     )
     with transaction.atomic():
         rows = list(expired)
         if not rows:
             return 0
-        Assignment.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+        Assignment.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
             status=AssignmentStatus.EXPIRED
         )
         per_face: dict[int, int] = {}
-        for _, face_id in rows:
-            per_face[face_id] = per_face.get(face_id, 0) + 1
+        for _, face_id, gold in rows:
+            if not gold:  # a gold lease holds no slot
+                per_face[face_id] = per_face.get(face_id, 0) + 1
         for face_id, n in sorted(per_face.items()):
             Face.objects.filter(pk=face_id).update(slots_taken=F("slots_taken") - n)
     logger.info("reclaimed %d expired leases", len(rows))
@@ -108,6 +116,7 @@ def _work_queue(*, study: Study, coder):
         Face.objects.filter(
             study=study, coding_status=FaceStatus.OPEN, slots_taken__lt=F("votes_target")
         )
+        .filter(~Exists(GoldFace.objects.filter(face=OuterRef("pk"))))
         .filter(~Exists(holding))
         .order_by("-priority", "-slots_taken", "id")
     )
@@ -118,10 +127,27 @@ def _lease_one(*, study: Study, coder, now: datetime) -> Assignment | None:
     face = _work_queue(study=study, coder=coder).select_for_update(skip_locked=True).first()
     if face is None:
         return None
+    assignment = _lease_write(study=study, coder=coder, face=face, now=now, gold=False)
+    Face.objects.filter(pk=face.pk).update(slots_taken=F("slots_taken") + 1)
+    face.slots_taken += 1
+    return assignment
+
+
+@transaction.atomic
+def _lease_gold(*, study: Study, coder, now: datetime) -> Assignment | None:
+    """Lease the coder a gold face they have not answered; no slot is taken."""
+    face = gold_queue(study=study, coder=coder).select_for_update(skip_locked=True).first()
+    if face is None:
+        return None
+    return _lease_write(study=study, coder=coder, face=face, now=now, gold=True)
+
+
+def _lease_write(*, study: Study, coder, face: Face, now: datetime, gold: bool) -> Assignment:
     lease = {
         "status": AssignmentStatus.LEASED,
         "leased_at": now,
         "expires_at": now + timedelta(minutes=study.lease_minutes),
+        "gold": gold,
     }
     # The coder's lapsed lease on this face, if any, is leased again: one row per coder.
     assignment = Assignment.objects.filter(
@@ -133,9 +159,20 @@ def _lease_one(*, study: Study, coder, now: datetime) -> Assignment | None:
         for field, value in lease.items():
             setattr(assignment, field, value)
         assignment.save(update_fields=list(lease))
-    Face.objects.filter(pk=face.pk).update(slots_taken=F("slots_taken") + 1)
-    face.slots_taken += 1
     return assignment
+
+
+def _lease_next(*, study: Study, coder, now: datetime) -> Assignment | None:
+    """The coder's next new lease: a gold face when their stream is at a gold position
+    (`gold_turn`) and one is left, else a face from the work queue. Gold faces come only
+    while real work remains, so the end of a coder's work never looks different."""
+    if study.gold_rate > 0 and _work_queue(study=study, coder=coder).exists():
+        index = faces_served_count(study=study, coder=coder)
+        if gold_turn(index=index, rate=study.gold_rate, key=gold_key(study=study, coder=coder)):
+            assignment = _lease_gold(study=study, coder=coder, now=now)
+            if assignment is not None:
+                return assignment
+    return _lease_one(study=study, coder=coder, now=now)
 
 
 # A split is minutes overdue at the earliest, so calls for work sweep at most once a minute
@@ -158,12 +195,19 @@ def assignments_take(*, study: Study, coder, n: int = LEASES_PER_CODER) -> list[
     leases_reclaim(now=now)
     _escalations_sweep_due(now)
     leases = list(leases_live(study=study, coder=coder, now=now)[:n])
+    if len(leases) < n and _member_paused(study=study, coder=coder):
+        # Paused during this request (by a gold answer, annotate.services.gold): no new work.
+        return leases
     while len(leases) < n:
-        assignment = _lease_one(study=study, coder=coder, now=now)
+        assignment = _lease_next(study=study, coder=coder, now=now)
         if assignment is None:
             break
         leases.append(assignment)
     return leases
+
+
+def _member_paused(*, study: Study, coder) -> bool:
+    return Membership.objects.filter(study=study, user=coder, paused_at__isnull=False).exists()
 
 
 def assignment_next(*, study: Study, coder) -> Assignment | None:
@@ -213,12 +257,12 @@ def face_votes_reset(*, face: Face, reason: str) -> None:
 
 def slots_held(*, face_id: int) -> int:
     """Assignments that hold a slot on a face, counted from the rows (for invariant checks)."""
-    return Assignment.objects.filter(face_id=face_id, status__in=SLOT_STATUSES).count()
+    return Assignment.objects.filter(face_id=face_id, status__in=SLOT_STATUSES, gold=False).count()
 
 
 def faces_over_assigned(*, study: Study) -> list[int]:
     """Faces whose slot-holding assignments exceed their target or disagree with the counter."""
-    held = Assignment.objects.filter(face=OuterRef("pk"), status__in=SLOT_STATUSES)
+    held = Assignment.objects.filter(face=OuterRef("pk"), status__in=SLOT_STATUSES, gold=False)
     counted = Subquery(
         held.order_by().values("face").annotate(n=Count("pk")).values("n")[:1],
     )

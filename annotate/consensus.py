@@ -17,7 +17,9 @@ So nothing waits forever: `escalations_sweep` (run with every call for work and 
 that list waiting faces) sends overdue splits on, and `escalations_review` decides again when
 an extra coder's lease lapses (annotate.assignment.leases_reclaim).
 
-A researcher's decision is an Adjudication row beside the votes, never over them.
+A researcher's decision is an Adjudication row beside the votes, never over them. Votes of a
+coder a researcher excluded from the study (CoderExclusion) are not counted (`Vote.objects
+.counted()`), but they stay and keep their slots, so such a face asks for that many more votes.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ def consensus_refresh(*, face: Face, now: datetime | None = None) -> Consensus |
     face has waited long enough for an extra coder.
     """
     k = face.study.votes_per_face
-    votes = list(Vote.objects.filter(face=face, retracted_at__isnull=True).order_by("pk"))
+    live = Vote.objects.filter(face=face, retracted_at__isnull=True)
+    votes = list(live.counted().order_by("pk"))
+    # Excluded coders' votes still hold their slots: the face needs as many more to reach K.
+    set_aside = live.count() - len(votes)
     labels = [v.gender for v in votes]
     counts: dict[str, int] = {}
     for label in labels:
@@ -85,7 +90,7 @@ def consensus_refresh(*, face: Face, now: datetime | None = None) -> Consensus |
         # Only a retraction (undo, reset) can leave a consensus row behind below K votes.
         if face.coding_status != FaceStatus.OPEN or face.votes_target != k:
             Consensus.objects.filter(face=face).delete()
-        _face_status_set(face, FaceStatus.OPEN, target=max(face.votes_target, k))
+        _face_status_set(face, FaceStatus.OPEN, target=max(face.votes_target, k + set_aside))
         return None
 
     winner = majority_label(labels)
@@ -96,7 +101,8 @@ def consensus_refresh(*, face: Face, now: datetime | None = None) -> Consensus |
     elif winner:
         status, face_status = ConsensusStatus.AGREED, FaceStatus.COMPLETE
     elif n == k and _extra_vote_expected(face=face, votes=votes, now=now or timezone.now()):
-        status, face_status, target = ConsensusStatus.ESCALATED, FaceStatus.OPEN, k + 1
+        status, face_status = ConsensusStatus.ESCALATED, FaceStatus.OPEN
+        target = k + 1 + set_aside
     else:
         status, face_status = ConsensusStatus.ADJUDICATION, FaceStatus.ADJUDICATION
 

@@ -8,11 +8,53 @@ Invariants (enforced by annotate.assignment and database constraints):
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_slug
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from annotate.filenames import RandomName
-from annotate.labels import AgeBand, Gender, Glasses, Quality, Race, default_attributes
+from annotate.labels import (
+    ATTRIBUTE_QUESTIONS,
+    AgeBand,
+    Gender,
+    Glasses,
+    Quality,
+    Race,
+    default_attributes,
+)
+
+MAX_VOTES_PER_FACE = 20
+MAX_LEASE_MINUTES = 24 * 60
+# Path segments under /studies/ that are pages, not studies.
+RESERVED_SLUGS = frozenset({"new"})
+SLUG_RESERVED = "{value!r} is reserved for a page; pick another slug."
+UNKNOWN_ATTRIBUTE = "Unknown attribute {name!r}; choose from: {choices}."
+REPEATED_ATTRIBUTE = "Attribute {name!r} is listed twice."
+ATTRIBUTES_NOT_A_LIST = "Attributes must be a list of names."
+
+
+def validate_study_slug(value: str) -> None:
+    """Slugs name studies in URLs (`<slug:...>`) and commands: ASCII letters, digits, - and _
+    (SlugField's own validator) and not a page's name."""
+    if value.lower() in RESERVED_SLUGS:
+        raise ValidationError(SLUG_RESERVED.format(value=value), code="reserved")
+
+
+def validate_attributes(value: object) -> None:
+    """A study asks a subset of annotate.labels.ATTRIBUTE_QUESTIONS, each at most once."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError(ATTRIBUTES_NOT_A_LIST, code="invalid")
+    seen: set[str] = set()
+    for name in value:
+        if name not in ATTRIBUTE_QUESTIONS:
+            raise ValidationError(
+                UNKNOWN_ATTRIBUTE.format(name=name, choices=", ".join(ATTRIBUTE_QUESTIONS)),
+                code="unknown",
+            )
+        if name in seen:
+            raise ValidationError(REPEATED_ATTRIBUTE.format(name=name), code="repeated")
+        seen.add(name)
 
 
 class AggregationMethod(models.TextChoices):
@@ -21,14 +63,25 @@ class AggregationMethod(models.TextChoices):
 
 
 class Study(models.Model):
-    slug = models.SlugField(unique=True, help_text="Short name used in URLs and commands.")
+    slug = models.SlugField(
+        unique=True,
+        validators=[validate_study_slug],
+        help_text="Short name used in URLs and commands: letters, digits, - and _.",
+    )
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    instructions = models.TextField(
+        blank=True, help_text="Coding instructions: what coders read before their first face."
+    )
     votes_per_face = models.PositiveSmallIntegerField(
-        default=3, help_text="Distinct coders who label each face (K)."
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_VOTES_PER_FACE)],
+        help_text="Distinct coders who label each face (K).",
     )
     lease_minutes = models.PositiveSmallIntegerField(
-        default=10, help_text="How long a coder holds a face before it returns to the pool."
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LEASE_MINUTES)],
+        help_text="How long a coder holds a face before it returns to the pool.",
     )
     escalation_wait_minutes = models.PositiveSmallIntegerField(
         default=60,
@@ -40,22 +93,40 @@ class Study(models.Model):
     attributes_asked = models.JSONField(
         default=default_attributes,
         blank=True,
+        validators=[validate_attributes],
         help_text="Subgroup attributes coders are asked: race, age_band, glasses, quality.",
     )
     aggregation = models.CharField(
         max_length=20, choices=AggregationMethod.choices, default=AggregationMethod.MAJORITY
     )
     min_face_px = models.PositiveSmallIntegerField(
-        default=24, help_text="Detected faces smaller than this (shorter side, px) are skipped."
+        default=24,
+        validators=[MinValueValidator(1)],
+        help_text="Detected faces smaller than this (shorter side, px) are skipped.",
     )
     allow_admin_votes = models.BooleanField(
         default=False,
         help_text="Count admins' votes (non-blind: admins see other votes and predictions) "
         "in the agreement statistics; they always count toward consensus.",
     )
+    gold_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of the faces a coder is served that are gold faces (one in every "
+        "round(1/rate), at a position that varies); 0 turns gold checks off.",
+    )
+    gold_min_answers = models.PositiveSmallIntegerField(
+        default=10, help_text="Gold faces a coder answers before their accuracy can pause them."
+    )
+    gold_min_accuracy = models.FloatField(
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A coder whose accuracy on gold faces falls below this is paused.",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         blank=True,
+        through="Membership",
         related_name="studies",
         help_text="Researchers and coders who may work on this study.",
     )
@@ -67,6 +138,55 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def slug_is_valid(self) -> bool:
+        """False for a slug no URL can carry: a study saved without validation (the shell,
+        an old release, the database) before slugs were checked everywhere."""
+        try:
+            validate_slug(self.slug)
+            validate_study_slug(self.slug)
+        except ValidationError:
+            return False
+        return True
+
+
+class MemberRole(models.TextChoices):
+    """A user's role in one study; the global groups (annotate.roles) only pick the home page."""
+
+    CODER = "coder", "Coder"
+    RESEARCHER = "researcher", "Researcher"
+
+
+class Membership(models.Model):
+    """A user's place in a study: their role there, and whether their coding is paused.
+
+    Written only by annotate.services.team. It is the through table of `Study.members` and
+    keeps the table Django created for that field before it had a model.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=12, choices=MemberRole.choices, default=MemberRole.CODER)
+    paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set while the member may not take new faces."
+    )
+    paused_reason = models.CharField(max_length=300, blank=True)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "annotate_study_members"
+        unique_together = [("study", "user")]
+        ordering = ["study", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.study} ({self.role})"
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
 
 
 class JobStatus(models.TextChoices):
@@ -330,6 +450,11 @@ class Assignment(models.Model):
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     submitted_at = models.DateTimeField(null=True, blank=True)
+    gold = models.BooleanField(
+        default=False,
+        help_text="A lease on a gold face (annotate.services.gold): it holds no vote slot and "
+        "its answer is a GoldAnswer, never a Vote.",
+    )
 
     class Meta:
         constraints = [
@@ -346,6 +471,16 @@ class Assignment(models.Model):
             models.Index(fields=["face", "status"], name="assignment_face_status"),
             models.Index(fields=["status", "expires_at"], name="assignment_expiry"),
         ]
+
+
+class VoteQuerySet(models.QuerySet):
+    def counted(self) -> VoteQuerySet:
+        """Live votes that count toward consensus, labels and agreement: not retracted, and
+        not cast by a coder a researcher excluded from the face's study (CoderExclusion)."""
+        excluded = CoderExclusion.objects.filter(
+            study_id=OuterRef("face__study_id"), coder_id=OuterRef("coder_id")
+        )
+        return self.filter(retracted_at__isnull=True).filter(~Exists(excluded))
 
 
 class Vote(models.Model):
@@ -371,6 +506,8 @@ class Vote(models.Model):
         help_text="Cast by a user who could see other votes or predictions (an admin); left "
         "out of agreement statistics unless the study allows admin votes.",
     )
+
+    objects = VoteQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -418,9 +555,198 @@ class Adjudication(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
 
+class GoldFace(models.Model):
+    """A face whose answer is known, mixed blind into coders' streams to measure them.
+
+    Its answers are GoldAnswer rows, never votes. The known gender can be corrected; accuracy
+    is computed from the current one whenever it is read (annotate.selectors.gold).
+    """
+
+    class Source(models.TextChoices):
+        KNOWN_LABEL = "known_label", "Imported label"
+        ADJUDICATION = "adjudication", "Researcher's decision"
+
+    face = models.OneToOneField(Face, on_delete=models.CASCADE, related_name="gold")
+    gender = models.CharField(max_length=12, choices=Gender.choices, help_text="The answer.")
+    source = models.CharField(max_length=12, choices=Source.choices)
+    marked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    marked_at = models.DateTimeField(auto_now_add=True)
+    corrected_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"gold face {self.face_id} ({self.gender})"
+
+
+class GoldAnswer(models.Model):
+    """A coder's answer on a gold face; compared with the gold answer when read, never stored
+    as correct or not, so a corrected gold answer re-scores every coder at once."""
+
+    gold = models.ForeignKey(GoldFace, on_delete=models.CASCADE, related_name="answers")
+    coder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gold_answers"
+    )
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="gold_answers"
+    )
+    gender = models.CharField(max_length=12, choices=Gender.choices)
+    attributes = models.JSONField(default=dict, blank=True, help_text="The other answers given.")
+    seconds_taken = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retracted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the coder undid this answer."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gold", "coder"],
+                condition=Q(retracted_at__isnull=True),
+                name="gold_answer_once_per_coder",
+            )
+        ]
+        indexes = [models.Index(fields=["coder", "created_at"], name="gold_answer_coder_time")]
+
+
+class CoderExclusion(models.Model):
+    """A researcher's decision that a coder's votes in a study do not count toward consensus,
+    labels or agreement. The votes stay; removing this row counts them again."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="coder_exclusions")
+    coder = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    excluded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    excluded_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "coder"], name="coder_excluded_once")
+        ]
+
+
 class HealthPing(models.Model):
     """A round trip through the task queue: the web creates it, a worker stamps it."""
 
     created_at = models.DateTimeField(auto_now_add=True)
     received_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+
+
+class CodebookExample(models.Model):
+    """A face a researcher picked to show coders what one answer to one question looks like.
+
+    Coders see the codebook (Study.instructions plus these examples, grouped by question and
+    answer) before their first face and on demand; written only by annotate.services.codebook.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="codebook_examples")
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="codebook_examples")
+    question = models.CharField(max_length=20, help_text="The question's key, e.g. gender.")
+    answer = models.CharField(max_length=20, help_text="The answer this face illustrates.")
+    note = models.CharField(
+        max_length=300, blank=True, help_text="Why this face shows that answer, for coders."
+    )
+    order = models.PositiveIntegerField(default=0, help_text="Position within its answer.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "face", "question"], name="codebook_face_once_per_question"
+            )
+        ]
+        indexes = [models.Index(fields=["study", "order"], name="codebook_study_order")]
+        ordering = ["study", "order", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.study} codebook: face {self.face_id} {self.question}={self.answer}"
+
+
+class Invitation(models.Model):
+    """A link that lets people join a study in a role; written only by
+    annotate.services.invitations.
+
+    Only a SHA-256 of the token is stored: the link is shown once, when it is made. `uses`
+    only ever grows, by a conditional update that keeps it at most `max_uses`.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=12, choices=MemberRole.choices, default=MemberRole.CODER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    max_uses = models.PositiveIntegerField(default=1, help_text="People who may join with it.")
+    uses = models.PositiveIntegerField(default=0, help_text="People who joined with it.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(uses__lte=models.F("max_uses")), name="invitation_uses_le_max"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation #{self.pk} to {self.study} ({self.role})"
+
+
+class CrowdLink(models.Model):
+    """An external-worker link for a crowd platform; written only by annotate.services.crowd.
+
+    The platform puts its participant id into the URL parameter `param_name`; each id becomes
+    a coder of this study only (CrowdWorker), who codes up to `faces_per_worker` faces and is
+    then shown `completion_code`.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="crowd_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    faces_per_worker = models.PositiveIntegerField(default=20)
+    completion_code = models.CharField(
+        max_length=64, help_text="Shown to a worker who coded all their faces."
+    )
+    param_name = models.CharField(
+        max_length=40,
+        default="PROLIFIC_PID",
+        help_text="The URL parameter that carries the platform's participant id.",
+    )
+    is_open = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"crowd link #{self.pk} of {self.study}"
+
+
+class CrowdWorker(models.Model):
+    """The passwordless coder account a crowd participant id maps to, in one study."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="crowd_workers")
+    link = models.ForeignKey(CrowdLink, on_delete=models.CASCADE, related_name="workers")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="crowd_worker"
+    )
+    participant_id = models.CharField(max_length=64)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "joined_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "participant_id"], name="crowd_worker_once_per_study"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"crowd worker {self.participant_id} in {self.study}"

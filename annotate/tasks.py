@@ -12,6 +12,7 @@ from annotate.services.health import health_ping_receive
 from annotate.services.import_sweep import imports_sweep
 from annotate.services.ingest import import_batch_process, import_chunk_process
 from annotate.services.ingest_common import import_batch_fail
+from annotate.services.ingest_faces import faces_batch_process
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,21 @@ def import_images(batch_id: int) -> None:
     """
     try:
         import_batch_process(batch_id=batch_id)
+    except SoftTimeLimitExceeded:
+        import_batch_fail(batch_id=batch_id, reason=IMPORT_TIME_LIMIT)
+        raise
+
+
+@shared_task(
+    name="annotate.tasks.import_faces",
+    soft_time_limit=IMPORT_SOFT_LIMIT_S,
+    time_limit=IMPORT_SOFT_LIMIT_S + HARD_LIMIT_GRACE_S,
+)
+def import_faces(batch_id: int) -> None:
+    """Import an uploaded zip of labeled face crops + its labels CSV (default queue);
+    ImportBatch.done/total show progress while it runs."""
+    try:
+        faces_batch_process(batch_id=batch_id)
     except SoftTimeLimitExceeded:
         import_batch_fail(batch_id=batch_id, reason=IMPORT_TIME_LIMIT)
         raise

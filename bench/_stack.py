@@ -121,7 +121,8 @@ def study_populate(*, faces: int, coders: int, attributes: list[str]):
     groups[Role.CODER].user_set.add(*users[:coders])
     groups[Role.RESEARCHER].user_set.add(users[coders])
     groups[Role.ADMIN].user_set.add(users[coders + 1])
-    study.members.add(*users)
+    study.members.add(*users[:coders], users[coders + 1])
+    study.members.add(users[coders], through_defaults={"role": "researcher"})
     return study
 
 

@@ -15,6 +15,7 @@ import json
 
 import pandas as pd
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 
 from annotate.models import Consensus, Face, Study, Vote
 from annotate.selectors.attributes import CODED_ATTRIBUTES, face_attributes_frame
@@ -94,12 +95,16 @@ VOTE_FIELDS = (
     "created_at",
     "retracted_at",
     "non_blind",
+    "excluded",  # the coder's votes were excluded from consensus by a researcher (kept)
 )
 
 
 def _votes(study: Study, pseudonymize: bool) -> pd.DataFrame:
     frame = pd.DataFrame(
-        Vote.objects.filter(face__study=study).order_by("id").values_list(*VOTE_FIELDS),
+        Vote.objects.filter(face__study=study)
+        .annotate(excluded=Exists(study.coder_exclusions.filter(coder_id=OuterRef("coder_id"))))
+        .order_by("id")
+        .values_list(*VOTE_FIELDS),
         columns=list(VOTE_FIELDS),
     ).rename(columns={"id": "vote_id", "coder__username": "coder"})
     if pseudonymize:

@@ -9,8 +9,9 @@ import itertools
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 
-from annotate.models import Face, SourceImage, Study
+from annotate.models import Face, MemberRole, Membership, SourceImage, Study
 from annotate.roles import Role, groups_ensure
+from annotate.services.team import member_add
 from annotate.synthetic import draw_face, face_specs
 
 _counter = itertools.count(1)
@@ -28,8 +29,16 @@ def make_user(
         user.is_staff = user.is_superuser = True
         user.save()
     if study is not None:
-        study.members.add(user)
+        if role in MemberRole.values:
+            member_add(study=study, user=user, role=role)
+        else:  # admins act on every study; a membership of theirs changes nothing
+            study.members.add(user)
     return user
+
+
+def make_member(study: Study, user, role: MemberRole | str = MemberRole.CODER) -> Membership:
+    """`user` joins `study` with `role` there (and its global group), as the team page does."""
+    return member_add(study=study, user=user, role=role)
 
 
 def make_study(slug: str | None = None, **fields) -> Study:

@@ -20,6 +20,7 @@ class AgreementVotes:
 
     frame: pd.DataFrame  # item, coder, label
     non_blind_left_out: int
+    excluded_left_out: int = 0  # live votes of coders excluded from the study
 
 
 def agreement_votes(
@@ -29,7 +30,8 @@ def agreement_votes(
 
     Agreement measures independent, blind coders, so non-blind votes (cast by admins, who
     see other votes and the model's predictions) are left out unless the study allows them.
-    Consensus and the labels used downstream still count every live vote.
+    Consensus and the labels used downstream still count every live vote. Votes of coders a
+    researcher excluded from the study count nowhere (Vote.objects.counted).
     """
     if question not in QUESTIONS:
         raise ValueError(UNKNOWN_QUESTION.format(question=question, choices=", ".join(QUESTIONS)))
@@ -38,12 +40,17 @@ def agreement_votes(
     )
     if batch_id is not None:
         votes = votes.filter(face__source_image__batch_id=batch_id)
+    live = votes.count()
+    votes = votes.counted()
+    excluded_left_out = live - votes.count()
     left_out = 0
     if not study.allow_admin_votes:
         left_out = votes.filter(non_blind=True).count()
         votes = votes.filter(non_blind=False)
     rows = votes.values_list("face_id", "coder_id", question)
-    return AgreementVotes(pd.DataFrame(list(rows), columns=["item", "coder", "label"]), left_out)
+    return AgreementVotes(
+        pd.DataFrame(list(rows), columns=["item", "coder", "label"]), left_out, excluded_left_out
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,7 @@ class AgreementReport:
     convergence: aggregation.Convergence | None = None
     estimated_confusion: list[EstimatedConfusion] = field(default_factory=list)
     non_blind_left_out: int = 0
+    excluded_left_out: int = 0
 
 
 def _finite(value: float) -> float | None:
@@ -142,6 +150,7 @@ def agreement_report(
             None,
             [],
             non_blind_left_out=votes.non_blind_left_out,
+            excluded_left_out=votes.excluded_left_out,
         )
     per_coder = aggregation.coder_agreement(frame)
     coders = [
@@ -165,6 +174,7 @@ def agreement_report(
         alpha=_finite(aggregation.krippendorff_alpha_nominal(frame)),
         coders=coders,
         non_blind_left_out=votes.non_blind_left_out,
+        excluded_left_out=votes.excluded_left_out,
     )
     report.bars = [
         Bar(row.name, row.agreement, i * (BAR_HEIGHT + 6), CHART_WIDTH * row.agreement)

@@ -47,10 +47,11 @@ UNKNOWN_METHOD = "Study {study} aggregates by {method!r}, which is not one of: {
 def votes_frame(
     *, study: Study, batch_id: int | None = None, question: str = "gender"
 ) -> pd.DataFrame:
-    """Live votes of a study (or of the faces from one import batch) as item, coder, label."""
+    """Counted votes of a study (or of the faces from one import batch) as item, coder, label:
+    live, and not cast by a coder excluded from the study (Vote.objects.counted)."""
     if question not in QUESTIONS:
         raise ValueError(UNKNOWN_QUESTION.format(question=question, choices=", ".join(QUESTIONS)))
-    votes = Vote.objects.filter(face__study=study, retracted_at__isnull=True)
+    votes = Vote.objects.filter(face__study=study).counted()
     if batch_id is not None:
         votes = votes.filter(face__source_image__batch_id=batch_id)
     rows = votes.exclude(**{question: ""}).values_list("face_id", "coder_id", question)

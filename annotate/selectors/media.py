@@ -2,7 +2,7 @@
 
 Admins see everything. Everyone else must be a member of the study now, read on every
 request (no cached permission), so removal from a study revokes access at once. Researchers
-of the study see all its faces and images; coders only faces they hold a live lease on or
+of the study (their membership's role) see all its faces and images; coders only faces they hold a live lease on or
 have coded, and of source images only the box-drawn views of those faces
 (annotate.views.media.face_source), never the image file itself.
 """
@@ -12,12 +12,25 @@ from __future__ import annotations
 from django.db.models import Q
 from django.utils import timezone
 
-from annotate.models import Assignment, AssignmentStatus, Face, SourceImage, Study, Vote
+from annotate.models import (
+    Assignment,
+    AssignmentStatus,
+    Face,
+    MemberRole,
+    Membership,
+    SourceImage,
+    Vote,
+)
 from annotate.roles import Role, user_roles
 
 
-def _is_member(*, study_id: int, user) -> bool:
-    return Study.members.through.objects.filter(study_id=study_id, user_id=user.pk).exists()
+def _member_role(*, study_id: int, user) -> str | None:
+    """The user's role in the study (MemberRole), or None for a non-member."""
+    return (
+        Membership.objects.filter(study_id=study_id, user_id=user.pk)
+        .values_list("role", flat=True)
+        .first()
+    )
 
 
 def _coder_holds_or_coded(*, face_id: int, user) -> bool:
@@ -33,9 +46,10 @@ def face_media_allowed(*, face: Face, user) -> bool:
     roles = user_roles(user)
     if Role.ADMIN in roles:
         return True
-    if not _is_member(study_id=face.study_id, user=user):
+    member_role = _member_role(study_id=face.study_id, user=user)
+    if member_role is None:
         return False
-    if Role.RESEARCHER in roles:
+    if member_role == MemberRole.RESEARCHER and Role.RESEARCHER in roles:
         return True
     return Role.CODER in roles and _coder_holds_or_coded(face_id=face.pk, user=user)
 
@@ -45,7 +59,10 @@ def image_media_allowed(*, image: SourceImage, user) -> bool:
     roles = user_roles(user)
     if Role.ADMIN in roles:
         return True
-    return Role.RESEARCHER in roles and _is_member(study_id=image.study_id, user=user)
+    return (
+        Role.RESEARCHER in roles
+        and _member_role(study_id=image.study_id, user=user) == MemberRole.RESEARCHER
+    )
 
 
 def face_for_media(*, pk: int, user) -> Face | None:

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
-from annotate.models import FaceStatus, Study
+from annotate.models import FaceStatus, MemberRole, Membership, Study
 from annotate.roles import Role, user_roles
 
 
-def studies_for_user(*, user) -> QuerySet[Study]:
+def studies_for_user(*, user, role: MemberRole | None = None) -> QuerySet[Study]:
+    """The studies `user` belongs to (with `role` there, if given; admins: all), each with
+    `paused_reason` and `paused_at` of the user's membership (None when not paused)."""
     if Role.ADMIN in user_roles(user):
-        return Study.objects.all()
-    return Study.objects.filter(members=user)
+        studies = Study.objects.all()
+    else:
+        memberships = Membership.objects.filter(user=user.pk)
+        if role is not None:
+            memberships = memberships.filter(role=role)
+        studies = Study.objects.filter(pk__in=memberships.values("study_id"))
+    mine = Membership.objects.filter(study=OuterRef("pk"), user=user.pk)
+    return studies.annotate(
+        paused_at=Subquery(mine.values("paused_at")[:1]),
+        paused_reason=Subquery(mine.values("paused_reason")[:1]),
+    )
 
 
 @dataclass(frozen=True)

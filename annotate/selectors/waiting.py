@@ -32,7 +32,13 @@ def coder_for_extra_vote_exists(*, face: Face) -> bool:
     same rule by which annotate.assignment hands out work."""
     holding = Assignment.objects.filter(face=face, coder=OuterRef("pk"), status__in=SLOT_STATUSES)
     return (
-        face.study.members.filter(is_active=True, groups__name=Role.CODER)
+        face.study.members.filter(
+            is_active=True,
+            groups__name=Role.CODER,
+            # A paused member takes no faces (annotate.access).
+            memberships__study=face.study,
+            memberships__paused_at__isnull=True,
+        )
         .filter(~Exists(holding))
         .exists()
     )

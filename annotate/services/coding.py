@@ -2,6 +2,9 @@
 
 Lock order: the assignment row, then the face row (as in annotate.assignment); both are
 locked by one statement here.
+
+A gold lease (Assignment.gold) is answered through the same calls, so a coder cannot tell it
+apart; its answer is written by annotate.services.gold as a GoldAnswer, never a Vote.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from django.utils import timezone
 from annotate.assignment import slot_retake
 from annotate.consensus import consensus_refresh
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Gender
-from annotate.models import Assignment, AssignmentStatus, FaceStatus, Study, Vote
+from annotate.models import Assignment, AssignmentStatus, FaceStatus, GoldAnswer, Study, Vote
 from annotate.roles import Role, user_roles
+from annotate.services.gold import gold_answer_record, gold_answer_retract
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +137,7 @@ def _choice(data: Mapping, key: str, title: str, values: list[str]) -> str:
 
 @dataclass(frozen=True)
 class VoteOutcome:
-    vote: Vote
+    vote: Vote | GoldAnswer  # a GoldAnswer for a gold lease
     duplicate: bool  # the same vote was already recorded (a double submit)
     late: bool  # the lease had expired and a free slot was taken again
 
@@ -164,6 +168,8 @@ def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
     """
     now = timezone.now()
     assignment = _assignment_lock(study=study, coder=coder, assignment_id=request.assignment_id)
+    if assignment.gold:
+        return _gold_submit(assignment=assignment, coder=coder, request=request, now=now)
     if assignment.status == AssignmentStatus.SUBMITTED:
         vote = Vote.objects.filter(assignment=assignment, retracted_at__isnull=True).first()
         if vote is not None:
@@ -195,6 +201,36 @@ def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
     return VoteOutcome(vote, duplicate=False, late=late)
 
 
+def _gold_submit(
+    *, assignment: Assignment, coder, request: VoteRequest, now: datetime
+) -> VoteOutcome:
+    """The answer on a gold lease: idempotent like a vote; a gold lease holds no slot, so a
+    late answer is always taken. Nothing about it tells the coder it was gold."""
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        answer = GoldAnswer.objects.filter(assignment=assignment, retracted_at__isnull=True).first()
+        if answer is not None:
+            return VoteOutcome(answer, duplicate=True, late=False)
+    if assignment.status == AssignmentStatus.RELEASED:
+        raise LeaseLost(FACE_RESET)
+    late = assignment.status == AssignmentStatus.EXPIRED or assignment.expires_at <= now
+    answer = gold_answer_record(
+        assignment=assignment,
+        coder=coder,
+        answers=request.answers,
+        seconds=request.seconds,
+        now=now,
+    )
+    return VoteOutcome(answer, duplicate=False, late=late)
+
+
+def _last_gold_answer(*, study: Study, coder) -> GoldAnswer | None:
+    return (
+        GoldAnswer.objects.filter(gold__face__study=study, coder=coder, retracted_at__isnull=True)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
 def _last_vote(*, study: Study, coder) -> Vote | None:
     return (
         Vote.objects.filter(face__study=study, coder=coder, retracted_at__isnull=True)
@@ -212,6 +248,9 @@ def vote_undo(*, study: Study, coder, now: datetime | None = None) -> Assignment
     """
     now = now or timezone.now()
     vote = _last_vote(study=study, coder=coder)
+    answer = _last_gold_answer(study=study, coder=coder)
+    if answer is not None and (vote is None or answer.created_at > vote.created_at):
+        return _gold_undo(study=study, coder=coder, answer=answer, now=now)
     if vote is None or vote.assignment_id is None:
         raise CodingError(NOTHING_TO_UNDO)
     assignment = _assignment_lock(study=study, coder=coder, assignment_id=vote.assignment_id)
@@ -227,4 +266,17 @@ def vote_undo(*, study: Study, coder, now: datetime | None = None) -> Assignment
     assignment.submitted_at = None
     assignment.save(update_fields=["status", "submitted_at"])
     consensus_refresh(face=face)
+    return assignment
+
+
+def _gold_undo(*, study: Study, coder, answer: GoldAnswer, now: datetime) -> Assignment:
+    """Undo the coder's last answer when it was on a gold face: the same rules as a vote."""
+    if answer.assignment_id is None:
+        raise CodingError(NOTHING_TO_UNDO)
+    assignment = _assignment_lock(study=study, coder=coder, assignment_id=answer.assignment_id)
+    if assignment.status != AssignmentStatus.SUBMITTED:
+        raise CodingError(NOTHING_TO_UNDO)
+    if assignment.expires_at <= now:
+        raise LeaseLost(UNDO_EXPIRED)
+    gold_answer_retract(answer=answer, assignment=assignment, now=now)
     return assignment

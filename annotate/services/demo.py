@@ -16,9 +16,20 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.models import Face, FaceStatus, ImportBatch, JobStatus, KnownLabel, SourceImage, Study
+from annotate.models import (
+    Face,
+    FaceStatus,
+    ImportBatch,
+    JobStatus,
+    KnownLabel,
+    MemberRole,
+    SourceImage,
+    Study,
+)
 from annotate.roles import Role, groups_ensure
 from annotate.services.ingest_faces import faces_import
+from annotate.services.studies import study_slug_check
+from annotate.services.team import member_add
 from annotate.synthetic import WEAK_SUBGROUP, SyntheticFace, draw_face, draw_scene, face_specs
 
 if TYPE_CHECKING:
@@ -86,8 +97,10 @@ def demo_study_load(*, slug: str = "demo", faces: int = 400, seed: int = 7) -> D
 
     Deterministic by seed. Faces in the first LABELED_SHARE arrive as an imported labeled set
     (training labels); the others come inside 'search result' images and go to the coders.
-    Every face carries its hidden truth as a KnownLabel with usage=truth.
+    Every face carries its hidden truth as a KnownLabel with usage=truth. Raises
+    ValidationError for a slug no study may have.
     """
+    study_slug_check(slug)
     study, _ = Study.objects.get_or_create(
         slug=slug,
         defaults={
@@ -234,8 +247,11 @@ def demo_members_add(
 ) -> None:
     """Put the demo accounts with these roles on the study (idempotent)."""
     User = get_user_model()
-    names = [name for name, role in DEMO_ACCOUNTS if role in roles]
-    study.members.add(*User.objects.filter(username__in=names))
+    wanted = {name: role for name, role in DEMO_ACCOUNTS if role in roles}
+    for user in User.objects.filter(username__in=wanted):
+        # Admins act on every study without a membership.
+        if wanted[user.username] in MemberRole.values:
+            member_add(study=study, user=user, role=MemberRole(wanted[user.username]))
 
 
 REAL_FACES_DIR = Path(__file__).resolve().parent.parent / "demo" / "fairface224"
@@ -279,6 +295,7 @@ def demo_real_faces_load(
     labels = folder / "labels.csv"
     if not labels.is_file():
         raise RealFacesMissing(REAL_FACES_MISSING.format(folder=folder))
+    study_slug_check(slug)
     study, _ = Study.objects.get_or_create(
         slug=slug, defaults={"title": REAL_FACES_TITLE, "description": REAL_FACES_DESCRIPTION}
     )

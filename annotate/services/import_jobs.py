@@ -79,8 +79,10 @@ def _chunks_of_batch():
 # --- claims ----------------------------------------------------------------------------------
 
 
-def batch_claim(*, batch_id: int, now: datetime | None = None) -> Claim | None:
-    """Take an image batch to import it in this task (or to split it into chunks).
+def batch_claim(
+    *, batch_id: int, now: datetime | None = None, kind: str = ImportBatch.Kind.IMAGES
+) -> Claim | None:
+    """Take a batch of `kind` to import it in this task (images: or to split it into chunks).
 
     Succeeds for a queued batch, or a running one not split into chunks whose heartbeat is
     stale and that has attempts left (its worker was lost); None otherwise, with a log line:
@@ -93,7 +95,7 @@ def batch_claim(*, batch_id: int, now: datetime | None = None) -> Claim | None:
         | Q(heartbeat_at__isnull=True, started_at__lt=now - stale_after())
     )
     claimed = (
-        ImportBatch.objects.filter(pk=batch_id, kind=ImportBatch.Kind.IMAGES)
+        ImportBatch.objects.filter(pk=batch_id, kind=kind)
         .filter(Q(status=JobStatus.QUEUED) | lost)
         .filter(~Exists(_chunks_of_batch()))
         .update(
@@ -290,9 +292,11 @@ def batch_conclude_chunks(*, batch_id: int) -> ImportBatch:
 def batch_end(
     batch: ImportBatch, report: dict, *, status: str, error: str, fields: tuple[str, ...] = ()
 ) -> None:
-    """Store the end of a batch, its counts read from the rows (the caller holds its row
-    lock); uploads whose retention is over are deleted after commit."""
-    batch.report = {**report, **import_counts(batch_id=batch.pk)}
+    """Store the end of a batch, an image import's counts read from the rows (the caller holds
+    its row lock); uploads whose retention is over are deleted after commit. A labeled face
+    set runs in one task under its claim, so its report's counts are that task's."""
+    counts = import_counts(batch_id=batch.pk) if batch.kind == ImportBatch.Kind.IMAGES else {}
+    batch.report = {**report, **counts}
     batch.status = status
     batch.error = error[:5000]
     batch.finished_at = timezone.now()

@@ -47,6 +47,16 @@ BATCH_WORKER_LOST = (
 
 
 _last_sweep: datetime | None = None
+# Kinds of batch run by a task under a claim: an image upload, a labeled face set (the demo
+# generator runs in its own process and is never swept).
+SWEPT_KINDS = (ImportBatch.Kind.IMAGES, ImportBatch.Kind.FACES)
+
+
+def _batch_task(batch: ImportBatch):
+    """The task that runs a batch of this kind."""
+    from annotate.tasks import import_faces, import_images
+
+    return import_faces if batch.kind == ImportBatch.Kind.FACES else import_images
 
 
 def imports_sweep_due(*, now: datetime | None = None) -> int:
@@ -89,7 +99,7 @@ def imports_sweep(*, now: datetime | None = None) -> int:
     for chunk in lost_chunks:
         swept += _chunk_recover(chunk, now=now)
     lost_batches = (
-        ImportBatch.objects.filter(kind=ImportBatch.Kind.IMAGES, status=JobStatus.RUNNING)
+        ImportBatch.objects.filter(kind__in=SWEPT_KINDS, status=JobStatus.RUNNING)
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
         .annotate(split=Exists(ImportChunk.objects.filter(batch=OuterRef("pk"))))
     )
@@ -104,11 +114,11 @@ def imports_sweep(*, now: datetime | None = None) -> int:
 
 def _waiting_resend(*, cutoff: datetime, now: datetime) -> int:
     """Send again the messages of queued batches and chunks nobody took for a stale period."""
-    from annotate.tasks import import_images, import_images_chunk
+    from annotate.tasks import import_images_chunk
 
     sent = 0
     batches = (
-        ImportBatch.objects.filter(kind=ImportBatch.Kind.IMAGES, status=JobStatus.QUEUED)
+        ImportBatch.objects.filter(kind__in=SWEPT_KINDS, status=JobStatus.QUEUED)
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
         .exclude(upload="")
     )
@@ -116,7 +126,7 @@ def _waiting_resend(*, cutoff: datetime, now: datetime) -> int:
         touched = ImportBatch.objects.filter(
             pk=batch.pk, status=JobStatus.QUEUED, heartbeat_at=batch.heartbeat_at
         ).update(heartbeat_at=now)
-        if touched and _send(import_images, batch.pk, where=f"import batch {batch.pk}"):
+        if touched and _send(_batch_task(batch), batch.pk, where=f"import batch {batch.pk}"):
             sent += 1
     # While a chunk of the batch runs, its other chunks are only waiting their turn.
     running = ImportChunk.objects.filter(batch=OuterRef("batch"), status=JobStatus.RUNNING)
@@ -204,10 +214,8 @@ def _batch_recover(batch: ImportBatch, *, now: datetime) -> int:
         return 1
     if not same.update(status=JobStatus.QUEUED, claimed_by="", heartbeat_at=now):
         return 0
-    from annotate.tasks import import_images
-
     try:
-        import_images.delay(batch.pk)
+        _batch_task(batch).delay(batch.pk)
     except Exception:
         logger.exception(
             "import batch %s: could not queue it again; the next sweep retries", batch.pk

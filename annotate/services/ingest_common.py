@@ -16,7 +16,10 @@ from annotate.models import ImportBatch, JobStatus, Study
 logger = logging.getLogger(__name__)
 
 REPORT_LIST_LIMIT = 2000
-STUDY_NOT_FOUND = "no study {slug!r}; existing studies: {existing}"
+STUDY_NOT_FOUND = (
+    "no study {slug!r}; existing studies: {existing} "
+    "(create one with: python manage.py study create {slug} --title ...)"
+)
 BATCH_MANIFEST_UNUSABLE = "The manifest cannot be used, so nothing was imported: {reason}"
 BATCH_LABELS_UNUSABLE = "The labels file cannot be used, so nothing was imported: {reason}"
 BATCH_UPLOAD_UNUSABLE = "The upload cannot be used, so nothing was imported: {reason}"

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotate.access import role_required, study_for_member
+from annotate.access import role_required, study_for_researcher
 from annotate.consensus import escalations_sweep, face_adjudicate
 from annotate.labels import Gender
 from annotate.params import bad_parameters_refused, param_choice, param_int, param_text
@@ -18,12 +18,13 @@ from annotate.selectors.agreement import (
     agreement_report,
     recent_consensus,
 )
+from annotate.selectors.gold import gold_quality
 
 
 @role_required(Role.RESEARCHER)
 @bad_parameters_refused
 def agreement(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     report = agreement_report(
         study=study,
         batch_id=param_int(request.GET, "batch"),
@@ -39,13 +40,14 @@ def agreement(request: HttpRequest, slug: str) -> HttpResponse:
             "batches": study.imports.order_by("-created_at")[:50],
             "questions": QUESTIONS.values(),
             "recent": recent_consensus(study=study),
+            **gold_quality(study=study),
         },
     )
 
 
 @role_required(Role.RESEARCHER)
 def adjudication(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     # Opening the queue is also when splits that waited too long for an extra coder join it.
     escalations_sweep(study=study)
     return render(
@@ -58,7 +60,7 @@ def adjudication(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 @require_POST
 def adjudicate(request: HttpRequest, slug: str, face_id: int) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     face = get_object_or_404(study.faces, pk=face_id)
     try:
         face_adjudicate(

@@ -1,4 +1,5 @@
-"""The coder's page and its JSON endpoints: next faces, submit a vote, undo the last one.
+"""The coder's page and its JSON endpoints: next faces, submit a vote, undo the last one,
+stop for now (give the leases back).
 
 Every endpoint is POST with CSRF. Errors come back as `{"error": message}` with a status the
 page acts on: 400 bad input, 403 not this coder's face, 409 lease lost (move on), 503 the
@@ -12,15 +13,24 @@ import logging
 
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate.access import role_required, study_for_member
-from annotate.assignment import assignments_take
-from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION
+from annotate.assignment import LEASES_PER_CODER, assignments_take, leases_live
 from annotate.models import Assignment, AssignmentStatus, Study
 from annotate.roles import Role
-from annotate.selectors.coding import assignment_payload, coder_votes_count, faces_open_count
+from annotate.selectors.codebook import codebook_for_coder
+from annotate.selectors.coding import (
+    OPEN_COUNT_CAP,
+    assignment_payload,
+    coder_progress,
+    coder_votes_count,
+    faces_open_count,
+    study_questions,
+    vote_undone_answers,
+)
 from annotate.selectors.media import face_media_allowed
 from annotate.services.coding import (
     NOT_YOUR_ASSIGNMENT,
@@ -30,6 +40,8 @@ from annotate.services.coding import (
     vote_submit,
     vote_undo,
 )
+from annotate.services.crowd import crowd_faces_left
+from annotate.services.team import leases_release
 from annotate.views.media import face_source_response
 
 logger = logging.getLogger(__name__)
@@ -38,15 +50,38 @@ VOTE_NOT_SAVED = (
     "Your answer was not saved because of a server error. Press the key again to resubmit."
 )
 SERVER_BUSY = "The server could not hand out work just now. Try again in a moment."
+STOP_FAILED = (
+    "Your faces could not be given back just now; they go back to the pool when your time on"
+    " them runs out."
+)
 BAD_JSON = "The request body is not a JSON object."
 NESTED_JSON = "The request body is nested too deeply to be a vote."
 
 
-def _items(request: HttpRequest, study: Study) -> list[dict]:
-    return [
+def _items(request: HttpRequest, study: Study) -> tuple[list[dict], int | None]:
+    """The coder's next faces, and the faces a crowd worker may still code (None for others)."""
+    # A crowd worker is handed no more faces than their quota has left.
+    left = crowd_faces_left(study=study, user=request.user)
+    n = LEASES_PER_CODER if left is None else min(left, LEASES_PER_CODER)
+    items = [
         assignment_payload(study=study, assignment=a)
-        for a in assignments_take(study=study, coder=request.user)
+        for a in assignments_take(study=study, coder=request.user, n=n)
     ]
+    return items, left
+
+
+def _progress(
+    request: HttpRequest, study: Study, *, leases_held: int, crowd_left: int | None
+) -> dict[str, int | str]:
+    """coder_progress, with "faces you can still take" capped by a crowd worker's quota."""
+    progress = coder_progress(study=study, coder=request.user, leases_held=leases_held)
+    if crowd_left is not None:
+        available = progress["available"]
+        if not isinstance(available, str):
+            progress["available"] = min(available, crowd_left)
+        elif crowd_left <= OPEN_COUNT_CAP:  # "1000+" free faces: the quota is the bound
+            progress["available"] = crowd_left
+    return progress
 
 
 def _payload(request: HttpRequest) -> object:
@@ -60,14 +95,12 @@ def _payload(request: HttpRequest) -> object:
     return {key: request.POST.get(key) for key in request.POST}
 
 
-def _questions(study: Study) -> list:
-    asked = [ATTRIBUTE_QUESTIONS[n] for n in study.attributes_asked if n in ATTRIBUTE_QUESTIONS]
-    return [GENDER_QUESTION, *asked]
-
-
 @role_required(Role.CODER)
 def code(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
+    crowd_left = crowd_faces_left(study=study, user=request.user)
+    if crowd_left == 0:  # a crowd worker who coded their quota: the completion code
+        return redirect("annotate:crowd_done", slug=study.slug)
     questions = [
         {
             "key": q.key,
@@ -77,15 +110,26 @@ def code(request: HttpRequest, slug: str) -> HttpResponse:
                 for key, value in q.keys.items()
             ],
         }
-        for q in _questions(study)
+        for q in study_questions(study=study)
     ]
+    done = coder_votes_count(study=study, coder=request.user)
+    codebook = codebook_for_coder(study=study)
     return render(
         request,
-        "annotate/code.html",
+        "annotate/code.html" if crowd_left is None else "annotate/team/crowd_code.html",
         {
             "study": study,
             "questions": questions,
-            "done": coder_votes_count(study=study, coder=request.user),
+            "done": done,
+            "progress": _progress(
+                request,
+                study,
+                leases_held=leases_live(study=study, coder=request.user).count(),
+                crowd_left=crowd_left,
+            ),
+            "codebook": codebook,
+            # Before the coder's first face the codebook comes first, when there is one.
+            "codebook_first": done == 0 and not codebook["empty"],
         },
     )
 
@@ -95,17 +139,19 @@ def code(request: HttpRequest, slug: str) -> HttpResponse:
 def code_next(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_member(request.user, slug)
     try:
-        items = _items(request, study)
+        items, crowd_left = _items(request, study)
     except DatabaseError:
         logger.exception("handing out work failed in study %s", study.slug)
         return JsonResponse({"error": SERVER_BUSY}, status=503)
-    return JsonResponse(
-        {
-            "items": items,
-            "done": coder_votes_count(study=study, coder=request.user),
-            "open": faces_open_count(study=study),
-        }
-    )
+    body = {
+        "items": items,
+        "done": coder_votes_count(study=study, coder=request.user),
+        "open": faces_open_count(study=study),
+        "progress": _progress(request, study, leases_held=len(items), crowd_left=crowd_left),
+    }
+    if not items and crowd_left == 0:
+        body["finished_url"] = reverse("annotate:crowd_done", args=[study.slug])
+    return JsonResponse(body)
 
 
 @role_required(Role.CODER)
@@ -119,7 +165,7 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
         body: dict = {"error": exc.message}
         if exc.status == 409:  # the coder moves on: hand out the next faces with the reply
             try:
-                body["items"] = _items(request, study)
+                body["items"], _ = _items(request, study)
             except DatabaseError:
                 logger.exception("handing out work failed in study %s", study.slug)
                 body["items"] = []
@@ -129,10 +175,10 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
         logger.exception("recording a vote failed in study %s", study.slug)
         return JsonResponse({"error": VOTE_NOT_SAVED}, status=503)
     try:
-        items = _items(request, study)
+        items, crowd_left = _items(request, study)
     except DatabaseError:
         logger.exception("handing out work failed in study %s", study.slug)
-        items = []
+        items, crowd_left = [], None
     return JsonResponse(
         {
             "ok": True,
@@ -140,6 +186,7 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
             "duplicate": outcome.duplicate,
             "late": outcome.late,
             "items": items,
+            "progress": _progress(request, study, leases_held=len(items), crowd_left=crowd_left),
         }
     )
 
@@ -157,7 +204,42 @@ def code_undo(request: HttpRequest, slug: str) -> HttpResponse:
         return JsonResponse({"error": VOTE_NOT_SAVED}, status=503)
     assignment = Assignment.objects.select_related("face").get(pk=assignment.pk)
     return JsonResponse(
-        {"ok": True, "item": assignment_payload(study=study, assignment=assignment)}
+        {
+            "ok": True,
+            "item": assignment_payload(study=study, assignment=assignment),
+            "undone": vote_undone_answers(study=study, assignment=assignment),
+            "progress": _progress(
+                request,
+                study,
+                leases_held=leases_live(study=study, coder=request.user).count(),
+                crowd_left=crowd_faces_left(study=study, user=request.user),
+            ),
+        }
+    )
+
+
+@role_required(Role.CODER)
+@require_POST
+def code_stop(request: HttpRequest, slug: str) -> HttpResponse:
+    """The coder's "Stop for now": their live leases in the study go back at once, so other
+    coders can take those faces now; the reply carries the counts of the session summary."""
+    study = study_for_member(request.user, slug)
+    try:
+        released = leases_release(study=study, user=request.user)
+    except DatabaseError:
+        logger.exception("releasing leases failed in study %s", study.slug)
+        return JsonResponse({"error": STOP_FAILED}, status=503)
+    return JsonResponse(
+        {
+            "ok": True,
+            "released": released,
+            "progress": _progress(
+                request,
+                study,
+                leases_held=0,
+                crowd_left=crowd_faces_left(study=study, user=request.user),
+            ),
+        }
     )
 
 

@@ -6,8 +6,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from annotate.access import role_required, study_for_member
+from annotate.access import role_required, study_for_researcher
 from annotate.consensus import escalations_sweep
+from annotate.models import MemberRole
 from annotate.roles import Role, user_roles
 from annotate.selectors.studies import studies_for_user, study_overview
 from annotate.selectors.waiting import faces_waiting
@@ -18,16 +19,26 @@ from config.celery import BrokerUnavailable
 @role_required(Role.CODER, Role.RESEARCHER)
 def home(request: HttpRequest) -> HttpResponse:
     roles = user_roles(request.user)
-    studies = studies_for_user(user=request.user)
     if roles & {Role.RESEARCHER, Role.ADMIN}:
-        overviews = [study_overview(study=study) for study in studies]
-        return render(request, "annotate/home_researcher.html", {"overviews": overviews})
-    return render(request, "annotate/home_coder.html", {"studies": studies})
+        studies = studies_for_user(user=request.user, role=MemberRole.RESEARCHER)
+        coding = studies_for_user(user=request.user, role=MemberRole.CODER)
+        return render(
+            request,
+            "annotate/home_researcher.html",
+            {
+                "overviews": [study_overview(study=study) for study in studies],
+                # Studies this researcher codes in (not for admins, who see every study above).
+                "coding": coding if Role.ADMIN not in roles and Role.CODER in roles else [],
+            },
+        )
+    return render(
+        request, "annotate/home_coder.html", {"studies": studies_for_user(user=request.user)}
+    )
 
 
 @role_required(Role.RESEARCHER)
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     # Splits that waited too long for an extra coder go to adjudication before they are listed.
     escalations_sweep(study=study)
     return render(

@@ -9,18 +9,21 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from annotate.access import check_study_member, role_required, study_for_member
+from annotate.access import check_study_researcher, role_required, study_for_researcher
 from annotate.models import ImportBatch
 from annotate.roles import Role
 from annotate.selectors.imports import import_status, imports_for_study
 from annotate.services.import_sweep import imports_sweep_due
 from annotate.services.ingest import import_batch_create
+from annotate.services.ingest_faces import labels_batch_create
 from config.celery import BrokerUnavailable
 from config.request_limits import accepts_upload
 
 UPLOAD_NOT_ZIP = "Upload a .zip file of images."
 MANIFEST_NOT_CSV = "The manifest must be a .csv file."
 MANIFEST_TOO_LARGE = "The manifest is larger than {limit:,} bytes."
+LABELS_NOT_CSV = "The labels file must be a .csv file."
+LABELS_TOO_LARGE = "The labels file is larger than {limit:,} bytes."
 
 
 class ImportUploadForm(forms.Form):
@@ -56,33 +59,58 @@ class ImportUploadForm(forms.Form):
         return upload
 
 
+class LabelsUploadForm(forms.Form):
+    archive = forms.FileField(
+        label="Face crops (.zip)",
+        help_text="A zip of face images, in folders or not; one face per image.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}),
+    )
+    labels = forms.FileField(
+        label="Labels (.csv)",
+        help_text="Columns: path, gender[, race, age, glasses, quality]; FairFace spellings are "
+        "understood. Paths are relative to the zip (or to its one top folder).",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )
+
+    def clean_archive(self):
+        upload = self.cleaned_data["archive"]
+        if not (upload.name or "").lower().endswith(".zip"):
+            raise forms.ValidationError(UPLOAD_NOT_ZIP)
+        return upload
+
+    def clean_labels(self):
+        upload = self.cleaned_data["labels"]
+        if not (upload.name or "").lower().endswith(".csv"):
+            raise forms.ValidationError(LABELS_NOT_CSV)
+        if upload.size > settings.FACET_MANIFEST_MAX_BYTES:
+            raise forms.ValidationError(
+                LABELS_TOO_LARGE.format(limit=settings.FACET_MANIFEST_MAX_BYTES)
+            )
+        return upload
+
+
 def _batch_for(request: HttpRequest, pk: int) -> ImportBatch:
     batch = get_object_or_404(ImportBatch.objects.select_related("study"), pk=pk)
-    check_study_member(request.user, batch.study)
+    check_study_researcher(request.user, batch.study)
     return batch
 
 
-@role_required(Role.RESEARCHER)
-@require_http_methods(["GET", "POST"])
-@accepts_upload  # the body limit (FACET_MAX_UPLOAD_BYTES) is checked before it is read
-def import_new(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
-    form = ImportUploadForm(request.POST or None, request.FILES or None)
+def _upload_page(request: HttpRequest, slug: str, *, form_class, template: str, create):
+    """The upload form of an import kind; a valid upload becomes a queued batch (`create`
+    gets the study, the user and the cleaned form) and the browser goes to its progress
+    page."""
+    study = study_for_researcher(request.user, slug)
+    form = form_class(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
-            batch = import_batch_create(
-                study=study,
-                user=request.user,
-                upload=form.cleaned_data["archive"],
-                manifest=form.cleaned_data["manifest"],
-            )
+            batch = create(study=study, user=request.user, data=form.cleaned_data)
         except BrokerUnavailable as exc:
             messages.error(request, str(exc))
         else:
             return redirect("annotate:import_detail", pk=batch.pk)
     return render(
         request,
-        "annotate/imports/new.html",
+        template,
         {
             "study": study,
             "form": form,
@@ -90,6 +118,38 @@ def import_new(request: HttpRequest, slug: str) -> HttpResponse:
             "max_upload_bytes": settings.FACET_MAX_UPLOAD_BYTES,
         },
         status=400 if form.is_bound and not form.is_valid() else 200,
+    )
+
+
+@role_required(Role.RESEARCHER)
+@require_http_methods(["GET", "POST"])
+@accepts_upload  # the body limit (FACET_MAX_UPLOAD_BYTES) is checked before it is read
+def import_new(request: HttpRequest, slug: str) -> HttpResponse:
+    return _upload_page(
+        request,
+        slug,
+        form_class=ImportUploadForm,
+        template="annotate/imports/new.html",
+        create=lambda *, study, user, data: import_batch_create(
+            study=study, user=user, upload=data["archive"], manifest=data["manifest"]
+        ),
+    )
+
+
+@role_required(Role.RESEARCHER)
+@require_http_methods(["GET", "POST"])
+@accepts_upload  # the body limit (FACET_MAX_UPLOAD_BYTES) is checked before it is read
+def labels_import_new(request: HttpRequest, slug: str) -> HttpResponse:
+    """Upload a labeled face set (zip + labels CSV); imported by a worker like image uploads,
+    with the same progress page and report."""
+    return _upload_page(
+        request,
+        slug,
+        form_class=LabelsUploadForm,
+        template="annotate/imports/labels_new.html",
+        create=lambda *, study, user, data: labels_batch_create(
+            study=study, user=user, upload=data["archive"], labels=data["labels"]
+        ),
     )
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from annotate.access import role_required, study_for_member
+from annotate.access import role_required, study_for_researcher
 from annotate.params import (
     BadParameter,
     bad_parameters_refused,
@@ -66,7 +66,7 @@ def _gallery_link(version_id: int, row: dict, by: tuple[str, ...], rank: int | N
 
 @role_required(Role.RESEARCHER)
 def estimates(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     context: dict = {
         "study": study,
         "per_choices": PER_CHOICES,
@@ -112,7 +112,7 @@ def estimates(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET"])
 @bad_parameters_refused
 def export(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     get = request.GET
     what = param_text(get, "what")
     format = param_text(get, "format", default="csv")
@@ -137,7 +137,7 @@ def export(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 def exports(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     return render(
         request,
         "modeling/exports.html",
@@ -150,7 +150,7 @@ def exports(request: HttpRequest, slug: str) -> HttpResponse:
 def appendix(request: HttpRequest, slug: str) -> HttpResponse:
     """The methods appendix: an HTML page; `?format=md` or `?download=1` gives Markdown,
     `?format=json` JSON (downloaded with `download=1`)."""
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     version_id = param_int(request.GET, "version")
     version = (
         study.model_versions.filter(pk=version_id).first()

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from annotate.access import check_study_member, role_required
+from annotate.access import check_study_researcher, role_required
 from annotate.models import Face
 from annotate.params import BadParameter, param_int, param_text
 from annotate.roles import Role
@@ -59,7 +59,7 @@ def _filters(request: HttpRequest) -> GalleryFilters:
 @role_required(Role.RESEARCHER)
 def gallery(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
-    check_study_member(request.user, version.study)
+    check_study_researcher(request.user, version.study)
     error = ""
     empty = ""
     filters = GalleryFilters()
@@ -109,7 +109,7 @@ def _version_and_face(
 ) -> tuple[ModelVersion, Face]:
     """The version (the caller must be a member of its study) and a face of that study."""
     version = get_object_or_404(ModelVersion.objects.select_related("study"), pk=version_id)
-    check_study_member(request.user, version.study)
+    check_study_researcher(request.user, version.study)
     return version, get_object_or_404(Face, pk=face_id, study_id=version.study_id)
 
 

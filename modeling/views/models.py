@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.access import is_admin, role_required, study_for_member
+from annotate.access import is_admin, role_required, study_for_researcher
 from annotate.models import Study
 from annotate.roles import Role
 from config.celery import BrokerUnavailable
@@ -28,7 +28,7 @@ from modeling.services.training import (
 @role_required(Role.RESEARCHER)
 @require_GET
 def study_models(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     return render(
         request,
         "modeling/models.html",
@@ -52,7 +52,7 @@ def study_models(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 @require_GET
 def study_models_status(request: HttpRequest, slug: str) -> JsonResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     # Polling is also when a run whose worker died gets noticed.
     training_runs_sweep()
     predictions_runs_sweep()
@@ -62,7 +62,7 @@ def study_models_status(request: HttpRequest, slug: str) -> JsonResponse:
 @role_required(Role.RESEARCHER)
 @require_GET
 def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     version = selectors.version_get(study=study, number=number)
     card = selectors.version_card(version=version)
     return render(

@@ -11,7 +11,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods
 
-from annotate.access import check_study_member, role_required, study_for_member
+from annotate.access import check_study_researcher, role_required, study_for_researcher
 from annotate.consensus import escalations_sweep
 from annotate.params import bad_parameters_refused, param_int
 from annotate.roles import Role
@@ -38,7 +38,7 @@ DEFAULT_ROUND_SIZE = 300
 @require_http_methods(["GET", "POST"])
 @bad_parameters_refused
 def validation_rounds(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     versions = study_versions_predicted(study=study)
     status = 200
     if request.method == "POST":
@@ -101,7 +101,7 @@ def validation_round(request: HttpRequest, round_id: int) -> HttpResponse:
     round = get_object_or_404(
         ValidationRound.objects.select_related("version", "study"), pk=round_id
     )
-    check_study_member(request.user, round.study)
+    check_study_researcher(request.user, round.study)
     # Splits that waited too long for an extra coder go to adjudication before they are listed.
     escalations_sweep(study=round.study)
     progress = validation_round_progress(round=round)
@@ -153,7 +153,7 @@ def validation_round(request: HttpRequest, round_id: int) -> HttpResponse:
 @require_http_methods(["POST"])
 def validation_compute(request: HttpRequest, round_id: int) -> HttpResponse:
     round = get_object_or_404(ValidationRound, pk=round_id)
-    check_study_member(request.user, round.study)
+    check_study_researcher(request.user, round.study)
     try:
         validation_results_request(round=round)
     except BrokerUnavailable as exc:
@@ -169,7 +169,7 @@ def version_compare(request: HttpRequest, slug: str) -> HttpResponse:
     """Two versions side by side: each one's newest validation round and CV by subgroup, and
     both on the faces they both predicted and humans labelled (paired, McNemar's exact test).
     """
-    study = study_for_member(request.user, slug)
+    study = study_for_researcher(request.user, slug)
     versions = study_versions_predicted(study=study)
     by_pk = {v.pk: v for v in versions}
     a, b = (by_pk.get(param_int(request.GET, key)) for key in ("a", "b"))

@@ -1,4 +1,6 @@
-/* The coder's page: one keystroke per answer, next face shown at once, undo, prefetch. */
+/* The coder's page: one keystroke per answer, next face shown at once, undo, prefetch;
+   "question 2 of 5", Backspace to the previous question, live counts, the codebook (H) and
+   a summary of the session at the end. */
 (function () {
   "use strict";
   const root = document.getElementById("coding");
@@ -9,7 +11,15 @@
   const sourceFrame = document.getElementById("source-frame");
   const message = document.getElementById("message");
   const doneEl = document.getElementById("done");
+  const todayEl = document.getElementById("today");
+  const availableEl = document.getElementById("available");
   const openEl = document.getElementById("open-count");
+  const stepEl = document.getElementById("step");
+  const work = document.getElementById("work");
+  const codebook = document.getElementById("codebook");
+  const codebookClose = document.getElementById("codebook-close");
+  const summary = document.getElementById("summary");
+  const resume = document.getElementById("resume");
   const loading = document.getElementById("loading");
   const empty = document.getElementById("empty");
   const sections = Array.from(root.querySelectorAll("section.question"));
@@ -22,6 +32,11 @@
   let shownAt = performance.now();
   let busy = false;        // a next/undo request is running
   let pending = 0;         // votes sent and not yet answered
+  let started = root.dataset.codebookFirst !== "1";  // work is fetched once coding starts
+  let stopped = false;     // "Stop for now": the summary is up, keys do nothing
+  const session = { start: Date.now(), coded: 0 };
+  let sentSeq = 0;         // requests numbered as sent, so an older reply's counts never win
+  let countsSeq = 0;
 
   function say(text, kind) {
     message.textContent = text || "";
@@ -35,6 +50,41 @@
   function showQuestion(i) {
     step = i;
     sections.forEach((s, j) => { s.hidden = j !== i; });
+    stepEl.textContent = queue.length ? "Question " + (i + 1) + " of " + questions.length : "";
+  }
+
+  function labelOf(question, value) {
+    const button = root.querySelector(
+      'button.choice[data-question="' + CSS.escape(question) + '"][data-value="' + CSS.escape(value) + '"]');
+    return button ? button.dataset.label : value;
+  }
+
+  function titleOf(question) {
+    const section = sections[questions.indexOf(question)];
+    return section ? section.dataset.title : question;
+  }
+
+  function progress(counts, seq) {
+    if (!counts || seq < countsSeq) return;
+    countsSeq = seq;
+    todayEl.textContent = String(counts.today);
+    doneEl.textContent = String(counts.total);
+    availableEl.textContent = String(counts.available);
+  }
+
+  function duration(ms) {
+    const seconds = Math.round(ms / 1000);
+    const minutes = Math.floor(seconds / 60);
+    return minutes ? minutes + " min " + (seconds % 60) + " s" : seconds + " s";
+  }
+
+  function showSummary(early) {
+    document.getElementById("summary-count").textContent = String(session.coded);
+    document.getElementById("summary-time").textContent = duration(Date.now() - session.start);
+    document.getElementById("summary-today").textContent = todayEl.textContent;
+    document.getElementById("summary-total").textContent = doneEl.textContent;
+    resume.hidden = !early;
+    summary.hidden = false;
   }
 
   function show() {
@@ -45,14 +95,17 @@
     const item = queue[0];
     if (!item) {
       crop.hidden = true;
+      stepEl.textContent = "";
       // While votes are in flight the server may still hand out more faces.
       empty.hidden = pending > 0;
       loading.hidden = pending === 0;
+      if (pending === 0 && !busy) showSummary(false);
       crop.removeAttribute("src");
       root.dataset.assignment = "";
       return;
     }
     empty.hidden = true;
+    if (!stopped) summary.hidden = true;
     crop.hidden = false;
     if (crop.dataset.assignment !== String(item.assignment)) {
       crop.src = item.crop;
@@ -73,6 +126,7 @@
   }
 
   async function post(url, body) {
+    const seq = ++sentSeq;
     const response = await fetch(url, {
       method: "POST",
       credentials: "same-origin",
@@ -81,14 +135,16 @@
     });
     let data = {};
     try { data = await response.json(); } catch (e) { data = { error: "The server answered " + response.status + "." }; }
-    return { status: response.status, data: data };
+    return { status: response.status, data: data, seq: seq };
   }
 
   async function fetchNext() {
     busy = true;
     try {
-      const { status, data } = await post(root.dataset.nextUrl);
+      const { status, data, seq } = await post(root.dataset.nextUrl);
       if (status === 200) {
+        progress(data.progress, seq);
+        busy = false;
         accept(data.items);
         openEl.textContent = "· faces still open in the study: " + data.open;
       } else {
@@ -117,9 +173,10 @@
     } finally {
       pending -= 1;
     }
-    const { status, data } = result;
+    const { status, data, seq } = result;
     if (status === 200) {
-      if (!data.duplicate) doneEl.textContent = String(Number(doneEl.textContent) + 1);
+      if (!data.duplicate) session.coded += 1;
+      progress(data.progress, seq || 0);
       say(data.late ? "Saved (your time on that face had run out, but it still needed you)." : "", "");
       accept(data.items);
     } else if (status === 409) {
@@ -138,11 +195,80 @@
   }
 
   function answer(question, value) {
-    if (!queue.length || question !== questions[step]) return;
+    if (stopped || !codebook.hidden || !queue.length || question !== questions[step]) return;
     answers[question] = value;
     const notFace = question === "gender" && value === "not_face";
     if (notFace || step + 1 >= questions.length) submit();
     else showQuestion(step + 1);
+  }
+
+  function back() {
+    if (stopped || !codebook.hidden || !queue.length) return;
+    if (step === 0) {
+      say("This is the first question of this face. To change the face before, press U (undo).", "");
+      return;
+    }
+    const previous = questions[step - 1];
+    const given = answers[previous];
+    delete answers[previous];
+    showQuestion(step - 1);
+    say("Back to " + titleOf(previous) + (given ? " (you had answered " + labelOf(previous, given) + ")." : "."), "");
+  }
+
+  function toggleCodebook() {
+    const opening = codebook.hidden;
+    codebook.hidden = !opening;
+    work.hidden = opening;
+    if (!opening) {
+      codebookClose.textContent = "Back to coding";
+      if (!started) { started = true; fetchNext(); }
+    }
+  }
+
+  let stopping = null;      // the "Stop for now" request, until the server has answered
+
+  async function releaseLeases() {
+    // Let the votes and the next-faces call in flight land first, so no lease they hand out
+    // outlives the stop.
+    while (pending > 0 || busy) await new Promise((resolve) => setTimeout(resolve, 30));
+    try {
+      const { status, data, seq } = await post(root.dataset.stopUrl);
+      if (status === 200) {
+        progress(data.progress, seq);
+        queue = [];        // the faces went back to the pool; "Continue coding" takes new ones
+        crop.hidden = true;
+        crop.removeAttribute("src");
+        crop.dataset.assignment = "";
+        root.dataset.assignment = "";
+        showSummary(true);
+      } else {
+        say(data.error, "error");
+      }
+    } catch (e) {
+      say("The server could not be reached; your faces go back to the pool when your time on them runs out.", "error");
+    }
+  }
+
+  function stop() {
+    if (stopped) return;
+    stopped = true;
+    work.hidden = true;
+    showSummary(true);
+    resume.disabled = true;
+    stopping = releaseLeases().finally(() => { stopping = null; resume.disabled = false; });
+  }
+
+  async function proceed() {
+    if (stopping) await stopping;
+    stopped = false;
+    summary.hidden = true;
+    work.hidden = false;
+    if (queue.length) { show(); return; }
+    // The faces were given back: "Loading…" until the next call hands faces out again.
+    stepEl.textContent = "";
+    empty.hidden = true;
+    loading.hidden = false;
+    fetchNext();
   }
 
   async function undo() {
@@ -151,14 +277,16 @@
     try {
       // Undo means the newest vote: let the votes in flight land first.
       while (pending > 0) await new Promise((resolve) => setTimeout(resolve, 30));
-      const { status, data } = await post(root.dataset.undoUrl);
+      const { status, data, seq } = await post(root.dataset.undoUrl);
       if (status === 200) {
+        session.coded = Math.max(0, session.coded - 1);
+        progress(data.progress, seq);
         sent.delete(data.item.assignment);
         queue = [data.item].concat(queue.filter((i) => i.assignment !== data.item.assignment));
         crop.dataset.assignment = "";
         show();
-        doneEl.textContent = String(Math.max(0, Number(doneEl.textContent) - 1));
-        say("Last answer undone: label this face again.", "");
+        const what = (data.undone || []).map((a) => a.question + ": " + a.answer).join(", ");
+        say("Undone: " + (what || "your last answer") + ". Label this face again.", "");
       } else {
         say(data.error, "error");
       }
@@ -179,6 +307,13 @@
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     const key = event.key.toLowerCase();
+    if (key === "h") { event.preventDefault(); if (!stopped) toggleCodebook(); return; }
+    if (!codebook.hidden) {
+      if (key === "escape") { event.preventDefault(); toggleCodebook(); }
+      return;
+    }
+    if (stopped) return;
+    if (key === "backspace") { event.preventDefault(); back(); return; }
     if (key === "u") { event.preventDefault(); undo(); return; }
     if (key === "s") { event.preventDefault(); toggleSource(); return; }
     const section = sections[step];
@@ -192,6 +327,11 @@
   });
   document.getElementById("undo").addEventListener("click", undo);
   document.getElementById("toggle-source").addEventListener("click", toggleSource);
+  document.getElementById("back").addEventListener("click", back);
+  document.getElementById("codebook-open").addEventListener("click", toggleCodebook);
+  codebookClose.addEventListener("click", toggleCodebook);
+  document.getElementById("stop").addEventListener("click", stop);
+  resume.addEventListener("click", proceed);
 
-  fetchNext();
+  if (started) fetchNext();
 })();

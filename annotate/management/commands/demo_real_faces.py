@@ -1,7 +1,9 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
 from annotate.management.commands._report import batch_report_write
+from annotate.management.messages import validation_line
 from annotate.roles import Role
 from annotate.services.demo import (
     REAL_FACES_SLUG,
@@ -41,6 +43,8 @@ class Command(BaseCommand):
             result = demo_real_faces_load(slug=study)
         except RealFacesMissing as exc:
             raise CommandError(str(exc)) from None
+        except ValidationError as exc:
+            raise CommandError(validation_line(exc)) from None
         # Every face arrives labeled, so there is nothing to code: no coders on this study.
         demo_members_add(study=result.study, roles=(Role.RESEARCHER,))
         if result.batch is None:

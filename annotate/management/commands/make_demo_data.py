@@ -1,5 +1,7 @@
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotate.management.messages import validation_line
 from annotate.services.demo import demo_members_add, demo_study_load
 
 
@@ -15,7 +17,10 @@ class Command(BaseCommand):
         if faces < 1:
             self.stderr.write("--faces must be at least 1.")
             raise SystemExit(2)
-        result = demo_study_load(slug=study, faces=faces, seed=seed)
+        try:
+            result = demo_study_load(slug=study, faces=faces, seed=seed)
+        except ValidationError as exc:
+            raise CommandError(validation_line(exc)) from None
         demo_members_add(study=result.study)
         if result.created:
             self.stdout.write(
