@@ -93,16 +93,24 @@ def gold_faces(*, study: Study) -> QuerySet[GoldFace]:
     )
 
 
+def gold_source_would_tell(study_id: int) -> bool:
+    """Would a gold face without a source image stand out? Yes when the study's faces have
+    source images (the coding page offers their Source view; a crop-only face has none)."""
+    return Face.objects.filter(study_id=study_id, source_image__isnull=False).exists()
+
+
 def gold_candidates(*, study: Study, limit: int = CANDIDATE_LIMIT) -> list[dict]:
     """Faces a researcher may mark gold, not gold yet, with the answer `gold_answer_known`
-    would give: those with a researcher's decision (the latest) or an imported label."""
+    would give: those with a researcher's decision (the latest) or an imported label; not
+    crop-only faces where they would stand out (`gold_source_would_tell`)."""
     labelled = KnownLabel.objects.filter(face=OuterRef("pk"))
     decided = Adjudication.objects.filter(face=OuterRef("pk"))
-    faces = list(
-        Face.objects.filter(study=study, gold__isnull=True)
-        .filter(Exists(labelled) | Exists(decided))
-        .order_by("pk")[:limit]
+    faces = Face.objects.filter(study=study, gold__isnull=True).filter(
+        Exists(labelled) | Exists(decided)
     )
+    if gold_source_would_tell(study.pk):
+        faces = faces.filter(source_image__isnull=False)
+    faces = list(faces.order_by("pk")[:limit])
     ids = [f.pk for f in faces]
     decisions: dict[int, str] = {}
     for face_id, label in (

@@ -30,7 +30,12 @@ from annotate.models import (
     Study,
     Vote,
 )
-from annotate.selectors.gold import gold_answer_known, gold_counts, gold_pause_due
+from annotate.selectors.gold import (
+    gold_answer_known,
+    gold_counts,
+    gold_pause_due,
+    gold_source_would_tell,
+)
 from annotate.services.team import member_pause
 
 logger = logging.getLogger(__name__)
@@ -41,12 +46,6 @@ NO_SOURCE_TELL = (
     "Face {face} has no source image while the study's faces do: its Source button would be "
     "off, and coders could tell it is a check. Use a detected face with a known answer."
 )
-
-
-def _source_would_tell(study_id: int) -> bool:
-    """Would a gold face without a source image stand out? Yes when the study's faces have
-    source images (the coding page offers their Source view; a crop-only face has none)."""
-    return Face.objects.filter(study_id=study_id, source_image__isnull=False).exists()
 
 
 PAUSE_REASON = "Gold accuracy {accuracy:.0%} on {n} gold faces, below the study's {threshold:.0%}."
@@ -64,7 +63,7 @@ def gold_mark(*, face: Face, by) -> GoldFace:
     known = gold_answer_known(face=face)
     if known is None:
         raise ValueError(NO_KNOWN_ANSWER.format(face=face.pk))
-    if face.source_image_id is None and _source_would_tell(face.study_id):
+    if face.source_image_id is None and gold_source_would_tell(face.study_id):
         raise ValueError(NO_SOURCE_TELL.format(face=face.pk))
     gender, source = known
     gold = GoldFace.objects.create(face=face, gender=gender, source=source, marked_by=by)
@@ -78,7 +77,7 @@ def gold_mark_imported(*, study: Study, by) -> int:
     faces already gold keep their answer, and crop-only faces are left out where they would
     stand out (NO_SOURCE_TELL). Returns how many became gold."""
     labels = KnownLabel.objects.filter(face__study=study, face__gold__isnull=True)
-    if _source_would_tell(study.pk):
+    if gold_source_would_tell(study.pk):
         labels = labels.filter(face__source_image__isnull=False)
     answers: dict[int, str] = {}
     for face_id, gender in labels.order_by("face_id", "usage", "pk").values_list(
