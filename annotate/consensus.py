@@ -1,7 +1,11 @@
-"""Consensus: the one writer of the Consensus cache and of a face's coding status.
+"""Consensus: the one writer of the Consensus cache, and of a face's coding status as votes come
+and go (annotate.assignment.face_votes_reset reopens a face for fresh votes; imported faces are
+created complete).
 
 Called inside the transaction that records (or retracts) a vote, with the face's row lock
-held, so the K-th vote and its consensus commit together. The rule, for a study with K
+held, so the K-th vote and its consensus commit together. When a face's coding becomes final,
+validation is told after the commit (modeling.services.validation
+.validation_rounds_after_consensus), so a round's results start as soon as it is fully coded. The rule, for a study with K
 coders per face:
 
 - fewer than K live votes: the face is open and has no Consensus row;
@@ -45,13 +49,12 @@ from annotate.models import (
     Vote,
 )
 from annotate.selectors.waiting import coder_for_extra_vote_exists
-from annotate.signals import face_coded
 
 logger = logging.getLogger(__name__)
 
 NOT_WAITING = "This face is not waiting for a researcher's decision."
 UNKNOWN_LABEL = "Unknown label {label!r}."
-# A face in one of these has its final consensus; `face_coded` is sent when it gets there.
+# A face in one of these has its final consensus; validation hears of it when it gets there.
 FINAL_FACE_STATUSES = (FaceStatus.COMPLETE, FaceStatus.EXCLUDED)
 # Split faces sent on to a researcher per sweep; the next call for work takes the rest.
 SWEEP_BATCH = 100
@@ -219,15 +222,23 @@ def escalations_sweep(
     return escalations_review(face_ids=overdue[:limit], now=now)
 
 
+def _validation_hook_after_commit(face: Face) -> None:
+    """Once the face's final coding is committed, let validation start the results of any open
+    round it completes. Runs outside the vote's transaction; `robust` logs an error there and
+    never undoes or fails the vote.
+    """
+    # Imported here, not at the top: modeling.services.validation imports annotate.assignment,
+    # which imports this module.
+    from modeling.services.validation import validation_rounds_after_consensus
+
+    transaction.on_commit(lambda: validation_rounds_after_consensus(face=face), robust=True)
+
+
 def _face_status_set(face: Face, status: str, *, target: int) -> None:
     if face.coding_status != status or face.votes_target != target:
         Face.objects.filter(pk=face.pk).update(coding_status=status, votes_target=target)
         if status in FINAL_FACE_STATUSES and face.coding_status != status:
-            face_id, priority = face.pk, face.priority
-            transaction.on_commit(
-                lambda: face_coded.send(sender=Face, face_id=face_id, priority=priority),
-                robust=True,
-            )
+            _validation_hook_after_commit(face)
         face.coding_status, face.votes_target = status, target
 
 

@@ -366,7 +366,11 @@ class Face(models.Model):
     near_duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates"
     )
-    # Work-queue state, written only by annotate.assignment (the one place that hands out work).
+    # Work-queue state. annotate.consensus writes coding_status and votes_target as votes come
+    # and go (and for a researcher's decision); annotate.assignment writes slots_taken and
+    # priority and reopens a face for fresh votes (face_votes_reset); annotate.services.team
+    # gives back the slots of a coder whose leases it releases. Imported faces are created
+    # complete (annotate.services.ingest_faces), as are the demo's.
     coding_status = models.CharField(
         max_length=12, choices=FaceStatus.choices, default=FaceStatus.OPEN
     )

@@ -9,9 +9,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
 from annotate.services.health import health_ping_receive
+from annotate.services.import_jobs import import_batch_fail
 from annotate.services.import_sweep import imports_sweep
 from annotate.services.ingest import import_batch_process, import_chunk_process
-from annotate.services.ingest_common import import_batch_fail
 from annotate.services.ingest_faces import faces_batch_process
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Simulation check of the corrected share: coverage of the bootstrap interval and raw bias.
+"""Simulation check of the corrected share: coverage of the bootstrap interval and raw bias
+(the simulation is bench/_coverage_sim.py).
 
 Prints one JSON line. Defaults run in a few seconds; raise --replications for tighter figures.
     .venv/bin/python bench/estimates_coverage.py [--replications 400] [--resamples 2000]
@@ -12,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from modeling.estimates import simulate_coverage  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _coverage_sim import simulate_coverage  # noqa: E402
 
 
 def main() -> None:

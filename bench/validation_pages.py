@@ -33,17 +33,10 @@ def timed(function, repeat: int = 3) -> float:
 
 def build(n: int, seed: int):
     from annotate.roles import Role
-    from modeling.services import coding_bridge
     from modeling.services.validation import validation_results_compute, validation_round_create
-    from tests.factories import make_study, make_user
-    from tests.modeling.validation_factories import (
-        code_faces,
-        make_plain_faces,
-        make_version,
-        plant,
-    )
+    from tests.factories import make_plain_faces, make_study, make_user
+    from tests.modeling.validation_factories import code_faces, make_version, plant
 
-    coding_bridge.faces_prioritize = lambda *, face_ids, priority=100: len(face_ids)
     study = make_study()
     jobs = [f"job{i}" for i in range(20)]
     countries = [f"c{i}" for i in range(18)]

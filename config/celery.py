@@ -90,7 +90,8 @@ def visibility_timeout_resolve(*, configured: int | None, limits: Mapping[str, f
     """The visibility timeout a Redis worker must use: `configured`, which must be above every
     limit in `limits` (else VisibilityTimeoutTooShort naming the task), or by default the
     longest limit plus VISIBILITY_MARGIN_S."""
-    task, longest = max(limits.items(), key=lambda item: item[1], default=("", 0.0))
+    # Sorted first, so a tie between equally long limits always names the same task.
+    task, longest = max(sorted(limits.items()), key=lambda item: item[1], default=("", 0.0))
     if configured is None:
         if longest == float("inf"):
             raise VisibilityTimeoutTooShort(f"task {task} has no time limit; give it one")

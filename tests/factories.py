@@ -1,15 +1,24 @@
-"""Factories for test rows. Crops are real JPEGs drawn by annotate.synthetic."""
+"""Factories for test rows: users, studies, faces (with real crops or bare), and consensus.
+
+Crops are real JPEGs drawn by annotate.synthetic, or, for bare faces, paths with no file
+behind them (fast). Rows a service owns come from that service: memberships from
+annotate.services.team, consensus from annotate.consensus over votes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import itertools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.db import transaction
 
-from annotate.models import Face, MemberRole, Membership, SourceImage, Study
+from annotate.consensus import consensus_refresh
+from annotate.models import Consensus, Face, MemberRole, Membership, SourceImage, Study, Vote
 from annotate.roles import Role, groups_ensure
 from annotate.services.team import member_add
 from annotate.synthetic import draw_face, face_specs
@@ -36,6 +45,20 @@ def make_user(
     return user
 
 
+def _quick_user(study: Study, role: Role | str = Role.CODER, *, username: str | None = None):
+    """A member of `study` in `role`, without password hashing (fast; cannot log in)."""
+    user = get_user_model().objects.create_user(
+        username=username or f"quick-{role}-{next(_counter)}"
+    )
+    member_add(study=study, user=user, role=role)
+    return user
+
+
+def quick_users(study: Study, n: int, role: Role | str = Role.CODER) -> list:
+    """n members of `study` in `role`, without password hashing (fast; cannot log in)."""
+    return [_quick_user(study, role) for _ in range(n)]
+
+
 def make_member(study: Study, user, role: MemberRole | str = MemberRole.CODER) -> Membership:
     """`user` joins `study` with `role` there (and its global group), as the team page does."""
     return member_add(study=study, user=user, role=role)
@@ -46,11 +69,14 @@ def make_study(slug: str | None = None, **fields) -> Study:
     return Study.objects.create(slug=slug, title=fields.pop("title", slug.title()), **fields)
 
 
-def jpeg_bytes(index: int = 0, *, seed: int = 1) -> bytes:
-    spec = list(face_specs(index + 1, seed=seed))[index]
+def _jpeg(spec, *, seed: int) -> bytes:
     buffer = io.BytesIO()
     draw_face(spec, seed=seed).save(buffer, format="JPEG")
     return buffer.getvalue()
+
+
+def jpeg_bytes(index: int = 0, *, seed: int = 1) -> bytes:
+    return _jpeg(list(face_specs(index + 1, seed=seed))[index], seed=seed)
 
 
 def make_source_image(study: Study, **fields) -> SourceImage:
@@ -68,13 +94,59 @@ def make_source_image(study: Study, **fields) -> SourceImage:
     return image
 
 
+def _bare_face(study: Study, **fields) -> Face:
+    token = next(_counter)
+    return Face(
+        study=study,
+        crop=f"faces/bare-{token}.jpg",
+        crop_sha256=hashlib.sha256(f"bare-face-{token}".encode()).hexdigest(),
+        votes_target=study.votes_per_face,
+        **fields,
+    )
+
+
+def bare_faces(study: Study, n: int, **fields) -> list[Face]:
+    """n faces whose crops are paths without files (fast), created in bulk."""
+    return Face.objects.bulk_create(_bare_face(study, **fields) for _ in range(n))
+
+
+def make_plain_faces(
+    study: Study,
+    n: int,
+    *,
+    jobs=("nurse", "pilot"),
+    countries=("de", "us"),
+    faces_per_image: int = 2,
+) -> list[Face]:
+    """n bare faces in search-result images spread over jobs × countries."""
+    combos = list(itertools.product(jobs, countries))
+    images = []
+    for i in range((n + faces_per_image - 1) // faces_per_image):
+        job, country = combos[i % len(combos)]
+        token = next(_counter)
+        images.append(
+            SourceImage(
+                study=study,
+                file=f"images/img-{token}.jpg",
+                sha256=hashlib.sha256(f"img{token}".encode()).hexdigest(),
+                query=f"{job} {country}",
+                job=job,
+                country=country,
+                language="en",
+                rank=i // len(combos) + 1,
+            )
+        )
+    images = SourceImage.objects.bulk_create(images)
+    return Face.objects.bulk_create(
+        _bare_face(study, source_image=images[i // faces_per_image]) for i in range(n)
+    )
+
+
 def make_faces(study: Study, n: int, *, seed: int = 1, **fields) -> list[Face]:
     """n faces with real crops, created in bulk."""
     faces = []
     for spec in face_specs(n, seed=seed):
-        buffer = io.BytesIO()
-        draw_face(spec, seed=seed).save(buffer, format="JPEG")
-        data = buffer.getvalue()
+        data = _jpeg(spec, seed=seed)
         face = Face(
             study=study,
             crop_sha256=hashlib.sha256(data).hexdigest(),
@@ -84,3 +156,35 @@ def make_faces(study: Study, n: int, *, seed: int = 1, **fields) -> list[Face]:
         face.crop.save(f"face-{next(_counter)}.jpg", ContentFile(data), save=False)
         faces.append(face)
     return Face.objects.bulk_create(faces)
+
+
+def _voters(study: Study, n: int) -> list:
+    """n coders of `study` kept for votes_cast (made on first need, reused after)."""
+    prefix = f"voter-{study.pk}-"
+    voters = list(get_user_model().objects.filter(username__startswith=prefix).order_by("pk"))
+    for number in range(len(voters), n):
+        voters.append(_quick_user(study, username=f"{prefix}{number}"))
+    return voters[:n]
+
+
+def votes_cast(
+    face_id: int, answers: Sequence[Mapping[str, str]], *, now: datetime | None = None
+) -> Consensus | None:
+    """One vote per answers dict on the face, each by another coder of its study, then its
+    consensus from the one service that writes it (annotate.consensus.consensus_refresh, which
+    decides at `now` whether a split face still waits for an extra coder)."""
+    with transaction.atomic():
+        face = Face.objects.select_for_update().select_related("study").get(pk=face_id)
+        coders = _voters(face.study, len(answers))
+        Vote.objects.bulk_create(
+            Vote(face=face, coder=coder, **dict(vote))
+            for coder, vote in zip(coders, answers, strict=True)
+        )
+        return consensus_refresh(face=face, now=now)
+
+
+def faces_code(answers_by_face: Mapping[int, Mapping[str, str]]) -> None:
+    """Code each face as its study's K coders would when they all give it these answers."""
+    for face_id, answers in answers_by_face.items():
+        k = Face.objects.select_related("study").get(pk=face_id).study.votes_per_face
+        votes_cast(face_id, [answers] * k)

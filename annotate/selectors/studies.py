@@ -1,4 +1,4 @@
-"""Reads about studies for the landing pages."""
+"""Reads about studies: one by its name (the commands), and the landing pages."""
 
 from __future__ import annotations
 
@@ -8,6 +8,24 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from annotate.models import FaceStatus, MemberRole, Membership, Study
 from annotate.roles import Role, user_roles
+
+STUDY_NOT_FOUND = (
+    "no study {slug!r}; existing studies: {existing} "
+    "(create one with: python manage.py study create {slug} --title ...)"
+)
+
+
+class StudyNotFound(LookupError):
+    pass
+
+
+def study_get(*, slug: str) -> Study:
+    """The study named `slug`, or StudyNotFound listing the existing ones."""
+    try:
+        return Study.objects.get(slug=slug)
+    except Study.DoesNotExist:
+        existing = ", ".join(Study.objects.values_list("slug", flat=True)[:50]) or "none"
+        raise StudyNotFound(STUDY_NOT_FOUND.format(slug=slug, existing=existing)) from None
 
 
 def studies_for_user(*, user, role: MemberRole | None = None) -> QuerySet[Study]:

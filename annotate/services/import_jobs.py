@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from annotate.models import ImportBatch, ImportChunk, JobStatus
 from annotate.selectors.imports import import_counts
-from annotate.services.ingest_common import report_merge
+from annotate.services.import_report import report_merge
 from annotate.services.uploads import uploads_expire
 
 logger = logging.getLogger(__name__)
@@ -60,12 +60,12 @@ class Claim:
 
 def stale_after() -> timedelta:
     """How long work may go without a heartbeat before it counts as lost."""
-    return timedelta(seconds=getattr(settings, "FACET_IMPORT_STALE_SECONDS", 300))
+    return timedelta(seconds=settings.FACET_IMPORT_STALE_SECONDS)
 
 
 def max_attempts() -> int:
     """Claims a piece of work may have before a lost worker fails it."""
-    return getattr(settings, "FACET_IMPORT_MAX_ATTEMPTS", 3)
+    return settings.FACET_IMPORT_MAX_ATTEMPTS
 
 
 def _token() -> str:
@@ -305,6 +305,13 @@ def batch_end(
     logger.info(
         "import batch %s %s: %s imported", batch.pk, status, batch.report.get("imported", 0)
     )
+
+
+def import_batch_fail(*, batch_id: int, reason: str) -> None:
+    """Mark a batch failed (used by the task when the worker hits its time limit)."""
+    ImportBatch.objects.filter(
+        pk=batch_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    ).update(status=JobStatus.FAILED, error=reason[:2000], finished_at=timezone.now())
 
 
 def batch_split(*, claim: Claim, report: dict, bounds: list[tuple[int, int]]) -> None:

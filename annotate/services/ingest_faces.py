@@ -45,18 +45,17 @@ from annotate.ingest.phash import (
 from annotate.labels import CLASSES, AgeBand, Glasses, Quality, Race
 from annotate.models import Face, FaceStatus, ImportBatch, JobStatus, KnownLabel, Study
 from annotate.services.import_jobs import Claim, ClaimLost, Progress, batch_claim, batch_conclude
-from annotate.services.import_sweep import imports_sweep_due
-from annotate.services.ingest import archive_limits
-from annotate.services.ingest_common import (
+from annotate.services.import_report import (
     BATCH_CRASHED,
     BATCH_LABELS_UNUSABLE,
     BATCH_UPLOAD_UNUSABLE,
     REJECT_DUPLICATE,
     REJECT_STORE,
     ImportReport,
-    files_delete,
-    jpeg_bytes,
 )
+from annotate.services.import_sweep import imports_sweep_due
+from annotate.services.ingest import archive_limits
+from annotate.services.storage import files_delete, jpeg_bytes
 from config.celery import broker_check
 
 logger = logging.getLogger(__name__)

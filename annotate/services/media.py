@@ -15,7 +15,7 @@ from django.core.files.storage import default_storage
 
 from annotate.ingest.images import image_open
 from annotate.models import SourceImage
-from annotate.services.ingest_common import jpeg_bytes
+from annotate.services.storage import jpeg_bytes
 
 logger = logging.getLogger(__name__)
 

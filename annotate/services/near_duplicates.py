@@ -1,8 +1,11 @@
-"""Redo a study's near-duplicate flags with the current rule (annotate/ingest/phash.py).
+"""Near-duplicate flags set after the fact: across the chunks of one import, and a whole study
+redone with the current rule (annotate/ingest/phash.py).
 
-Imports flag near-duplicates as they store faces. Faces stored before the rule changed carry
-no crop print (so they are never compared) and may carry flags of the old rule, which took
-distinct people for copies and so dropped them from estimates. This recomputes every face's
+Imports flag near-duplicates as they store faces; chunks of one upload imported at the same
+time cannot see each other's faces, so the last one to finish reconciles them
+(`near_duplicates_reconcile`). Faces stored before the rule changed carry no crop print (so
+they are never compared) and may carry flags of the old rule, which took distinct people for
+copies and so dropped them from estimates; `near_duplicates_recompute` recomputes every face's
 print from its stored crop and every flag from scratch, the way an import in id order would.
 """
 
@@ -15,8 +18,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from PIL import Image
 
-from annotate.ingest.phash import HashIndex, crop_print, crop_probes, print_hex
-from annotate.models import Face, Study
+from annotate.ingest.phash import HashIndex, crop_print, crop_probes, hash_int, print_hex
+from annotate.models import Face, ImportBatch, Study
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +85,63 @@ def near_duplicates_recompute(*, study: Study) -> RecomputeReport:
     )
     logger.info("near-duplicates of %s recomputed: %s", study.slug, report)
     return report
+
+
+def near_duplicates_reconcile(*, batch_id: int) -> int:
+    """Flag the near-duplicates that chunks running at the same time could not see.
+
+    A chunk compares each face with the faces of its query stored when the chunk first looked;
+    two chunks running together miss each other's. After the last chunk, every face of the
+    batch still unflagged is compared with the faces of its query that came before it (lower
+    id), the same rule a single run applies (its probes are read from its stored crop). A
+    face flagged here takes the faces that pointed at it along, so every flag still points at
+    the first face of its cluster. Returns how many faces it flagged (the batch report counts
+    flagged faces from the rows). Safe to run twice: a second run finds nothing new.
+    """
+    batch = ImportBatch.objects.get(pk=batch_id)
+    unflagged = dict(
+        Face.objects.filter(source_image__batch=batch, near_duplicate_of__isnull=True).values_list(
+            "id", "source_image__query"
+        )
+    )
+    moved: dict[int, int] = {}  # face newly flagged -> first face of its cluster
+    for query in sorted(set(unflagged.values())):
+        index = HashIndex()
+        known = (
+            Face.objects.filter(study_id=batch.study_id, source_image__query=query)
+            .order_by("id")
+            .values_list("id", "near_duplicate_of_id", "crop_print", "crop")
+        )
+        for face_id, first, text, crop_name in known.iterator(chunk_size=2000):
+            value = hash_int(text)
+            if value is None:
+                continue
+            if face_id in unflagged and len(index):
+                near = index.nearest(*_stored_probes(crop_name))
+                if near is not None:
+                    moved[face_id] = first = near
+            index.add(moved.get(first, first) if first else face_id, value)
+    if not moved:
+        return 0
+    with transaction.atomic():
+        Face.objects.bulk_update(
+            [Face(pk=pk, near_duplicate_of_id=first) for pk, first in moved.items()],
+            ["near_duplicate_of"],
+            batch_size=1000,
+        )
+        for pk, first in moved.items():
+            Face.objects.filter(near_duplicate_of_id=pk).update(near_duplicate_of_id=first)
+    logger.info("import batch %s: %d near-duplicates flagged across chunks", batch_id, len(moved))
+    return len(moved)
+
+
+def _stored_probes(crop_name: str) -> list[int]:
+    """The near-duplicate probes of a stored crop; none (never flagged) when it is unreadable."""
+    try:
+        with default_storage.open(crop_name, "rb") as handle, Image.open(handle) as crop:
+            return crop_probes(crop.convert("RGB"))
+    except Exception:
+        logger.warning(
+            "could not read crop %s to compare it for duplicates", crop_name, exc_info=True
+        )
+        return []

@@ -27,7 +27,7 @@ def uploads_expire(*, now: datetime | None = None) -> int:
     and source name. A file that cannot be deleted is logged and tried again next time.
     Returns how many batches lost their upload."""
     now = now or timezone.now()
-    cutoff = now - timedelta(hours=getattr(settings, "FACET_UPLOAD_RETENTION_HOURS", 0))
+    cutoff = now - timedelta(hours=settings.FACET_UPLOAD_RETENTION_HOURS)
     expired = ImportBatch.objects.filter(
         status__in=FINISHED, finished_at__lte=cutoff, upload_deleted_at__isnull=True
     ).exclude(upload="", manifest="")

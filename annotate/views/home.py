@@ -55,7 +55,8 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.ADMIN)
 @require_http_methods(["POST"])
 def health_ping(request: HttpRequest) -> HttpResponse:
-    """Enqueue a ping for the worker; the admin's page polls health_status for the answer."""
+    """Enqueue a ping for the worker; returns its id. The worker stamps the HealthPing row
+    (`received_at`, `worker`) when it answers, which the admin's HealthPing list shows."""
     try:
         ping = health_ping_send()
     except BrokerUnavailable as exc:

@@ -26,6 +26,21 @@ LABELS_NOT_CSV = "The labels file must be a .csv file."
 LABELS_TOO_LARGE = "The labels file is larger than {limit:,} bytes."
 
 
+def _zip_checked(upload):
+    if not (upload.name or "").lower().endswith(".zip"):
+        raise forms.ValidationError(UPLOAD_NOT_ZIP)
+    return upload
+
+
+def _csv_checked(upload, *, not_csv: str, too_large: str):
+    """A CSV beside the zip (manifest or labels): a .csv name, at most FACET_MANIFEST_MAX_BYTES."""
+    if not (upload.name or "").lower().endswith(".csv"):
+        raise forms.ValidationError(not_csv)
+    if upload.size > settings.FACET_MANIFEST_MAX_BYTES:
+        raise forms.ValidationError(too_large.format(limit=settings.FACET_MANIFEST_MAX_BYTES))
+    return upload
+
+
 class ImportUploadForm(forms.Form):
     archive = forms.FileField(
         label="Images (.zip)",
@@ -41,22 +56,13 @@ class ImportUploadForm(forms.Form):
     )
 
     def clean_archive(self):
-        upload = self.cleaned_data["archive"]
-        if not (upload.name or "").lower().endswith(".zip"):
-            raise forms.ValidationError(UPLOAD_NOT_ZIP)
-        return upload
+        return _zip_checked(self.cleaned_data["archive"])
 
     def clean_manifest(self):
         upload = self.cleaned_data.get("manifest")
         if upload is None:
             return None
-        if not (upload.name or "").lower().endswith(".csv"):
-            raise forms.ValidationError(MANIFEST_NOT_CSV)
-        if upload.size > settings.FACET_MANIFEST_MAX_BYTES:
-            raise forms.ValidationError(
-                MANIFEST_TOO_LARGE.format(limit=settings.FACET_MANIFEST_MAX_BYTES)
-            )
-        return upload
+        return _csv_checked(upload, not_csv=MANIFEST_NOT_CSV, too_large=MANIFEST_TOO_LARGE)
 
 
 class LabelsUploadForm(forms.Form):
@@ -73,20 +79,12 @@ class LabelsUploadForm(forms.Form):
     )
 
     def clean_archive(self):
-        upload = self.cleaned_data["archive"]
-        if not (upload.name or "").lower().endswith(".zip"):
-            raise forms.ValidationError(UPLOAD_NOT_ZIP)
-        return upload
+        return _zip_checked(self.cleaned_data["archive"])
 
     def clean_labels(self):
-        upload = self.cleaned_data["labels"]
-        if not (upload.name or "").lower().endswith(".csv"):
-            raise forms.ValidationError(LABELS_NOT_CSV)
-        if upload.size > settings.FACET_MANIFEST_MAX_BYTES:
-            raise forms.ValidationError(
-                LABELS_TOO_LARGE.format(limit=settings.FACET_MANIFEST_MAX_BYTES)
-            )
-        return upload
+        return _csv_checked(
+            self.cleaned_data["labels"], not_csv=LABELS_NOT_CSV, too_large=LABELS_TOO_LARGE
+        )
 
 
 def _batch_for(request: HttpRequest, pk: int) -> ImportBatch:

@@ -9,7 +9,7 @@ in effect, which is the latest decision not undone, and only this module writes 
   refused (UNCHANGED) so a double submit does not pad the history.
 - Undo withdraws the verdict in effect and brings back the one before it, if any: the
   history is a stack of decisions, each undone at most once.
-- A label error sends the face back to the coders for fresh votes (coding_bridge) when it
+- A label error sends the face back to the coders for fresh votes (annotate.assignment.face_votes_reset) when it
   becomes the verdict in effect. Votes are never deleted, and the coders' fresh work is not
   thrown away, so undoing a label error withdraws the verdict only: the old votes stay
   retracted and the face's label comes from the fresh votes. A label error that comes back
@@ -21,9 +21,9 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from annotate.assignment import face_votes_reset
 from annotate.models import Face
 from modeling.models import ModelVersion, Triage, TriageEvent
-from modeling.services import coding_bridge
 
 TAGS = ("blurry", "occluded", "child", "glasses", "profile", "low_light", "cartoon", "group")
 NOTE_MAX = 2000
@@ -126,7 +126,7 @@ def triage_record(
     )
     triage = _current_write(face=face, current=current, event=event)
     if reset:
-        coding_bridge.face_votes_reset(
+        face_votes_reset(
             face=face, reason=LABEL_ERROR_REASON.format(version=version, who=decided_by)
         )
     return triage

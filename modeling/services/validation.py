@@ -4,7 +4,8 @@
 faces first; `validation_results_compute` turns the round's coded faces into stored results
 (the pages only read `ValidationRound.results`); `validation_results_request` enqueues that
 computation on the default queue; `validation_rounds_after_consensus` is the hook the
-consensus service calls so a round's results are computed as soon as it completes.
+consensus service (annotate.consensus) calls after the commit in which a face's coding became
+final, so a round's results are computed as soon as its last face is coded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import pandas as pd
 from django.db import transaction
 from django.utils import timezone
 
+from annotate.assignment import VALIDATION_PRIORITY, faces_prioritize
 from annotate.labels import CLASSES, POSITIVE_CLASS, SUBGROUP_ATTRIBUTES
+from annotate.models import Face
+from config.celery import BrokerUnavailable, broker_check
 from modeling import evaluation
 from modeling.estimates import ErrorRates
 from modeling.models import ModelVersion, ValidationItem, ValidationRound
@@ -32,7 +36,6 @@ from modeling.selectors.validation import (
     validation_round_frame,
     validation_round_progress,
 )
-from modeling.services import coding_bridge
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +120,7 @@ def validation_round_create(
             sample["face_id"], sample["stratum"], sample["reason"], strict=True
         )
     )
-    coding_bridge.faces_prioritize(
-        face_ids=[int(i) for i in sample["face_id"]], priority=coding_bridge.VALIDATION_PRIORITY
-    )
+    faces_prioritize(face_ids=[int(i) for i in sample["face_id"]], priority=VALIDATION_PRIORITY)
     logger.info("validation round %s: %d faces of %s (seed %d)", round.pk, size, version, seed)
     return round
 
@@ -271,7 +272,6 @@ def validation_results_fail(*, round_id: int, error: str) -> None:
 
 def validation_results_request(*, round: ValidationRound) -> None:
     """Enqueue the results computation (queue default) after commit; raises BrokerUnavailable."""
-    from config.celery import broker_check
     from modeling.tasks import validation_results
 
     broker_check()
@@ -282,15 +282,27 @@ def validation_results_request(*, round: ValidationRound) -> None:
         transaction.on_commit(lambda: validation_results.delay(round.pk))
 
 
-def validation_rounds_after_consensus(*, face_id: int) -> list[int]:
-    """Called by the consensus service after it writes a face's consensus: enqueue results
-    for every open round holding that face which is now fully coded. Returns their ids.
+def validation_rounds_after_consensus(*, face: Face) -> list[int]:
+    """Enqueue results for every open round whose sample holds `face` and is now fully coded;
+    returns their ids.
+
+    Called by the consensus service after the commit in which `face`'s coding became final.
+    Round membership is one query on the rounds' sample rows (ValidationItem), so a face in no
+    round costs that query and nothing more. An unreachable broker is logged, not raised: the
+    vote is committed, and the results are computed when the round's page is opened.
     """
     started = []
     for round in ValidationRound.objects.filter(
-        items__face_id=face_id, status=ValidationRound.Status.OPEN
-    ):
-        if validation_round_progress(round=round).complete:
+        items__face=face, status=ValidationRound.Status.OPEN
+    ).distinct():
+        if not validation_round_progress(round=round).complete:
+            continue
+        try:
             validation_results_request(round=round)
-            started.append(round.pk)
+        except BrokerUnavailable as exc:
+            logger.warning(
+                "face %s completed a validation round (%s), but %s", face.pk, round.pk, exc
+            )
+            continue
+        started.append(round.pk)
     return started

@@ -24,7 +24,6 @@ from modeling.selectors.gallery import (
     gallery_group_values,
     gallery_page,
 )
-from modeling.services.coding_bridge import CodingFlowMissing
 from modeling.services.triage import NOTE_MAX, TAGS, TriageError, triage_record, triage_undo
 
 FILTER_KEYS = (
@@ -126,7 +125,7 @@ def triage(request: HttpRequest, version_id: int, face_id: int) -> HttpResponse:
             tags=request.POST.getlist("tags"),
             note=param_text(request.POST, "note"),
         )
-    except (BadParameter, TriageError, CodingFlowMissing) as exc:
+    except (BadParameter, TriageError) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Face {face.pk} triaged.")

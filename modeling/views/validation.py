@@ -24,7 +24,6 @@ from modeling.models import ValidationRound
 from modeling.sampling import MIN_PER_GROUP
 from modeling.selectors.compare import study_versions_predicted, versions_compare
 from modeling.selectors.validation import validation_round_progress
-from modeling.services.coding_bridge import CodingFlowMissing
 from modeling.services.validation import (
     ValidationError,
     validation_results_request,
@@ -58,7 +57,7 @@ def validation_rounds(request: HttpRequest, slug: str) -> HttpResponse:
                         MIN_PER_GROUP if data["min_per_group"] is None else data["min_per_group"]
                     ),
                 )
-            except (ValidationError, CodingFlowMissing) as exc:
+            except ValidationError as exc:
                 messages.error(request, str(exc))
             else:
                 messages.success(

@@ -12,8 +12,8 @@ from annotate.roles import Role, groups_ensure
 from annotate.selectors.agreement import agreement_report, agreement_votes
 from modeling.appendix import _agreement
 from modeling.exports import export_frame
-from tests.annotate.coding_helpers import bare_faces, vote_next
-from tests.factories import make_study, make_user
+from tests.annotate.coding_helpers import vote_next
+from tests.factories import bare_faces, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from annotate.models import Adjudication, Face, FaceStatus, ImportBatch
 from annotate.roles import Role
 from annotate.selectors.agreement import agreement_report, agreement_votes
 from annotate.services.simulation import coders_simulate
-from tests.annotate.coding_helpers import bare_faces, vote_next
-from tests.factories import make_source_image, make_study, make_user
+from tests.annotate.coding_helpers import vote_next
+from tests.factories import bare_faces, make_source_image, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

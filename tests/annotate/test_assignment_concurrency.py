@@ -12,8 +12,7 @@ from annotate.assignment import assignment_next, faces_over_assigned
 from annotate.models import Face, FaceStatus, Vote
 from annotate.roles import Role
 from annotate.services.coding import VoteRequest, vote_submit
-from tests.annotate.coding_helpers import bare_faces
-from tests.factories import make_study, make_user
+from tests.factories import bare_faces, make_study, make_user
 
 
 def _label_concurrently(*, threads: int, faces: int) -> None:

@@ -24,9 +24,8 @@ from annotate.roles import Role
 from annotate.views.coding import BAD_JSON, NESTED_JSON
 from modeling.models import ValidationRound
 from modeling.services.validation import SEED_MAX, ValidationError, validation_round_create
-from tests.annotate.coding_helpers import bare_faces
-from tests.factories import make_study, make_user
-from tests.modeling.validation_factories import make_plain_faces, make_version, plant
+from tests.factories import bare_faces, make_plain_faces, make_study, make_user
+from tests.modeling.validation_factories import make_version, plant
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,7 @@ from annotate.models import Assignment, AssignmentStatus, Face
 from annotate.roles import Role
 from annotate.services.crowd import crowd_link_create
 from annotate.services.team import leases_release
-from tests.annotate.coding_helpers import bare_faces
-from tests.factories import make_study, make_user
+from tests.factories import bare_faces, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

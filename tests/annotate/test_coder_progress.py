@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from annotate.models import Vote
 from annotate.roles import Role
-from tests.annotate.coding_helpers import bare_faces, vote_next
-from tests.factories import make_study, make_user
+from tests.annotate.coding_helpers import vote_next
+from tests.factories import bare_faces, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

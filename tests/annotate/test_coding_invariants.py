@@ -22,8 +22,7 @@ from annotate.models import Assignment, Consensus, Face, FaceStatus, Vote
 from annotate.roles import Role
 from annotate.selectors.labels import face_labels
 from annotate.services.coding import CodingError, VoteRequest, vote_submit, vote_undo
-from tests.annotate.coding_helpers import bare_faces, quick_users
-from tests.factories import make_study
+from tests.factories import bare_faces, make_study, quick_users
 
 pytestmark = pytest.mark.django_db
 

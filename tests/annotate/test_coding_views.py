@@ -23,8 +23,8 @@ from annotate.services.coding import (
 )
 from annotate.views.coding import VOTE_NOT_SAVED
 from modeling.models import ModelVersion, Prediction
-from tests.annotate.coding_helpers import answers_for, bare_faces, vote_next
-from tests.factories import make_faces, make_source_image, make_study, make_user
+from tests.annotate.coding_helpers import answers_for, vote_next
+from tests.factories import bare_faces, make_faces, make_source_image, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from annotate.management import files
 from annotate.models import ImportBatch
 from modeling.models import ValidationRound
-from tests.factories import make_study
-from tests.modeling.validation_factories import make_plain_faces, make_version, plant
+from tests.factories import make_plain_faces, make_study
+from tests.modeling.validation_factories import make_version, plant
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ from annotate.consensus import NOT_WAITING, face_adjudicate
 from annotate.models import Adjudication, Consensus, ConsensusStatus, Face, FaceStatus, Vote
 from annotate.roles import Role
 from annotate.services.coding import vote_undo
-from tests.annotate.coding_helpers import bare_faces, vote_next
-from tests.factories import make_study, make_user
+from tests.annotate.coding_helpers import vote_next
+from tests.factories import bare_faces, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

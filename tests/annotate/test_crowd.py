@@ -33,8 +33,8 @@ from annotate.services.crowd import (
 )
 from annotate.services.invitations import CROWD_ACCOUNT, invitation_create
 from annotate.services.team import member_remove
-from tests.annotate.coding_helpers import answers_for, bare_faces
-from tests.factories import make_study, make_user
+from tests.annotate.coding_helpers import answers_for
+from tests.factories import bare_faces, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

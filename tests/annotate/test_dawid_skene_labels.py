@@ -45,9 +45,9 @@ from modeling.selectors.estimates import estimates_faces_frame, estimates_valida
 from modeling.selectors.training import training_set_select
 from modeling.selectors.validation import validation_round_frame
 from modeling.services.validation import validation_results_compute, validation_round_create
-from tests.annotate.coding_helpers import answers_for, quick_users
-from tests.factories import make_study, make_user
-from tests.modeling.validation_factories import make_plain_faces, make_version
+from tests.annotate.coding_helpers import answers_for
+from tests.factories import make_plain_faces, make_study, make_user, quick_users
+from tests.modeling.validation_factories import make_version
 
 N_FACES = 20
 

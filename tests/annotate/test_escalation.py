@@ -39,9 +39,9 @@ from annotate.services.coding import (
 from annotate.services.demo import demo_accounts_ensure, demo_members_add
 from modeling.selectors.validation import validation_round_progress
 from modeling.services.validation import validation_round_create
-from tests.annotate.coding_helpers import answers_for, bare_faces, quick_users, vote_next
-from tests.factories import make_study, make_user
-from tests.modeling.validation_factories import make_plain_faces, make_version, plant
+from tests.annotate.coding_helpers import answers_for, vote_next
+from tests.factories import bare_faces, make_plain_faces, make_study, make_user, quick_users
+from tests.modeling.validation_factories import make_version, plant
 
 pytestmark = pytest.mark.django_db
 

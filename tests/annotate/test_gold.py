@@ -45,8 +45,8 @@ from annotate.services.gold import (
 )
 from annotate.services.team import member_pause
 from modeling.exports import _votes
-from tests.annotate.coding_helpers import answers_for, bare_faces, vote_next
-from tests.factories import make_source_image, make_study, make_user
+from tests.annotate.coding_helpers import answers_for, vote_next
+from tests.factories import bare_faces, make_source_image, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

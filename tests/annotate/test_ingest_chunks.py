@@ -9,6 +9,7 @@ from django.core.files.base import ContentFile
 
 from annotate.models import ImportBatch, ImportChunk, JobStatus, SourceImage
 from annotate.services import ingest as ingest_service
+from annotate.services.image_pipeline import ImagePipeline
 from annotate.services.ingest import import_batch_process, import_chunk_process
 from tests.annotate import hostile
 from tests.factories import make_study
@@ -68,14 +69,14 @@ def test_a_failed_chunk_fails_the_batch_naming_its_files_and_keeps_the_others(
     settings.FACET_IMPORT_CHUNK_FILES = 2
     batch = _queued_batch(make_study())
     _, sent = _plan(batch, detector, monkeypatch, django_capture_on_commit_callbacks)
-    original = ingest_service._ImagePipeline.run
+    original = ImagePipeline.run
 
     def run(self, work):
         if work and work[0][0].name == "q/2.jpg":
             raise OSError("worker lost its volume")
         return original(self, work)
 
-    monkeypatch.setattr(ingest_service._ImagePipeline, "run", run)
+    monkeypatch.setattr(ImagePipeline, "run", run)
     for _, start, stop in sent:
         import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
     batch.refresh_from_db()
@@ -148,7 +149,7 @@ def test_near_duplicates_across_chunks_that_ran_together_are_flagged_at_the_end(
     _, sent = _plan(batch, detector, monkeypatch, django_capture_on_commit_callbacks)
     snapshots = {}  # each chunk's view of the query: taken before any chunk stored a face
     monkeypatch.setattr(
-        ingest_service._ImagePipeline,
+        ImagePipeline,
         "_hash_index",
         lambda pipeline, query: snapshots.setdefault((id(pipeline), query), HashIndex()),
     )

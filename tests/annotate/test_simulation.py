@@ -8,8 +8,7 @@ from django.core.management import CommandError, call_command
 from annotate.assignment import faces_over_assigned
 from annotate.models import Consensus, Face, FaceStatus, KnownLabel, Vote
 from annotate.services.simulation import BAD_OVERRIDE, coders_simulate
-from tests.annotate.coding_helpers import bare_faces
-from tests.factories import make_study
+from tests.factories import bare_faces, make_study
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,6 @@ from modeling import charts
 from modeling.services.validation import validation_results_compute, validation_round_create
 from tests.conftest import ROOT, login
 from tests.factories import PASSWORD, make_user
-from tests.modeling.coding_flow import coding_flow_record
 from tests.modeling.validation_factories import code_faces, make_version, predict_from_hidden_truth
 
 POLICY = {
@@ -61,8 +60,7 @@ class Site:
     crop_url: str
 
 
-def _site(monkeypatch) -> Site:
-    coding_flow_record(monkeypatch)
+def _site() -> Site:
     study = demo_study_load(faces=120, seed=7).study
     coder = make_user(Role.CODER, username="csp-coder", study=study)
     researcher = make_user(Role.RESEARCHER, username="csp-researcher", study=study)
@@ -145,9 +143,9 @@ def test_server_drawn_charts_use_presentation_attributes_not_style():
 
 @pytest.mark.django_db
 def test_every_page_of_every_role_carries_the_policy_and_media_keep_their_sandbox(
-    client, monkeypatch
+    client,
 ):
-    site = _site(monkeypatch)
+    site = _site()
     response = client.get(reverse("login"))
     assert _directives(response["Content-Security-Policy"]) == POLICY
     for user in (site.coder, site.researcher, site.admin):
@@ -185,9 +183,10 @@ def _code_one_face(page) -> None:
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_main_pages_load_in_chromium_without_csp_violations_and_coding_works(
-    browser, live_server, monkeypatch
+    browser,
+    live_server,
 ):
-    site = _site(monkeypatch)
+    site = _site()
     violations: list[str] = []
     console: list[str] = []
     errors: list[str] = []

@@ -16,20 +16,12 @@ from modeling.selectors.estimates import EstimateOptions, estimate_tables
 from modeling.services.validation import validation_results_compute, validation_round_create
 from modeling.templatetags.validation_format import pct
 from tests.conftest import login
-from tests.modeling.coding_flow import CodingFlowCalls, coding_flow_record
 from tests.modeling.validation_factories import code_faces, make_version, predict_from_hidden_truth
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def coding_flow(monkeypatch) -> CodingFlowCalls:
-    return coding_flow_record(monkeypatch)
-
-
-def test_researcher_opens_demo_estimates_and_downloads_csv(
-    page, live_server, coding_flow, tmp_path
-):
+def test_researcher_opens_demo_estimates_and_downloads_csv(page, live_server, tmp_path):
     demo_accounts_ensure()
     study = demo_study_load(faces=160, seed=7).study
     demo_members_add(study=study)

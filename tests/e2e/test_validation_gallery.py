@@ -5,22 +5,24 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from annotate.models import Consensus, Face, FaceStatus, Vote
 from annotate.roles import Role
 from modeling.models import Triage
 from tests.conftest import login
-from tests.factories import PASSWORD, make_study, make_user
-from tests.modeling.coding_flow import CodingFlowCalls, coding_flow_record
-from tests.modeling.validation_factories import make_plain_faces, make_version, plant
+from tests.factories import PASSWORD, make_plain_faces, make_study, make_user
+from tests.modeling.validation_factories import code_faces, make_version, plant
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def coding_flow(monkeypatch) -> CodingFlowCalls:
-    return coding_flow_record(monkeypatch)
+def _coding_state(face_id: int) -> tuple[str, bool, int]:
+    """The face's coding status, whether it has a consensus, and its live votes."""
+    face = Face.objects.get(pk=face_id)
+    live = Vote.objects.filter(face=face, retracted_at__isnull=True).count()
+    return face.coding_status, Consensus.objects.filter(face=face).exists(), live
 
 
-def test_researcher_filters_gallery_by_subgroup_and_triages_a_face(page, live_server, coding_flow):
+def test_researcher_filters_gallery_by_subgroup_and_triages_a_face(page, live_server):
     study = make_study("gallery-study")
     faces = make_plain_faces(study, 200)
     version = make_version(study, active=True)
@@ -53,15 +55,22 @@ def test_researcher_filters_gallery_by_subgroup_and_triages_a_face(page, live_se
 
     assert "group=3-9" in page.url  # back on the filtered gallery
     assert page.get_by_text(f"Face {face_id} triaged.").is_visible()
-    triaged = page.locator(f'[data-face="{face_id}"]').get_by_test_id("triaged")
-    assert "Label error" in triaged.inner_text() and "child" in triaged.inner_text()
     triage = Triage.objects.get(face_id=face_id)
     assert (triage.decision, triage.tags, triage.decided_by.username) == (
         "label_error",
         ["child"],
         "rita",
     )
-    assert [f for f, _ in coding_flow.reset] == [face_id]
+    # A label error sends the face back to the coders: its votes retracted, no consensus, so
+    # it leaves the gallery until fresh votes code it again.
+    assert _coding_state(face_id) == (FaceStatus.OPEN, False, 0)
+    assert page.locator(f'[data-face="{face_id}"]').count() == 0
+
+    code_faces([face_id], truth)  # the coders agree on the same label again
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    triaged = page.locator(f'[data-face="{face_id}"]').get_by_test_id("triaged")
+    assert "Label error" in triaged.inner_text() and "child" in triaged.inner_text()
 
     page.locator(f'[data-face="{face_id}"]').get_by_role("button", name="Undo").click()
     page.wait_for_load_state("networkidle")
@@ -70,4 +79,5 @@ def test_researcher_filters_gallery_by_subgroup_and_triages_a_face(page, live_se
     assert card.get_by_test_id("triaged").count() == 0
     assert "undid" in card.get_by_test_id("triage-history").text_content()  # folded
     assert not Triage.objects.filter(face_id=face_id).exists()
-    assert [f for f, _ in coding_flow.reset] == [face_id]  # votes are not reset back
+    # The fresh votes stay and the retracted ones are not put back.
+    assert _coding_state(face_id) == (FaceStatus.COMPLETE, True, study.votes_per_face)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from annotate.roles import Role
 from annotate.services.demo import demo_study_load
 from modeling import evaluation
 from modeling.models import ModelVersion
 from modeling.services.training import training_run_create, training_run_execute
 from modeling.services.validation import records
-from tests.factories import make_user
 from tests.modeling.conftest import TINY
 
 
@@ -46,7 +44,3 @@ def version_with_metrics(study, number: int, accuracy_by_race: dict[str, tuple[i
             }
         },
     )
-
-
-def admin_user():
-    return make_user(Role.ADMIN)

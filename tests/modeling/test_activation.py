@@ -11,7 +11,7 @@ from modeling.models import ModelVersion, PredictionRun
 from modeling.services.activation import ActivationRefused, version_activate
 from tests.conftest import Broker, use_broker
 from tests.factories import make_faces, make_study, make_user
-from tests.modeling.helpers import admin_user, version_with_metrics
+from tests.modeling.helpers import version_with_metrics
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ def test_activation_swaps_the_active_version_and_starts_prediction():
     make_faces(study, 3)
     v1 = version_with_metrics(study, 1, {"white": (50, 0.9)})
     v2 = version_with_metrics(study, 2, {"white": (50, 0.91)})
-    admin = admin_user()
+    admin = make_user(Role.ADMIN)
     first = version_activate(version=v1, user=admin)
     assert first.version == v1 and first.total == 3
     second = version_activate(version=v2, user=admin)
@@ -38,7 +38,7 @@ def test_gate_refuses_a_subgroup_drop_beyond_the_margin():
     study = make_study()
     v1 = version_with_metrics(study, 1, {"white": (50, 0.9), "black": (40, 0.9)})
     v2 = version_with_metrics(study, 2, {"white": (50, 0.95), "black": (40, 0.8)})
-    admin = admin_user()
+    admin = make_user(Role.ADMIN)
     version_activate(version=v1, user=admin)
     with pytest.raises(ActivationRefused) as refused:
         version_activate(version=v2, user=admin)
@@ -50,7 +50,7 @@ def test_gate_ignores_groups_below_the_minimum_n_and_drops_within_the_margin():
     study = make_study()
     v1 = version_with_metrics(study, 1, {"white": (50, 0.9), "black": (10, 0.9)})
     v2 = version_with_metrics(study, 2, {"white": (50, 0.86), "black": (10, 0.5)})
-    admin = admin_user()
+    admin = make_user(Role.ADMIN)
     version_activate(version=v1, user=admin)
     version_activate(version=v2, user=admin)
     assert _active(study) == [v2]
@@ -60,7 +60,7 @@ def test_admin_override_is_recorded():
     study = make_study()
     v1 = version_with_metrics(study, 1, {"black": (40, 0.9)})
     v2 = version_with_metrics(study, 2, {"black": (40, 0.7)})
-    admin = admin_user()
+    admin = make_user(Role.ADMIN)
     version_activate(version=v1, user=admin)
     version_activate(version=v2, user=admin, override_reason="More children in training now")
     v2.refresh_from_db()
@@ -80,7 +80,7 @@ def test_dead_broker_leaves_the_active_version_unchanged():
     study = make_study()
     v1 = version_with_metrics(study, 1, {})
     v2 = version_with_metrics(study, 2, {})
-    admin = admin_user()
+    admin = make_user(Role.ADMIN)
     version_activate(version=v1, user=admin)
     with use_broker(Broker("redis://127.0.0.1:1/0", {})), pytest.raises(BrokerUnavailable):
         version_activate(version=v2, user=admin)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from modeling.appendix import _md, appendix_markdown, methods_appendix
 from modeling.services.validation import validation_results_compute, validation_round_create
-from tests.factories import make_study
-from tests.modeling.validation_factories import code_faces, make_plain_faces, make_version, plant
+from tests.factories import make_plain_faces, make_study
+from tests.modeling.validation_factories import code_faces, make_version, plant
 
 TITLE = "*bold* | pipe <script>alert(1)</script> _x_ [link](http://e.org) `code` &amp;"
 JOB = "a|b"

@@ -8,14 +8,15 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from annotate.roles import Role
 from annotate.services.demo import demo_study_load
 from modeling.management.commands.activate import OVERRIDE_EMPTY
 from modeling.models import Prediction, PredictionRun, TrainingRun
 from modeling.services.activation import version_activate
 from modeling.services.training import training_run_create, training_run_execute
-from tests.factories import make_faces, make_study
+from tests.factories import make_faces, make_study, make_user
 from tests.modeling.conftest import TINY
-from tests.modeling.helpers import admin_user, trained_version, version_with_metrics
+from tests.modeling.helpers import trained_version, version_with_metrics
 
 pytestmark = pytest.mark.django_db
 TINY_ARGS = ["--backbone", "resnet18", "--weights", "none", "--epochs", "5", "--folds", "3"]
@@ -34,7 +35,9 @@ def test_train_inline_prints_the_metrics_as_json_and_predict_uses_the_active_ver
     with pytest.raises(CommandError, match="has no active model version"):
         call_command("predict", "--study", "cmd", stdout=io.StringIO())
     version = study.model_versions.get()
-    version_activate(version=version, user=admin_user())  # queues a run; the command runs one too
+    version_activate(
+        version=version, user=make_user(Role.ADMIN)
+    )  # queues a run; the command runs one too
     out = io.StringIO()
     call_command("predict", "--study", "cmd", "--inline", stdout=out)
     assert json.loads(out.getvalue())["status"] == "succeeded"
@@ -53,7 +56,7 @@ def test_train_reports_bad_input_as_a_command_error():
 def test_predict_with_a_version_that_is_not_active_leaves_the_active_one(filesystem_broker):
     v1 = trained_version("cmd3", faces=40, seed=4)
     study = v1.study
-    version_activate(version=v1, user=admin_user())
+    version_activate(version=v1, user=make_user(Role.ADMIN))
     run = training_run_create(study=study, config={**TINY, "epochs": 2}, enqueue=False)
     v2 = training_run_execute(run_id=run.pk).version
     out = io.StringIO()

@@ -21,8 +21,8 @@ from modeling.selectors.gallery import (
     gallery_page,
     gallery_queryset,
 )
-from tests.factories import make_study, make_user
-from tests.modeling.validation_factories import make_plain_faces, make_version, plant
+from tests.factories import make_plain_faces, make_study, make_user
+from tests.modeling.validation_factories import make_version, plant
 
 pytestmark = pytest.mark.django_db
 

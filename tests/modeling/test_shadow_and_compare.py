@@ -28,10 +28,10 @@ from modeling.selectors.compare import DIFFERENT_STUDIES, versions_compare
 from modeling.services.activation import version_activate
 from modeling.services.prediction import predictions_run_execute, predictions_start
 from modeling.services.training import training_run_create, training_run_execute
-from tests.factories import make_study, make_user
+from tests.factories import make_plain_faces, make_study, make_user
 from tests.modeling.conftest import TINY
-from tests.modeling.helpers import admin_user, trained_version
-from tests.modeling.validation_factories import code_faces, make_plain_faces, make_version, plant
+from tests.modeling.helpers import trained_version
+from tests.modeling.validation_factories import code_faces, make_version, plant
 
 # --- the paired test and interval (pure) -------------------------------------------------
 
@@ -137,7 +137,7 @@ def two_trained_versions(filesystem_broker, coding_flow):
     """v1 trained and active with its predictions; v2 trained on the same faces, not active."""
     v1 = trained_version("shadow", faces=60, seed=3)
     study = v1.study
-    admin = admin_user()
+    admin = make_user(Role.ADMIN)
     run = version_activate(version=v1, user=admin)
     predictions_run_execute(run_id=run.pk)
     run = training_run_create(study=study, config={**TINY, "epochs": 2, "seed": 9}, enqueue=False)
@@ -262,7 +262,7 @@ def test_only_admins_start_shadow_predictions(client, filesystem_broker):
     card = client.get(reverse("modeling:version_detail", args=[study.slug, v2.number]))
     assert "Predict all faces (shadow)" not in card.content.decode()
     assert not PredictionRun.objects.exists()
-    client.force_login(admin_user())
+    client.force_login(make_user(Role.ADMIN))
     assert client.post(url).status_code == 302
     run = PredictionRun.objects.get()
     assert (run.version, run.status, run.total) == (v2, "queued", 4)

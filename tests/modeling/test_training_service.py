@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import torch
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
 
+from annotate.consensus import face_adjudicate
 from annotate.labels import SUBGROUP_ATTRIBUTES
 from annotate.models import (
-    Adjudication,
-    Consensus,
     ConsensusStatus,
-    FaceStatus,
     JobStatus,
     KnownLabel,
 )
@@ -30,7 +31,7 @@ from modeling.services.training import (
     training_run_execute,
 )
 from modeling.services.triage import triage_record
-from tests.factories import make_faces, make_study, make_user
+from tests.factories import faces_code, make_faces, make_study, make_user, votes_cast
 
 pytestmark = pytest.mark.django_db
 
@@ -39,21 +40,26 @@ def _label(face, gender, *, usage=KnownLabel.Usage.TRAIN, source="import"):
     return KnownLabel.objects.create(face=face, source=source, usage=usage, gender=gender)
 
 
-def _consensus(face, label, status=ConsensusStatus.AGREED):
-    return Consensus.objects.create(face=face, label=label, status=status, counts={}, n_votes=3)
+SPLIT = [{"gender": "female"}, {"gender": "male"}, {"gender": "cant_tell"}]
+
+
+def _adjudicated(face, researcher, label):
+    """A face split three ways, past the study's wait for an extra coder, then decided by a
+    researcher."""
+    late = timezone.now() + timedelta(minutes=face.study.escalation_wait_minutes + 1)
+    assert votes_cast(face.pk, SPLIT, now=late).status == ConsensusStatus.ADJUDICATION
+    face_adjudicate(face=face, researcher=researcher, label=label)
 
 
 def test_training_set_takes_consensus_and_imported_labels_but_never_hidden_truth():
     study = make_study()
     admin = make_user(Role.ADMIN)
     faces = make_faces(study, 10)
-    _consensus(faces[9], "female", ConsensusStatus.ADJUDICATED)
-    Adjudication.objects.create(face=faces[9], researcher=admin, label="not_face")
-    _consensus(faces[0], "female")
-    _consensus(faces[1], "male", ConsensusStatus.ADJUDICATED)
-    Adjudication.objects.create(face=faces[1], researcher=admin, label="male")
-    Adjudication.objects.create(face=faces[1], researcher=admin, label="female")  # latest wins
-    _consensus(faces[2], "", ConsensusStatus.ESCALATED)  # unresolved: not training data
+    _adjudicated(faces[9], admin, "not_face")
+    _adjudicated(faces[1], admin, "female")
+    faces_code({faces[0].pk: {"gender": "female"}, faces[8].pk: {"gender": "not_face"}})
+    escalated = votes_cast(faces[2].pk, SPLIT)  # unresolved: not training data
+    assert escalated.status == ConsensusStatus.ESCALATED
     _label(faces[3], "male")
     _label(faces[4], "female", usage=KnownLabel.Usage.TRUTH, source="truth")
     _label(faces[5], "cant_tell")
@@ -66,8 +72,6 @@ def test_training_set_takes_consensus_and_imported_labels_but_never_hidden_truth
     round_ = ValidationRound.objects.create(study=study, version=version, size=1, seed=1)
     ValidationItem.objects.create(round=round_, face=faces[6])
     triage_record(face=faces[7], version=version, decision="not_face", decided_by=admin)
-    faces[8].coding_status = FaceStatus.EXCLUDED
-    faces[8].save()
 
     from annotate.models import Face
 

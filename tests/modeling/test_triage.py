@@ -26,9 +26,9 @@ from modeling.services.triage import (
     triage_record,
     triage_undo,
 )
-from tests.annotate.coding_helpers import bare_faces, vote_next
-from tests.factories import make_study, make_user
-from tests.modeling.validation_factories import make_plain_faces, make_version, plant
+from tests.annotate.coding_helpers import vote_next
+from tests.factories import bare_faces, make_plain_faces, make_study, make_user
+from tests.modeling.validation_factories import make_version, plant
 
 pytestmark = pytest.mark.django_db
 

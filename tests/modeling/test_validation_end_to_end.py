@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from annotate.roles import Role
 from annotate.services.demo import demo_study_load
 from annotate.services.simulation import coders_simulate
 from annotate.synthetic import WEAK_SUBGROUP
@@ -11,7 +12,7 @@ from modeling.services.activation import version_activate
 from modeling.services.prediction import predictions_run_create, predictions_run_execute
 from modeling.services.training import training_run_create, training_run_execute
 from modeling.services.validation import validation_results_compute, validation_round_create
-from tests.modeling.helpers import admin_user
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -28,7 +29,7 @@ def test_round_on_trained_demo_model_flags_exactly_the_planted_subgroup(tiny_con
     run = training_run_create(study=study, config={**tiny_config, "image_size": 96}, enqueue=False)
     run = training_run_execute(run_id=run.pk)
     assert run.status == "succeeded", run.error
-    version_activate(version=run.version, user=admin_user())
+    version_activate(version=run.version, user=make_user(Role.ADMIN))
     prediction = predictions_run_execute(
         run_id=predictions_run_create(version=run.version, enqueue=False).pk
     )

@@ -1,4 +1,5 @@
-"""The coding flow's `face_coded` signal starts a round's results when its last face is coded."""
+"""The consensus service calls validation when a face is coded; a round's last face starts its
+results."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import logging
 
 import pytest
 
-from annotate.models import Vote
+from annotate.models import Face, Vote
 from config.celery import BrokerUnavailable
 from modeling.models import ValidationRound
 from modeling.services import validation
-from modeling.services.validation import validation_round_create
-from tests.annotate.coding_helpers import quick_users, vote_next
-from tests.factories import make_study
-from tests.modeling.validation_factories import make_plain_faces, make_version, plant
+from modeling.services.validation import validation_round_create, validation_rounds_after_consensus
+from tests.annotate.coding_helpers import vote_next
+from tests.factories import make_plain_faces, make_study, quick_users
+from tests.modeling.validation_factories import make_version, plant
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +68,7 @@ def test_a_round_completed_while_the_broker_is_down_keeps_every_vote(
         raise BrokerUnavailable("the broker at redis://nowhere is not reachable")
 
     monkeypatch.setattr(validation, "validation_results_request", broker_down)
-    with caplog.at_level(logging.WARNING, logger="modeling.receivers"):
+    with caplog.at_level(logging.WARNING, logger="modeling.services.validation"):
         _code_round(study, coders, django_capture_on_commit_callbacks)
     assert Vote.objects.filter(face__study=study).count() == 6
     assert "completed a validation round" in caplog.text and "not reachable" in caplog.text
@@ -75,36 +76,58 @@ def test_a_round_completed_while_the_broker_is_down_keeps_every_vote(
     assert round.status == ValidationRound.Status.OPEN  # computed later, on the results page
 
 
-def test_any_other_receiver_error_is_logged_and_the_vote_stands(
+def test_any_other_hook_error_is_logged_and_the_vote_stands(
     round_of_two, monkeypatch, django_capture_on_commit_callbacks, caplog
 ):
     study, round, coders = round_of_two
 
-    def broken(*, face_id):
+    def broken(*, face):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("modeling.receivers.validation_rounds_after_consensus", broken)
+    monkeypatch.setattr(validation, "validation_rounds_after_consensus", broken)
     with caplog.at_level(logging.ERROR, logger="django.db.backends.base"):
         _code_round(study, coders, django_capture_on_commit_callbacks)
     assert Vote.objects.filter(face__study=study).count() == 6
     assert "boom" in caplog.text
 
 
-def test_faces_outside_every_round_do_not_look_for_rounds(
+def test_every_coded_face_is_checked_and_only_the_round_starts_results(
     round_of_two, monkeypatch, django_capture_on_commit_callbacks
 ):
     study, round, coders = round_of_two
-    looked: list[int] = []
+    checked: list[int] = []
+    requested: list[int] = []
     real = validation.validation_rounds_after_consensus
     monkeypatch.setattr(
-        "modeling.receivers.validation_rounds_after_consensus",
-        lambda *, face_id: looked.append(face_id) or real(face_id=face_id),
+        validation, "validation_results_request", lambda *, round: requested.append(round.pk)
+    )
+    monkeypatch.setattr(
+        validation,
+        "validation_rounds_after_consensus",
+        lambda *, face: checked.append(face.pk) or real(face=face),
     )
     for coder in coders:  # two round faces first, then two of the study's other faces
         for _ in range(4):
             with django_capture_on_commit_callbacks(execute=True):
                 vote_next(study, coder)
     round_faces = set(round.items.values_list("face_id", flat=True))
-    coded_outside = Vote.objects.filter(face__study=study).exclude(face_id__in=round_faces)
-    assert coded_outside.values("face_id").distinct().count() == 2
-    assert sorted(looked) == sorted(round_faces)
+    coded_outside = set(
+        Vote.objects.filter(face__study=study)
+        .exclude(face_id__in=round_faces)
+        .values_list("face_id", flat=True)
+    )
+    assert len(coded_outside) == 2
+    assert sorted(checked) == sorted(round_faces | coded_outside)
+    assert requested == [round.pk]
+
+
+def test_membership_is_one_query_on_open_rounds_samples(round_of_two, django_assert_num_queries):
+    study, round, coders = round_of_two
+    round_faces = list(round.items.values_list("face_id", flat=True))
+    outside = Face.objects.filter(study=study).exclude(pk__in=round_faces).first()
+    with django_assert_num_queries(1):
+        assert validation_rounds_after_consensus(face=outside) == []
+    ValidationRound.objects.filter(pk=round.pk).update(status=ValidationRound.Status.COMPLETE)
+    sampled = Face.objects.get(pk=round_faces[0])
+    with django_assert_num_queries(1):  # a round no longer open is no round to complete
+        assert validation_rounds_after_consensus(face=sampled) == []

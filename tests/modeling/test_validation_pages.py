@@ -16,9 +16,9 @@ from modeling.services.validation import (
     validation_round_create,
 )
 from modeling.templatetags.validation_format import pct
-from tests.factories import make_study, make_user
+from tests.factories import make_plain_faces, make_study, make_user
 from tests.modeling.helpers import trained_version
-from tests.modeling.validation_factories import code_faces, make_plain_faces, make_version, plant
+from tests.modeling.validation_factories import code_faces, make_version, plant
 
 pytestmark = pytest.mark.django_db
 

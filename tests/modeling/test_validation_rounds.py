@@ -9,13 +9,13 @@ import pytest
 from django.core.management import CommandError, call_command
 from statsmodels.stats.proportion import proportion_confint
 
-from annotate.models import ConsensusStatus, FaceStatus, KnownLabel
+from annotate.models import Consensus, ConsensusStatus, FaceStatus, KnownLabel
 from config.celery import Queue, app
 from modeling import evaluation
 from modeling.models import ValidationItem, ValidationRound
 from modeling.sampling import stratified_sample
 from modeling.selectors.validation import validation_round_progress
-from modeling.services import coding_bridge
+from modeling.services import validation
 from modeling.services.triage import triage_record
 from modeling.services.validation import (
     NO_PREDICTIONS,
@@ -28,9 +28,16 @@ from modeling.services.validation import (
     validation_rounds_after_consensus,
 )
 from modeling.tasks import validation_results
-from tests.factories import make_study, make_user
+from tests.factories import (
+    faces_code,
+    make_plain_faces,
+    make_study,
+    make_user,
+    quick_users,
+    votes_cast,
+)
 from tests.modeling.helpers import trained_version
-from tests.modeling.validation_factories import code_faces, make_plain_faces, make_version, plant
+from tests.modeling.validation_factories import code_faces, make_version, plant
 
 pytestmark = pytest.mark.django_db
 
@@ -132,14 +139,14 @@ def test_a_round_size_below_one_is_refused(coding_flow, size):
         validation_round_create(version=version, size=size)
 
 
-def test_without_the_coding_flow_nothing_is_created(monkeypatch):
+def test_a_failure_handing_faces_to_the_coders_creates_nothing(monkeypatch):
     study, version, faces, truth = _uncoded_scenario(20)
 
-    def missing(**kwargs):
-        raise coding_bridge.CodingFlowMissing("no coding flow")
+    def broken(**kwargs):
+        raise RuntimeError("the work queue refused the faces")
 
-    monkeypatch.setattr(coding_bridge, "faces_prioritize", missing)
-    with pytest.raises(coding_bridge.CodingFlowMissing):
+    monkeypatch.setattr(validation, "faces_prioritize", broken)
+    with pytest.raises(RuntimeError):
         validation_round_create(version=version, size=10)
     assert not ValidationRound.objects.exists()
 
@@ -179,12 +186,9 @@ def test_not_a_face_and_cant_tell_consensus_are_coded_but_not_scored(coding_flow
     round = validation_round_create(version=version, size=40, seed=1, min_per_group=0)
     ids = list(round.items.values_list("face_id", flat=True))
     code_faces(ids[2:], truth)
-    from annotate.models import Consensus
-
-    Consensus.objects.create(face_id=ids[0], label="", status=ConsensusStatus.NOT_FACE, counts={})
-    Consensus.objects.create(
-        face_id=ids[1], label="cant_tell", status=ConsensusStatus.AGREED, counts={}
-    )
+    faces_code({ids[0]: {"gender": "not_face"}, ids[1]: {"gender": "cant_tell"}})
+    assert Consensus.objects.get(face_id=ids[0]).status == ConsensusStatus.NOT_FACE
+    assert Consensus.objects.get(face_id=ids[1]).label == "cant_tell"
     round = validation_results_compute(round_id=round.pk)
     assert round.status == ValidationRound.Status.COMPLETE
     assert round.results["n_used"] == 38 and round.results["n_unusable"] == 2
@@ -209,15 +213,16 @@ def test_a_round_completing_enqueues_its_results(coding_flow, monkeypatch):
     study, version, faces, truth = _uncoded_scenario(30)
     round = validation_round_create(version=version, size=10, seed=1, min_per_group=0)
     ids = list(round.items.values_list("face_id", flat=True))
+    faces_by_id = {face.pk: face for face in faces}
     requested = []
     monkeypatch.setattr(
         "modeling.services.validation.validation_results_request",
         lambda *, round: requested.append(round.pk),
     )
     code_faces(ids[:9], truth)
-    assert validation_rounds_after_consensus(face_id=ids[8]) == [] and requested == []
+    assert validation_rounds_after_consensus(face=faces_by_id[ids[8]]) == [] and requested == []
     code_faces(ids[9:], truth)
-    assert validation_rounds_after_consensus(face_id=ids[9]) == [round.pk] == requested
+    assert validation_rounds_after_consensus(face=faces_by_id[ids[9]]) == [round.pk] == requested
 
 
 def test_results_task_runs_on_the_default_queue():
@@ -258,15 +263,13 @@ def test_results_of_a_round_with_nothing_coded_yet_are_empty_not_an_error(coding
 
 
 def test_a_split_vote_waiting_for_more_coders_is_not_coded_yet(coding_flow):
-    from annotate.models import Consensus
-
     study, version, faces, truth = _uncoded_scenario(30)
     round = validation_round_create(version=version, size=10, seed=1, min_per_group=0)
     ids = list(round.items.values_list("face_id", flat=True))
     code_faces(ids[1:], truth)
-    Consensus.objects.create(
-        face_id=ids[0], label="", status=ConsensusStatus.ESCALATED, counts={"female": 1, "male": 1}
-    )
+    quick_users(study, 1)  # a coder who has not voted on the split face yet
+    split = votes_cast(ids[0], [{"gender": "female"}, {"gender": "male"}, {"gender": "cant_tell"}])
+    assert split.status == ConsensusStatus.ESCALATED
     assert validation_round_progress(round=round).coded == 9
     round = validation_results_compute(round_id=round.pk)
     assert (round.results["n_coded"], round.results["n_used"]) == (9, 9)

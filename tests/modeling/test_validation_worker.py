@@ -7,8 +7,8 @@ import pytest
 from modeling.models import ValidationRound
 from modeling.services.validation import validation_results_request, validation_round_create
 from tests.conftest import wait_for
-from tests.factories import make_study
-from tests.modeling.validation_factories import code_faces, make_plain_faces, make_version, plant
+from tests.factories import make_plain_faces, make_study
+from tests.modeling.validation_factories import code_faces, make_version, plant
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -1,18 +1,15 @@
 """Rows for validation and estimates tests: versions, faces with known truth, predictions
-with planted error rates, consensus as the coding flow would write it.
+with planted error rates, and consensus from coders' votes (tests.factories.faces_code).
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-
 import numpy as np
 
-from annotate.models import Consensus, ConsensusStatus, Face, FaceStatus, SourceImage, Study
+from annotate.models import Face, Study
 from modeling.models import ModelVersion, Prediction, TrainingRun
+from tests.factories import faces_code
 
-_counter = itertools.count(1)
 AGE_BANDS = ("20-29", "30-39", "40-49", "3-9")
 RACES = ("white", "black", "east_asian")
 
@@ -43,48 +40,6 @@ def make_version(
     )
 
 
-def make_plain_faces(
-    study: Study,
-    n: int,
-    *,
-    jobs=("nurse", "pilot"),
-    countries=("de", "us"),
-    faces_per_image: int = 2,
-) -> list[Face]:
-    """n faces in search-result images spread over jobs × countries (no crop files drawn)."""
-    images = []
-    combos = list(itertools.product(jobs, countries))
-    for i in range((n + faces_per_image - 1) // faces_per_image):
-        job, country = combos[i % len(combos)]
-        token = next(_counter)
-        images.append(
-            SourceImage(
-                study=study,
-                file=f"images/img-{token}.jpg",
-                sha256=hashlib.sha256(f"img{token}".encode()).hexdigest(),
-                query=f"{job} {country}",
-                job=job,
-                country=country,
-                language="en",
-                rank=i // len(combos) + 1,
-            )
-        )
-    images = SourceImage.objects.bulk_create(images)
-    faces = []
-    for i in range(n):
-        token = next(_counter)
-        faces.append(
-            Face(
-                study=study,
-                source_image=images[i // faces_per_image],
-                crop=f"faces/face-{token}.jpg",
-                crop_sha256=hashlib.sha256(f"face{token}".encode()).hexdigest(),
-                votes_target=study.votes_per_face,
-            )
-        )
-    return Face.objects.bulk_create(faces)
-
-
 def plant(
     faces: list[Face],
     version: ModelVersion,
@@ -102,7 +57,7 @@ def plant(
     """
     rng = np.random.default_rng(seed)
     truth = {}
-    predictions, consensus = [], []
+    predictions = []
     for face in faces:
         attributes = {
             "race": str(rng.choice(RACES)),
@@ -119,39 +74,21 @@ def plant(
         predictions.append(
             Prediction(face=face, version=version, probability=probability, label=predicted)
         )
-        if coded:
-            consensus.append(
-                Consensus(
-                    face=face,
-                    label=label,
-                    status=ConsensusStatus.AGREED,
-                    counts={label: 3},
-                    n_votes=3,
-                    agreement=1.0,
-                    attributes=attributes,
-                )
-            )
         truth[face.pk] = {"truth": label, "predicted": predicted, **attributes}
     Prediction.objects.bulk_create(predictions)
-    Consensus.objects.bulk_create(consensus)
     if coded:
-        Face.objects.filter(pk__in=[f.pk for f in faces]).update(coding_status=FaceStatus.COMPLETE)
+        code_faces(truth, truth)
     return truth
 
 
 def code_faces(face_ids, truth: dict[int, dict]) -> None:
-    """Write consensus for faces as the coding flow would once three coders agree."""
-    Consensus.objects.bulk_create(
-        Consensus(
-            face_id=face_id,
-            label=truth[face_id]["truth"],
-            status=ConsensusStatus.AGREED,
-            counts={truth[face_id]["truth"]: 3},
-            n_votes=3,
-            agreement=1.0,
-            attributes={k: truth[face_id][k] for k in ("race", "age_band", "glasses", "quality")},
-        )
-        for face_id in face_ids
+    """Code faces through votes as three (the study's K) agreeing coders would."""
+    faces_code(
+        {
+            face_id: {"gender": truth[face_id]["truth"]}
+            | {k: truth[face_id][k] for k in ("race", "age_band", "glasses", "quality")}
+            for face_id in face_ids
+        }
     )
 
 

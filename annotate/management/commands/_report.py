@@ -7,7 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import ImportBatch, JobStatus
-from annotate.services.ingest_common import report_lines
+from annotate.services.import_report import report_lines
 
 
 def batch_report_write(command: BaseCommand, batch: ImportBatch, *, title: str, as_json: bool):

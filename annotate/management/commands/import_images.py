@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.management.commands._report import batch_report_write
 from annotate.management.files import input_file_check, input_file_read
+from annotate.selectors.studies import StudyNotFound, study_get
 from annotate.services.ingest import images_import
-from annotate.services.ingest_common import StudyNotFound, study_get
 
 
 class Command(BaseCommand):

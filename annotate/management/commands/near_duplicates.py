@@ -7,7 +7,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.services.ingest_common import StudyNotFound, study_get
+from annotate.selectors.studies import StudyNotFound, study_get
 from annotate.services.near_duplicates import near_duplicates_recompute
 
 

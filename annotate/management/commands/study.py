@@ -13,9 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from annotate.labels import ATTRIBUTE_QUESTIONS
 from annotate.management.messages import validation_line
 from annotate.models import AggregationMethod, MemberRole, Study
-from annotate.selectors.studies import study_overview
+from annotate.selectors.studies import StudyNotFound, study_get, study_overview
 from annotate.selectors.team import study_members
-from annotate.services.ingest_common import StudyNotFound, study_get
 from annotate.services.studies import study_create
 from annotate.services.team import member_add
 

@@ -8,7 +8,6 @@ from annotate.models import Study
 from modeling.management.version_option import version_option_free
 from modeling.models import ModelVersion
 from modeling.sampling import MIN_PER_GROUP
-from modeling.services.coding_bridge import CodingFlowMissing
 from modeling.services.validation import (
     ValidationError,
     validation_results_compute,
@@ -70,6 +69,6 @@ class Command(BaseCommand):
                 seed=options["seed"],
                 min_per_group=options["min_per_group"],
             )
-        except (ValidationError, CodingFlowMissing) as exc:
+        except ValidationError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(str(round.pk))

@@ -1,47 +1,18 @@
-"""What every import shares: the study lookup, the report, and a batch's start and finish."""
+"""What an import reports: the counts and lists of an ImportReport, the messages both kinds of
+import (images, labeled faces) write into it, and how chunk reports merge and print."""
 
 from __future__ import annotations
 
-import io
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from django.core.files.storage import default_storage
-from django.utils import timezone
-from PIL import Image
-
-from annotate.models import ImportBatch, JobStatus, Study
-
-logger = logging.getLogger(__name__)
-
 REPORT_LIST_LIMIT = 2000
-STUDY_NOT_FOUND = (
-    "no study {slug!r}; existing studies: {existing} "
-    "(create one with: python manage.py study create {slug} --title ...)"
-)
 BATCH_MANIFEST_UNUSABLE = "The manifest cannot be used, so nothing was imported: {reason}"
 BATCH_LABELS_UNUSABLE = "The labels file cannot be used, so nothing was imported: {reason}"
 BATCH_UPLOAD_UNUSABLE = "The upload cannot be used, so nothing was imported: {reason}"
 BATCH_CRASHED = "The import stopped: {reason}. Images stored before this point are kept."
 REJECT_DUPLICATE = "duplicate: same content as {name!r} already in this study"
 REJECT_STORE = "could not be stored: {detail}"
-
-
-class StudyNotFound(LookupError):
-    pass
-
-
-def study_get(*, slug: str) -> Study:
-    """The study named `slug`, or StudyNotFound listing the existing ones."""
-    try:
-        return Study.objects.get(slug=slug)
-    except Study.DoesNotExist:
-        existing = ", ".join(Study.objects.values_list("slug", flat=True)[:50]) or "none"
-        raise StudyNotFound(STUDY_NOT_FOUND.format(slug=slug, existing=existing)) from None
-
-
-# --- the report --------------------------------------------------------------------------
 
 
 @dataclass
@@ -198,47 +169,3 @@ def report_lines(report: dict) -> Iterator[str]:
         yield f"files not listed in the {rows_file} ({len(missing)}): " + ", ".join(missing[:20])
     for note in report.get("notes", []):
         yield f"note: {note}"
-
-
-def batch_start(batch: ImportBatch, total: int = 0) -> None:
-    batch.status = JobStatus.RUNNING
-    batch.started_at = timezone.now()
-    batch.total = total
-    batch.done = 0
-    batch.save(update_fields=["status", "started_at", "total", "done"])
-
-
-def batch_finish(
-    batch: ImportBatch, report: dict, *, status: str = JobStatus.SUCCEEDED, error: str = ""
-) -> ImportBatch:
-    batch.status = status
-    batch.report = report
-    batch.error = error
-    batch.finished_at = timezone.now()
-    batch.save(update_fields=["status", "report", "error", "finished_at", "done", "total"])
-    logger.info("import batch %s %s: %s", batch.pk, status, error or report.get("imported"))
-    return batch
-
-
-def jpeg_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def files_delete(names: list[str]) -> None:
-    for name in names:
-        try:
-            default_storage.delete(name)
-        except Exception:  # the row is gone either way; an orphan file is logged, not fatal
-            logger.warning("could not delete %s after a failed import", name, exc_info=True)
-
-
-def import_batch_fail(*, batch_id: int, reason: str) -> None:
-    """Mark a batch failed (used by the task when the worker hits its time limit)."""
-    ImportBatch.objects.filter(
-        pk=batch_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    ).update(status=JobStatus.FAILED, error=reason[:2000], finished_at=timezone.now())
-
-
-# --- images ------------------------------------------------------------------------------
