@@ -19,12 +19,11 @@ from django.db import IntegrityError, transaction
 from annotate.models import (
     CrowdLink,
     CrowdWorker,
-    GoldAnswer,
     MemberRole,
     Membership,
     Study,
-    Vote,
 )
+from annotate.selectors.coding import coder_votes_count
 from annotate.services.invitations import token_hash, token_new
 from annotate.services.team import member_add
 
@@ -164,9 +163,6 @@ def crowd_faces_left(*, study: Study, user) -> int | None:
     )
     if worker is None:
         return None
-    # Gold faces look like any other face to the worker, so their answers count too.
-    votes = Vote.objects.filter(face__study=study, coder=user.pk, retracted_at__isnull=True)
-    gold = GoldAnswer.objects.filter(
-        gold__face__study=study, coder=user.pk, retracted_at__isnull=True
-    )
-    return max(0, worker - votes.count() - gold.count())
+    # The coder's own count (votes and gold answers that stand): gold faces look like any
+    # other face to the worker, so their answers count too.
+    return max(0, worker - coder_votes_count(study=study, coder=user))
