@@ -35,7 +35,6 @@ from annotate.models import (
     Face,
     FaceStatus,
     GoldFace,
-    Membership,
     Study,
     Vote,
 )
@@ -195,19 +194,12 @@ def assignments_take(*, study: Study, coder, n: int = LEASES_PER_CODER) -> list[
     leases_reclaim(now=now)
     _escalations_sweep_due(now)
     leases = list(leases_live(study=study, coder=coder, now=now)[:n])
-    if len(leases) < n and _member_paused(study=study, coder=coder):
-        # Paused during this request (by a gold answer, annotate.services.gold): no new work.
-        return leases
     while len(leases) < n:
         assignment = _lease_next(study=study, coder=coder, now=now)
         if assignment is None:
             break
         leases.append(assignment)
     return leases
-
-
-def _member_paused(*, study: Study, coder) -> bool:
-    return Membership.objects.filter(study=study, user=coder, paused_at__isnull=False).exists()
 
 
 def assignment_next(*, study: Study, coder) -> Assignment | None:

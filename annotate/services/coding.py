@@ -140,6 +140,7 @@ class VoteOutcome:
     vote: Vote | GoldAnswer  # a GoldAnswer for a gold lease
     duplicate: bool  # the same vote was already recorded (a double submit)
     late: bool  # the lease had expired and a free slot was taken again
+    paused: bool = False  # this answer (on a gold face) paused the coder: hand out no work
 
 
 def _assignment_lock(*, study: Study, coder, assignment_id: int) -> Assignment:
@@ -213,14 +214,14 @@ def _gold_submit(
     if assignment.status == AssignmentStatus.RELEASED:
         raise LeaseLost(FACE_RESET)
     late = assignment.status == AssignmentStatus.EXPIRED or assignment.expires_at <= now
-    answer = gold_answer_record(
+    answer, paused = gold_answer_record(
         assignment=assignment,
         coder=coder,
         answers=request.answers,
         seconds=request.seconds,
         now=now,
     )
-    return VoteOutcome(answer, duplicate=False, late=late)
+    return VoteOutcome(answer, duplicate=False, late=late, paused=paused)
 
 
 def _last_gold_answer(*, study: Study, coder) -> GoldAnswer | None:

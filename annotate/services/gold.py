@@ -166,10 +166,11 @@ def _number(name: str, value: str | float, low: float, high: float, kind: type) 
 
 def gold_answer_record(
     *, assignment: Assignment, coder, answers: dict[str, str], seconds: float | None, now: datetime
-) -> GoldAnswer:
+) -> tuple[GoldAnswer, bool]:
     """Record the coder's answers on a gold lease and mark the lease submitted; then pause the
-    coder if their accuracy is now too low. The caller holds the assignment's row lock (in
-    vote_submit's transaction) and has checked the lease is theirs and not released."""
+    coder if their accuracy is now too low. Returns the answer and whether it paused them.
+    The caller holds the assignment's row lock (in vote_submit's transaction) and has checked
+    the lease is theirs and not released."""
     gold = GoldFace.objects.select_related("face__study").get(face_id=assignment.face_id)
     attributes = {key: value for key, value in answers.items() if key != "gender" and value}
     answer = GoldAnswer.objects.create(
@@ -183,8 +184,8 @@ def gold_answer_record(
     assignment.status = AssignmentStatus.SUBMITTED
     assignment.submitted_at = now
     assignment.save(update_fields=["status", "submitted_at"])
-    gold_pause_check(study=gold.face.study, coder_ids=[coder.pk])
-    return answer
+    paused = gold_pause_check(study=gold.face.study, coder_ids=[coder.pk])
+    return answer, bool(paused)
 
 
 def gold_answer_retract(*, answer: GoldAnswer, assignment: Assignment, now: datetime) -> None:

@@ -175,7 +175,8 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
         logger.exception("recording a vote failed in study %s", study.slug)
         return JsonResponse({"error": VOTE_NOT_SAVED}, status=503)
     try:
-        items, crowd_left = _items(request, study)
+        # A coder this answer paused gets no new work (their leases were released).
+        items, crowd_left = ([], None) if outcome.paused else _items(request, study)
     except DatabaseError:
         logger.exception("handing out work failed in study %s", study.slug)
         items, crowd_left = [], None
