@@ -185,6 +185,11 @@ def gunicorn_start(
             "warning",
             "--timeout",
             "60",
+            # Above every client's idle gap (the health pinger waits 2 s, gunicorn's default
+            # keep-alive): otherwise the server closes a kept-alive connection just as the
+            # client reuses it and the request dies with "connection reset by peer".
+            "--keep-alive",
+            "30",
         ],
         cwd=ROOT,
         env=service_env(url, var_dir, env),
