@@ -39,7 +39,7 @@ class ImportChunkInline(admin.TabularInline):
     model = models.ImportChunk
     extra = 0
     can_delete = False
-    fields = ["start", "stop", "status", "done", "attempts", "claimed_by", "heartbeat_at", "error"]
+    fields = ("start", "stop", "status", "done", "attempts", "claimed_by", "heartbeat_at", "error")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -402,7 +402,7 @@ class Face(models.Model):
 
     @property
     def box(self) -> tuple[int, int, int, int] | None:
-        if self.box_x is None:
+        if self.box_x is None or self.box_y is None or self.box_w is None or self.box_h is None:
             return None
         return (self.box_x, self.box_y, self.box_w, self.box_h)
 

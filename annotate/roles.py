@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.contrib.auth.models import AnonymousUser, Group, User
 from django.db import models
 
 
@@ -12,7 +12,7 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
-def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
+def user_roles(user: User | AnonymousUser) -> frozenset[str]:
     """The roles a user holds; cached on the user object for the request."""
     if not user.is_authenticated:
         return frozenset()
@@ -22,7 +22,7 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
         if user.is_superuser:
             names.add(Role.ADMIN)
         cached = frozenset(name for name in names if name in Role.values)
-        user._facet_roles = cached
+        user._facet_roles = cached  # type: ignore[attr-defined]  # a cache for the request
     return cached
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -105,7 +106,7 @@ class SyntheticFace:
     rank: int
     cue_strength: float
 
-    def truth(self) -> dict:
+    def truth(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -145,7 +146,8 @@ def face_specs(n: int, *, seed: int) -> Iterator[SyntheticFace]:
 
 
 def _jitter(rgb: tuple[int, int, int], rng: random.Random, amount: int) -> tuple[int, int, int]:
-    return tuple(max(0, min(255, c + rng.randint(-amount, amount))) for c in rgb)
+    red, green, blue = (max(0, min(255, c + rng.randint(-amount, amount))) for c in rgb)
+    return red, green, blue
 
 
 def draw_face(spec: SyntheticFace, *, seed: int, size: int = TILE) -> Image.Image:

@@ -56,7 +56,8 @@ def broker_check(*, timeout: float = 2.0) -> None:
     """
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
+            # kombu's stub types the timeout as int; it is any number of seconds.
+            conn.ensure_connection(max_retries=1, timeout=timeout)  # type: ignore[arg-type]
     except Exception as exc:  # kombu raises transport-specific errors
         raise BrokerUnavailable(
             BROKER_UNAVAILABLE_MESSAGE.format(broker=app.conf.broker_url.split("@")[-1])

@@ -88,4 +88,5 @@ def study_retrain(modeladmin, request, queryset) -> None:
 
 
 # The Study admin belongs to the annotate app; the modeling app adds its action to it.
-StudyAdmin.actions = [*(StudyAdmin.actions or ()), study_retrain]
+# (mypy calls a generic class attribute read on the class ambiguous; it is set once, here.)
+StudyAdmin.actions = [*(StudyAdmin.actions or ()), study_retrain]  # type: ignore[misc]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from html import escape
+from typing import Any
 
 WIDTH = 640
 BAR_HEIGHT = 18
@@ -16,8 +17,11 @@ BAR_COLOR = "#2f5bd3"
 FEW_COLOR = "#a3acbf"
 TICKS = (0, 0.25, 0.5, 0.75, 1)
 
+# One row of a table the charts draw (keys as the docstrings say).
+Row = dict[str, Any]
 
-def _num(value) -> float | None:
+
+def _num(value: Any) -> float | None:
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -26,7 +30,7 @@ def _num(value) -> float | None:
 
 
 def accuracy_bars_svg(
-    rows: Sequence[dict], *, overall: float | None = None, title: str = "Accuracy by subgroup"
+    rows: Sequence[Row], *, overall: float | None = None, title: str = "Accuracy by subgroup"
 ) -> str:
     """Horizontal bars (accuracy) with whiskers (ci_low–ci_high); flagged rows in red, rows
     with too few faces in grey, a dashed line at the overall accuracy.
@@ -68,7 +72,8 @@ def accuracy_bars_svg(
             f'<text x="{x(tick):.1f}" y="{axis_y + 16}" font-size="10" text-anchor="middle">'
             f"{tick:.0%}</text>"
         )
-    if _num(overall) is not None:
+    overall = _num(overall)
+    if overall is not None:
         parts.append(
             f'<line x1="{x(overall):.1f}" x2="{x(overall):.1f}" y1="14" y2="{axis_y}" '
             f'stroke="#067647" stroke-dasharray="4 3"><title>overall {overall:.3f}</title></line>'
@@ -114,7 +119,7 @@ def confusion_svg(classes: Sequence[str], matrix: Sequence[Sequence[int]]) -> st
     return "".join(parts)
 
 
-def reliability_svg(bins: Sequence[dict]) -> str:
+def reliability_svg(bins: Sequence[Row]) -> str:
     """Observed share female against mean predicted probability per bin; diagonal = ideal."""
     size, pad = 320, 40
     plot = size - 2 * pad
@@ -167,7 +172,7 @@ A_COLOR = "#7a8194"
 
 
 def paired_intervals_svg(
-    rows: Sequence[dict], *, label_a: str, label_b: str, title: str = "Accuracy on the same faces"
+    rows: Sequence[Row], *, label_a: str, label_b: str, title: str = "Accuracy on the same faces"
 ) -> str:
     """Two versions per group, one line each: a dot at the accuracy and a whisker over its
     interval (`accuracy_a`, `ci_low_a`, `ci_high_a` and the same with `_b`); version a in grey,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,7 +142,12 @@ class Interval:
 
 
 def _rates_draws_fast(
-    tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, tn: np.ndarray, n_boot: int, rng
+    tp: np.ndarray,
+    fn: np.ndarray,
+    fp: np.ndarray,
+    tn: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized multinomial over rows via sequential binomials (same distribution)."""
     total = (tp + fn + fp + tn)[:, None]
@@ -213,7 +219,8 @@ def bootstrap_interval(
     # Rows sharing one validation table (the usual case) share its resamples: the marginal
     # interval of each row is the same, and the draws cost one row instead of thousands.
     distinct, index = np.unique(cells, axis=0, return_inverse=True)
-    se, sp = _rates_draws_fast(*distinct.T, n_boot, rng)
+    tp, fn, fp, tn = distinct.T
+    se, sp = _rates_draws_fast(tp, fn, fp, tn, n_boot, rng)
     se, sp = se[index.reshape(-1)], sp[index.reshape(-1)]
     corrected = np.clip(rogan_gladen(q_draws, se, sp), 0.0, 1.0)
     low, high = row_quantiles(corrected, (alpha, 1 - alpha))  # NaN where no draw is defined
@@ -398,11 +405,11 @@ def _note(*, faces: int, has_rates: bool, defined: bool, clipped: bool) -> str:
     return NOTE_CLIPPED if clipped else NOTE_OK
 
 
-def _keyed(key) -> tuple:
+def _keyed(key: Any) -> tuple[Any, ...]:
     return key if isinstance(key, tuple) else (key,)
 
 
-def _group_stats(selected: pd.DataFrame, by: list[str]) -> dict[tuple, tuple[int, ...]]:
+def _group_stats(selected: pd.DataFrame, by: list[str]) -> dict[tuple[Any, ...], tuple[int, ...]]:
     """Per group of `by`: faces, predicted female, images, faces with a human label, of them
     female; one grouped pass instead of a pass per group."""
     table = selected.groupby(by, sort=False).agg(
@@ -418,7 +425,7 @@ def _group_stats(selected: pd.DataFrame, by: list[str]) -> dict[tuple, tuple[int
     }
 
 
-def _image_units(selected: pd.DataFrame, by: list[str]) -> dict[tuple, np.ndarray]:
+def _image_units(selected: pd.DataFrame, by: list[str]) -> dict[tuple[Any, ...], np.ndarray]:
     """Per group of `by`: the share of predicted female faces in each of its images."""
     shares = selected.groupby([*by, "image_id"], sort=True)["is_female"].mean()
     return {
@@ -436,8 +443,10 @@ def _rates_by_group(validation: pd.DataFrame, by: list[str]) -> dict[tuple[str, 
     }
 
 
-def _group_keys(faces: pd.DataFrame, images: pd.DataFrame | None, by: list[str], rank_cutoff):
-    keys: set[tuple] = set()
+def _group_keys(
+    faces: pd.DataFrame, images: pd.DataFrame | None, by: list[str], rank_cutoff: int | None
+) -> list[tuple[Any, ...]]:
+    keys: set[tuple[Any, ...]] = set()
     for frame in (faces, _images_selected(images, rank_cutoff)):
         if frame is None or frame.empty:
             continue
@@ -452,7 +461,9 @@ def _images_selected(images: pd.DataFrame | None, rank_cutoff: int | None) -> pd
     return images[rank.notna() & (rank <= rank_cutoff)]
 
 
-def _image_counts(images: pd.DataFrame | None, by: list[str], rank_cutoff) -> dict[tuple, int]:
+def _image_counts(
+    images: pd.DataFrame | None, by: list[str], rank_cutoff: int | None
+) -> dict[tuple[Any, ...], int]:
     selected = _images_selected(images, rank_cutoff)
     if selected is None or selected.empty:
         return {}

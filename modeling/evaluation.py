@@ -390,7 +390,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     for i in range(k):
         term = term * (n - i) // (i + 1)
         total += term
-    return min(1.0, 2 * total / 2**n)
+    return float(min(1.0, 2 * total / 2**n))
 
 
 def paired_difference_interval(
@@ -412,7 +412,7 @@ def paired_difference_interval(
     # φ of the 2×2 table; Newcombe shrinks a positive product difference by n/2 so the
     # interval does not come out narrower than the data support.
     product = right_b * (n - right_b) * right_a * (n - right_a)
-    cross = both * neither - b_only * a_only
+    cross: float = both * neither - b_only * a_only
     cross = cross - n / 2 if cross > n / 2 else min(cross, 0)
     phi = cross / np.sqrt(product) if product > 0 else 0.0
     difference = p_b - p_a

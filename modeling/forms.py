@@ -3,6 +3,8 @@ work)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
 
@@ -49,7 +51,7 @@ class RetrainForm(forms.Form):
     def __init__(self, *args, last_config: dict | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         weights_file = settings.FACET_WEIGHTS_FILE
-        self.fields["backbone"].choices = [
+        cast(forms.ChoiceField, self.fields["backbone"]).choices = [
             (name, _backbone_label(name, weights_file)) for name in sorted(BACKBONES)
         ]
         self.fields["backbone"].initial = backbone_default(weights_file=weights_file)
@@ -95,10 +97,11 @@ class ValidationRoundForm(forms.Form):
 
     def __init__(self, *args, study, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["version"].queryset = study.model_versions.all()
+        cast(forms.ModelChoiceField, self.fields["version"]).queryset = study.model_versions.all()
 
     def errors_line(self) -> str:
         """Every field's errors on one line, for a message above the form."""
         return " ".join(
-            f"{self.fields[name].label}: {' '.join(errors)}" for name, errors in self.errors.items()
+            f"{self.fields[name].label}: {' '.join(map(str, errors))}"
+            for name, errors in self.errors.items()
         )

@@ -82,7 +82,7 @@ class Skipped:
     name: str
     reason: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return {"file": self.name, "reason": self.reason}
 
 
@@ -163,6 +163,7 @@ def zip_list(source: str | Path | BinaryIO, *, limits: ArchiveLimits = ArchiveLi
             else:
                 listing.rejected.append(Skipped(shown, reason))
             continue
+        assert name is not None  # _judge_name gives a reason whenever it gives no name
         seen.add(name)
         listing.entries.append(Entry(name, info.file_size, reader))
     return listing
@@ -229,6 +230,7 @@ def folder_list(root: str | Path, *, limits: ArchiveLimits = ArchiveLimits()) ->
                 else:
                     listing.rejected.append(Skipped(name or relative, reason))
                 continue
+            assert name is not None  # as in zip_list
             listing.entries.append(Entry(name, size, _file_reader(path, limits)))
     return listing
 

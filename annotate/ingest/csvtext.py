@@ -8,6 +8,7 @@ number it starts on, so every problem in a report points at a line of the file.
 
 from __future__ import annotations
 
+import _csv
 import csv
 import io
 from collections.abc import Iterator
@@ -97,7 +98,7 @@ def csv_header(text: str) -> tuple[list[str], Iterator[CsvRecord]]:
     return names, _records(reader, names)
 
 
-def _records(reader, names: list[str]) -> Iterator[CsvRecord]:
+def _records(reader: _csv.Reader, names: list[str]) -> Iterator[CsvRecord]:
     while True:
         start = reader.line_num + 1
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -127,7 +127,13 @@ class MTCNNDetector:
         crashes (torch.cat of an empty list). Computed as facenet computes it."""
         return min(image.size) * (12.0 / self.min_face_size) >= 12
 
-    def _keep(self, boxes, probs, width: int, height: int) -> list[Detection]:
+    def _keep(
+        self,
+        boxes: Sequence[Sequence[float]] | None,
+        probs: Sequence[float | None],
+        width: int,
+        height: int,
+    ) -> list[Detection]:
         if boxes is None:
             return []
         kept = []
@@ -151,7 +157,8 @@ class HaarDetector:
     ) -> None:
         import cv2
 
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        # cv2.data is a plain module OpenCV adds at import; its stubs leave it out.
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise RuntimeError(f"OpenCV's Haar cascade could not be loaded from {path}")
@@ -213,7 +220,7 @@ DETECTORS: dict[str, Callable[..., Detector]] = {
 }
 
 
-def detector_make(name: str = DEFAULT_DETECTOR, **options) -> Detector:
+def detector_make(name: str = DEFAULT_DETECTOR, **options: Any) -> Detector:
     """Build a detector by name; an unknown name raises ValueError listing the valid ones."""
     try:
         factory = DETECTORS[name]

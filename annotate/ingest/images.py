@@ -115,7 +115,7 @@ def _open(data: bytes, limits: ImageLimits) -> OpenedImage:
         _check_size(width, height, limits)
         probe.verify()  # structure and checksums; the image is unusable afterwards
 
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         frames = getattr(image, "n_frames", 1)
         notes: list[str] = []
         if frames > 1:

@@ -109,7 +109,7 @@ class LabelProblem:
     path: str
     reason: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int | str]:
         return {"line": self.line, "file": self.path, "reason": self.reason}
 
 
@@ -252,7 +252,7 @@ def _row(
     mapped: dict[str, str] = {}
     warnings: list[LabelProblem] = []
     for attribute in ("gender", *OPTIONAL_ATTRIBUTES):
-        column = chosen.get(attribute)
+        column = chosen.get(attribute, "")
         value = values.get(column, "") if column else ""
         if not value:
             if attribute == "gender":
@@ -269,7 +269,15 @@ def _row(
         if stored is None:
             warnings.append(LabelProblem(line, path, _unmapped(attribute, column, value, allowed)))
         mapped[attribute] = stored or ""
-    return LabelRow(line=line, path=path, **mapped), warnings
+    return LabelRow(
+        line=line,
+        path=path,
+        gender=mapped["gender"],
+        race=mapped["race"],
+        age_band=mapped["age_band"],
+        glasses=mapped["glasses"],
+        quality=mapped["quality"],
+    ), warnings
 
 
 def _unmapped(attribute: str, column: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -60,7 +60,7 @@ class ManifestRow:
     source_url: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
 
-    def values(self) -> tuple:
+    def values(self) -> tuple[object, ...]:
         return (
             self.query,
             self.job,
@@ -78,7 +78,7 @@ class RowProblem:
     file: str
     reason: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int | str]:
         return {"line": self.line, "file": self.file, "reason": self.reason}
 
 

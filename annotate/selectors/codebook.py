@@ -91,13 +91,16 @@ def codebook_candidates(
     for face in faces:
         consensus = getattr(face, "consensus", None)
         if consensus is None:
-            face.consensus_value = ""
+            consensus_value = ""
         elif question == "gender":
-            face.consensus_value = consensus.label
+            consensus_value = consensus.label
         else:
-            face.consensus_value = (consensus.attributes or {}).get(question, "")
+            consensus_value = (consensus.attributes or {}).get(question, "")
         known = [getattr(label, question, "") for label in face.known_labels.all()]
-        face.known_value = next((value for value in known if value), "")
-        if face.consensus_value or face.known_value:
+        known_value = next((value for value in known if value), "")
+        if consensus_value or known_value:
+            # Shown on the face's card (annotate/codebook.html).
+            face.consensus_value = consensus_value  # type: ignore[attr-defined]
+            face.known_value = known_value  # type: ignore[attr-defined]
             result.append(face)
     return result

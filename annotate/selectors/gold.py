@@ -110,8 +110,8 @@ def gold_candidates(*, study: Study, limit: int = CANDIDATE_LIMIT) -> list[dict]
     )
     if gold_source_would_tell(study.pk):
         faces = faces.filter(source_image__isnull=False)
-    faces = list(faces.order_by("pk")[:limit])
-    ids = [f.pk for f in faces]
+    chosen = list(faces.order_by("pk")[:limit])
+    ids = [f.pk for f in chosen]
     decisions: dict[int, str] = {}
     for face_id, label in (
         Adjudication.objects.filter(face_id__in=ids)
@@ -127,7 +127,7 @@ def gold_candidates(*, study: Study, limit: int = CANDIDATE_LIMIT) -> list[dict]
     ):
         labels.setdefault(face_id, gender)
     rows = []
-    for face in faces:
+    for face in chosen:
         if face.pk in decisions:
             rows.append({"face": face, "gender": decisions[face.pk], "source": "adjudication"})
         elif face.pk in labels:

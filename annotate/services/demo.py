@@ -135,8 +135,8 @@ def demo_study_load(*, slug: str = "demo", faces: int = 400, seed: int = 7) -> D
         coded: list[tuple[Face, SyntheticFace]] = []
         images = 0
         by_query = sorted(specs[n_labeled:], key=lambda spec: (spec.job, spec.country, spec.index))
-        for _, group in groupby(by_query, key=lambda spec: (spec.job, spec.country)):
-            group = list(group)
+        for _, grouped in groupby(by_query, key=lambda spec: (spec.job, spec.country)):
+            group = list(grouped)
             for start in range(0, len(group), FACES_PER_SCENE):
                 coded.extend(
                     _scene_faces(study, batch, group[start : start + FACES_PER_SCENE], seed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -116,7 +116,7 @@ def import_batch_process(*, batch_id: int, detector: Detector | None = None) -> 
     chunk = max(1, settings.FACET_IMPORT_CHUNK_FILES)
     try:
         manifest_bytes = _batch_files(batch)
-        with batch.upload.open("rb") as upload:
+        with _upload_open(batch) as upload:
             try:
                 plan = _plan(upload, manifest_bytes)
             except _Unusable as exc:
@@ -170,7 +170,7 @@ def import_chunk_process(
     try:
         batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
         manifest_bytes = _batch_files(batch)
-        with batch.upload.open("rb") as upload:
+        with _upload_open(batch) as upload:
             work = _plan(upload, manifest_bytes).work[start:stop]
             detector = detector or detector_default()
             report.detector = detector.name
@@ -239,6 +239,11 @@ class _Unusable(Exception):
 class _Plan:
     work: list[tuple[Entry, ManifestRow | None]]
     report: ImportReport  # what is known before any file is read: rows, listing, notes
+
+
+def _upload_open(batch: ImportBatch) -> BinaryIO:
+    """The batch's upload, open for reading: a Django File, which proxies a binary file."""
+    return cast(BinaryIO, batch.upload.open("rb"))
 
 
 def _plan(source: Path | BinaryIO, manifest_bytes: bytes | None) -> _Plan:

@@ -129,7 +129,7 @@ def faces_batch_process(*, batch_id: int) -> ImportBatch:
     if claim is None:
         return ImportBatch.objects.get(pk=batch_id)
     batch = ImportBatch.objects.select_related("study").get(pk=batch_id)
-    labels_name = PurePosixPath(batch.manifest.name).name if batch.manifest else LABELS_FILE
+    labels_name = PurePosixPath(batch.manifest.name).name if batch.manifest.name else LABELS_FILE
     try:
         with batch.manifest.open("rb") as handle:
             labels = handle.read()
@@ -386,6 +386,7 @@ def _face_import_one(
                 votes_target=study.votes_per_face,
             )
             face.crop.save("crop.jpg", ContentFile(crop_bytes), save=False)  # named at random
+            assert face.crop.name is not None  # save() named it
             written.append(face.crop.name)
             face.save()
             KnownLabel.objects.create(

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -146,6 +147,7 @@ def invitation_check(*, token: str) -> Invitation:
     message = _refusal(invitation, _now())
     if message:
         raise InvitationError(message)
+    assert invitation is not None  # _refusal refuses a missing one
     return invitation
 
 
@@ -244,7 +246,8 @@ def _row_problem(values: dict[str, str], line: int, seen: dict[str, int]) -> tup
         validate_email(email)
     except ValidationError:
         return ROW_BAD_EMAIL.format(email=email[:100])
-    if len(email) > User._meta.get_field("email").max_length:
+    max_length = User._meta.get_field("email").max_length
+    if max_length is not None and len(email) > max_length:
         return ROW_BAD_EMAIL.format(email=email[:100])
     if len(name) > 150:
         return ROW_NAME_TOO_LONG
@@ -347,7 +350,7 @@ def accounts_email(*, study: Study, made: list[AccountMade], base_url: str) -> l
     return sent
 
 
-def set_password_links(*, study: Study, user_ids: list[int]) -> list[tuple[object, str]]:
+def set_password_links(*, study: Study, user_ids: list[int]) -> list[tuple[User, str]]:
     """Fresh set-password links for members of `study` among `user_ids` who have never set a
     password nor logged in (accounts made from a CSV); others are left out."""
     users = (

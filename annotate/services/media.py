@@ -27,16 +27,18 @@ def source_display_ensure(*, image: SourceImage) -> str:
     racing to make the copy both encode it; the first to save wins, the other deletes its
     file and returns the winner's, so `display` is written once and never changes.
     """
-    if image.display:
+    if image.display.name:
         return image.display.name
     with image.file.open("rb") as handle:
         opened = image_open(handle.read())
     image.display.save("display.jpg", ContentFile(jpeg_bytes(opened.image)), save=False)
     made = image.display.name
+    assert made is not None  # save() named the file
     won = SourceImage.objects.filter(pk=image.pk, display="").update(display=made)
     if not won:
         default_storage.delete(made)
         image.refresh_from_db(fields=["display"])
     else:
         logger.info("made the display copy of source image %s", image.pk)
+    assert image.display.name is not None  # ours, or the copy that won
     return image.display.name

@@ -64,7 +64,7 @@ def _answers(
     rng: random.Random,
 ) -> dict[str, str]:
     if truth is None:
-        gender = rng.choice([Gender.FEMALE, Gender.MALE])
+        gender: str = rng.choice([Gender.FEMALE, Gender.MALE])
     elif rng.random() < _accuracy_for(truth, accuracy, overrides):
         gender = truth.gender
     else:

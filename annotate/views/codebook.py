@@ -7,6 +7,8 @@ coder's page shows it before their first face and on H (annotate/views/coding.py
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -38,8 +40,10 @@ class CandidateFilter(forms.Form):
     def __init__(self, *args, study: Study, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         questions = study_questions(study=study)
-        self.fields["question"].choices = [(q.key, q.title) for q in questions]
-        self.fields["answer"].choices = [("", "any answer")] + [
+        cast(forms.ChoiceField, self.fields["question"]).choices = [
+            (q.key, q.title) for q in questions
+        ]
+        cast(forms.ChoiceField, self.fields["answer"]).choices = [("", "any answer")] + [
             (str(value), f"{q.title}: {q.choices(value).label}")
             for q in questions
             for value in q.keys.values()
@@ -68,7 +72,7 @@ def _back(study: Study, request: HttpRequest) -> HttpResponse:
 
 
 def _form_error(request: HttpRequest, form: forms.Form) -> None:
-    errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+    errors = "; ".join(f"{name}: {' '.join(map(str, e))}" for name, e in form.errors.items())
     messages.error(request, BAD_FORM.format(errors=errors))
 
 
@@ -167,6 +171,6 @@ def codebook_crop(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     annotate.selectors.media (a coder sees only faces they hold or coded)."""
     study = study_for_member(request.user, slug)
     example = CodebookExample.objects.select_related("face").filter(pk=pk, study=study).first()
-    if example is None or not example.face.crop:
+    if example is None or not example.face.crop.name:
         raise Http404(NOT_FOUND)
     return media_response(example.face.crop.name, max_age=3600)

@@ -9,4 +9,4 @@ def version_option_free(parser: ArgumentParser) -> None:
     """Drop Django's program-version flag so the command can take `--version V`."""
     for action in list(parser._actions):
         if "--version" in action.option_strings:
-            parser._handle_conflict_resolve(None, [("--version", action)])
+            parser._handle_conflict_resolve(action, [("--version", action)])

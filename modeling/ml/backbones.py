@@ -94,7 +94,8 @@ def _torchvision_weights(enum: Any) -> dict[str, Any]:
     return {"default": enum.DEFAULT, **{w.name: w for w in enum}}
 
 
-def _resnet_trunk(model: nn.Module) -> nn.Sequential:
+# The trunks take torchvision's and timm's models, whose layers are plain attributes (Any).
+def _resnet_trunk(model: Any) -> nn.Sequential:
     return nn.Sequential(
         model.conv1,
         model.bn1,
@@ -107,11 +108,12 @@ def _resnet_trunk(model: nn.Module) -> nn.Sequential:
     )
 
 
-def _features_trunk(model: nn.Module) -> nn.Sequential:
-    return model.features
+def _features_trunk(model: Any) -> nn.Sequential:
+    features: nn.Sequential = model.features
+    return features
 
 
-def _timm_efficientnet_trunk(model: nn.Module) -> nn.Sequential:
+def _timm_efficientnet_trunk(model: Any) -> nn.Sequential:
     return nn.Sequential(
         nn.Sequential(model.conv_stem, model.bn1),
         *model.blocks,
@@ -201,7 +203,7 @@ class Availability:
 
 
 def backbone_availability(
-    name: str, *, weights_file: str | os.PathLike | None = None
+    name: str, *, weights_file: str | os.PathLike[str] | None = None
 ) -> Availability:
     """Looks for the default weights' file without reading it (cheap enough for a form)."""
     entry = weights_entry(backbone_spec(name), "default")
@@ -213,7 +215,7 @@ def backbone_availability(
     return Availability(name, False, weights_identifier(entry), "not downloaded")
 
 
-def backbone_default(*, weights_file: str | os.PathLike | None = None) -> str:
+def backbone_default(*, weights_file: str | os.PathLike[str] | None = None) -> str:
     """The preferred backbone whose pretrained weights resolve here without a network
     (an explicit weights file counts for the seed's ResNet-50 only)."""
     for name in PREFERRED_BACKBONES:
@@ -245,7 +247,7 @@ def backbone_build(
     weights: str | None,
     seed: int,
     image_size: int | None = None,
-    weights_file: str | os.PathLike | None = None,
+    weights_file: str | os.PathLike[str] | None = None,
     download: bool = True,
 ) -> Backbone:
     """Build the trunk with resolved weights; random init (weights 'none') is seeded.

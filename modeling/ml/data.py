@@ -16,7 +16,7 @@ class CropUnreadable(ValueError):
     """A crop file is missing or is not an image."""
 
 
-def crop_open(path: str | os.PathLike) -> Image.Image:
+def crop_open(path: str | os.PathLike[str]) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
@@ -24,10 +24,14 @@ def crop_open(path: str | os.PathLike) -> Image.Image:
         raise CropUnreadable(UNREADABLE_CROP.format(path=path, reason=exc)) from exc
 
 
-class CropDataset(Dataset):
+class CropDataset(Dataset[tuple[torch.Tensor, int]]):
     """(image tensor, index) for each path; labels, if any, are looked up by the caller."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike], transform: Callable) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        transform: Callable[[Image.Image], torch.Tensor],
+    ) -> None:
         self.paths = list(paths)
         self.transform = transform
 

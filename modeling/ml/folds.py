@@ -11,13 +11,14 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from modeling.ml.errors import NO_LABELS, ONE_CLASS, TOO_FEW_PER_FOLD, TrainingDataError
 
 MIN_PER_CLASS_PER_FOLD = 2
 
 
-def labels_check(labels: Sequence[int], *, folds: int, classes: Sequence[str]) -> None:
+def labels_check(labels: npt.ArrayLike, *, folds: int, classes: Sequence[str]) -> None:
     """Raise TrainingDataError when the labels cannot train and cross-validate a model."""
     labels = np.asarray(labels, dtype=int)
     if labels.size == 0:
@@ -33,7 +34,7 @@ def labels_check(labels: Sequence[int], *, folds: int, classes: Sequence[str]) -
 
 
 def folds_assign(
-    labels: Sequence[int], groups: Sequence[Hashable], *, folds: int, seed: int
+    labels: npt.ArrayLike, groups: Sequence[Hashable], *, folds: int, seed: int
 ) -> np.ndarray:
     """The fold (0..folds-1) of each item; items sharing a group share a fold."""
     labels = np.asarray(labels, dtype=int)

@@ -15,6 +15,9 @@ class Head(nn.Module):
     Trained with BCEWithLogitsLoss; probability = sigmoid(logit).
     """
 
+    shift: torch.Tensor  # buffers, registered in __init__
+    scale: torch.Tensor
+
     def __init__(self, features: int, hidden: int = 512) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -28,7 +31,8 @@ class Head(nn.Module):
         if x.dim() == 4:
             x = self.pool(x).flatten(1)
         x = (x - self.shift) / self.scale
-        return self.fc2(self.relu(self.fc1(x))).squeeze(1)
+        logits: torch.Tensor = self.fc2(self.relu(self.fc1(x)))
+        return logits.squeeze(1)
 
     def standardize_from(self, x: torch.Tensor) -> None:
         """Set the standardization from training features (N, F)."""
@@ -41,15 +45,17 @@ class Head(nn.Module):
 class Classifier(nn.Module):
     """Trunk + head: images in, logits for the positive class out."""
 
-    def __init__(self, trunk: nn.Module, head: Head) -> None:
+    def __init__(self, trunk: nn.Sequential, head: Head) -> None:
         super().__init__()
         self.trunk = trunk
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+        logits: torch.Tensor = self.head(self.trunk(x))
+        return logits
 
 
 def pooled(trunk: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The trunk's globally average-pooled features (what the cache stores)."""
-    return trunk(x).float().mean(dim=(2, 3))
+    features: torch.Tensor = trunk(x)
+    return features.float().mean(dim=(2, 3))

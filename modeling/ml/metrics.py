@@ -5,12 +5,16 @@ Accuracy and its interval come from modeling.evaluation, the one definition the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from modeling.evaluation import wilson_bounds
 
 
-def binary_summary(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
+def binary_summary(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float
+) -> dict[str, Any]:
     """Accuracy with its Wilson interval (low, high; None when there are no faces), confusion
     counts and mean log loss of out-of-fold predictions."""
     predicted = (probabilities >= threshold).astype(int)

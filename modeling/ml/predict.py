@@ -30,7 +30,7 @@ class LoadedClassifier:
 
 
 def classifier_load(
-    path: str | os.PathLike, *, device: torch.device, channels_last: bool = True
+    path: str | os.PathLike[str], *, device: torch.device, channels_last: bool = True
 ) -> LoadedClassifier:
     """The trunk + head stored in a checkpoint, ready for inference on `device`."""
     checkpoint = checkpoint_load(path)
@@ -63,7 +63,7 @@ def classifier_load(
 
 def probabilities_iter(
     classifier: LoadedClassifier,
-    paths: Sequence[str | os.PathLike],
+    paths: Sequence[str | os.PathLike[str]],
     *,
     batch_size: int = 32,
     num_workers: int = 0,

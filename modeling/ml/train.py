@@ -144,6 +144,13 @@ def head_probabilities(head: Head, x: torch.Tensor) -> np.ndarray:
         return torch.sigmoid(head(x)).numpy()
 
 
+def _fold_progress(
+    progress: Callable[[float], None], k: int, folds: int
+) -> Callable[[float], None]:
+    """Fold k's share of a cross-validation's progress."""
+    return lambda f: progress((k + f) / folds)
+
+
 def cross_validate(
     features: np.ndarray,
     labels: np.ndarray,
@@ -167,7 +174,7 @@ def cross_validate(
             y[train_idx],
             config=config,
             seed=config.seed + 1 + k,
-            progress=lambda f, k=k: progress((k + f) / config.folds),
+            progress=_fold_progress(progress, k, config.folds),
         )
         oof[test_idx] = head_probabilities(head, x[torch.from_numpy(test_idx)])
         per_fold.append(
@@ -198,14 +205,14 @@ def cross_validate_fine_tuned(
         trunk, head, summary = fine_tune(
             backbone=backbone,
             head=heads[k],
-            items=[items[i] for i in kept],
+            items=[items[int(i)] for i in kept],
             config=config,
             device=device,
-            progress=lambda f, k=k: progress((k + f) / config.folds),
+            progress=_fold_progress(progress, k, config.folds),
         )
         oof[held] = classifier_probabilities(
             Classifier(trunk, head),
-            [items[i].path for i in held],
+            [items[int(i)].path for i in held],
             backbone=backbone,
             config=config,
             device=device,
@@ -256,7 +263,7 @@ def fine_tune(
     config: TrainConfig,
     device: torch.device,
     progress: Callable[[float], None],
-) -> tuple[nn.Module, Head, dict[str, Any]]:
+) -> tuple[nn.Sequential, Head, dict[str, Any]]:
     """Unfreeze the top block(s), train with augmentation and a lower LR, stop early on a
     validation split. Returns the best trunk and head (by validation loss) and a summary."""
     labels = np.array([item.label for item in items])
@@ -380,14 +387,17 @@ def stage_weights(config: TrainConfig) -> dict[str, float]:
     return {stage: cost / total for stage, cost in work.items()}
 
 
-def backbone_top(trunk: nn.Module, backbone: Backbone, n: int) -> list[nn.Module]:
+def backbone_top(trunk: nn.Sequential, backbone: Backbone, n: int) -> list[nn.Module]:
     from modeling.ml.backbones import backbone_spec
 
     return backbone_spec(backbone.name).blocks(trunk)[-n:]
 
 
 def _logits(
-    model: nn.Module, loader: DataLoader, device: torch.device, config: TrainConfig
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, int]],
+    device: torch.device,
+    config: TrainConfig,
 ) -> torch.Tensor:
     """The model's logits for every image of `loader`, in order, in evaluation mode."""
     model.eval()
@@ -404,7 +414,7 @@ def _logits(
 
 def _evaluate(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[tuple[torch.Tensor, int]],
     targets: torch.Tensor,
     device: torch.device,
     config: TrainConfig,
@@ -420,8 +430,8 @@ def train_model(
     config: TrainConfig,
     items: Sequence[TrainItem],
     classes: Sequence[str],
-    cache_root: str | os.PathLike,
-    weights_file: str | os.PathLike | None = None,
+    cache_root: str | os.PathLike[str],
+    weights_file: str | os.PathLike[str] | None = None,
     download: bool = True,
     progress: Progress | None = None,
 ) -> TrainResult:
@@ -490,7 +500,7 @@ def train_model(
     train_summary = binary_summary(labels, head_probabilities(head, x), config.threshold)
     timings["fit_s"] = time.perf_counter() - started
 
-    trunk: nn.Module = backbone.trunk
+    trunk: nn.Sequential = backbone.trunk
     cv = {**binary_summary(labels, oof, config.threshold), "folds": config.folds}
     metrics: dict[str, Any] = {"cv": {**cv, "per_fold": per_fold}, "train": train_summary}
     fine_tune_summary = None

@@ -97,7 +97,9 @@ def _load(path: Path, *, backbone: str, remedy: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def weights_locate(*, weights: Any, weights_file: str | os.PathLike | None = None) -> Path | None:
+def weights_locate(
+    *, weights: Any, weights_file: str | os.PathLike[str] | None = None
+) -> Path | None:
     """The local file that would provide `weights`, without reading it; None if none is here
     (a download may still work on a machine with internet)."""
     if weights is None:
@@ -116,7 +118,7 @@ def weights_resolve(
     backbone: str,
     weights: Any,
     seed: int,
-    weights_file: str | os.PathLike | None = None,
+    weights_file: str | os.PathLike[str] | None = None,
     download: bool = True,
 ) -> ResolvedWeights:
     """Find the state dict for `weights` (a torchvision Weights entry, PackagedWeights, or None

@@ -6,7 +6,7 @@ CV accuracy, and two versions on the same faces (paired, with McNemar's exact te
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
 from django.db.models import Count
@@ -24,8 +24,15 @@ from modeling.selectors.validation import (
 )
 from modeling.services.validation import cv_by_subgroup, records
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 HUMAN_LABELLED = (ConsensusStatus.AGREED, ConsensusStatus.ADJUDICATED)
 DIFFERENT_STUDIES = "Versions of two different studies cannot be compared."
+
+
+class _Predicted(TypedDict):
+    n_predictions: int
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class Comparison:
         return self.paired[0] if self.paired and self.paired[0]["n"] else None
 
 
-def study_versions_predicted(*, study: Study) -> list[ModelVersion]:
+def study_versions_predicted(*, study: Study) -> list[WithAnnotations[ModelVersion, _Predicted]]:
     """The study's versions, newest first, each with `n_predictions`; a version with
     predictions can have a validation round whether or not it is active.
     """

@@ -172,10 +172,12 @@ def gallery_page(*, version: ModelVersion, filters: GalleryFilters, page: int | 
             for p in predictions
             if getattr(p.face, "consensus", None) and p.face.consensus.status in TRUSTED
         }
+    # What each card of modeling/gallery.html shows besides the prediction itself.
     for prediction in predictions:
-        prediction.live_votes = votes.get(prediction.face_id, [])
-        prediction.triage = triages.get(prediction.face_id)
-        prediction.direction_label = _direction_label(prediction, truth.get(prediction.face_id))
+        prediction.live_votes = votes.get(prediction.face_id, [])  # type: ignore[attr-defined]
+        prediction.triage = triages.get(prediction.face_id)  # type: ignore[attr-defined]
+        direction = _direction_label(prediction, truth.get(prediction.face_id))
+        prediction.direction_label = direction  # type: ignore[attr-defined]
     page_obj.object_list = predictions
     return page_obj
 

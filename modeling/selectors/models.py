@@ -145,7 +145,7 @@ def class_balance(cv: dict[str, Any]) -> list[dict[str, Any]]:
     A model that predicts one class less often than it is labeled biases every share it
     estimates; the card shows the two side by side.
     """
-    counts = [cv.get(key) for key in ("tp", "fn", "fp", "tn")]
+    counts: list[Any] = [cv.get(key) for key in ("tp", "fn", "fp", "tn")]  # JSON values
     if any(value is None for value in counts) or not sum(counts):
         return []
     tp, fn, fp, tn = counts

@@ -72,7 +72,7 @@ def version_activate(
             if active
             else []
         )
-        if failures and not reason:
+        if active is not None and failures and not reason:
             raise ActivationRefused(
                 GATE_REFUSED.format(
                     margin=margin,

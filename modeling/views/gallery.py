@@ -68,9 +68,8 @@ def gallery(request: HttpRequest, version_id: int) -> HttpResponse:
     except (BadParameter, GalleryFilterError) as exc:
         # A filter that cannot be applied: the page says why (400) and shows no faces.
         error, page = str(exc), None
-    else:
-        if not page.paginator.count:
-            empty = gallery_empty_reason(version=version, filters=filters)
+    if page is not None and not page.paginator.count:
+        empty = gallery_empty_reason(version=version, filters=filters)
     groups = gallery_group_values(version=version)
     kept = {k: request.GET[k] for k in FILTER_KEYS if request.GET.get(k)}
     return render(

@@ -20,7 +20,7 @@ from config.celery import BrokerUnavailable
 from modeling import charts
 from modeling.evaluation import INTERSECTION_SEPARATOR
 from modeling.forms import ValidationRoundForm
-from modeling.models import ValidationRound
+from modeling.models import ModelVersion, ValidationRound
 from modeling.sampling import MIN_PER_GROUP
 from modeling.selectors.compare import study_versions_predicted, versions_compare
 from modeling.selectors.validation import validation_round_progress
@@ -170,7 +170,7 @@ def version_compare(request: HttpRequest, slug: str) -> HttpResponse:
     """
     study = study_for_researcher(request.user, slug)
     versions = study_versions_predicted(study=study)
-    by_pk = {v.pk: v for v in versions}
+    by_pk: dict[int | None, ModelVersion] = {v.pk: v for v in versions}
     a, b = (by_pk.get(param_int(request.GET, key)) for key in ("a", "b"))
     # Default: the active version (else the one before) against the newest other one.
     active = next((v for v in versions if v.is_active), None)
