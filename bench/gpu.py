@@ -42,6 +42,7 @@ def main() -> None:
         print(NO_CUDA, file=sys.stderr)
         sys.exit(2)
     from modeling.ml.backbones import backbone_build
+    from modeling.ml.blobs import DirectoryStore
     from modeling.ml.checkpoint import checkpoint_save
     from modeling.ml.config import TrainConfig
     from modeling.ml.head import Classifier, Head
@@ -103,7 +104,7 @@ def main() -> None:
         device="cuda",
     )
     result = train_model(
-        config=config, items=items, classes=["male", "female"], cache_root=work / "cache"
+        config=config, items=items, classes=["male", "female"], cache=DirectoryStore(work / "cache")
     )
     fine_tune = result.metrics["fine_tune"]
     fine_tune_ips = (

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from modeling.evaluation import accuracy_by_group  # noqa: E402
+from modeling.ml.blobs import DirectoryStore  # noqa: E402
 from modeling.ml.config import TrainConfig  # noqa: E402
 from modeling.ml.train import TrainItem, train_model  # noqa: E402
 
@@ -97,7 +98,7 @@ def main() -> None:
             started = time.perf_counter()
             # A fresh cache per variant: each timing includes its own feature extraction.
             result = train_model(
-                config=config, items=items, classes=CLASSES, cache_root=Path(work) / name
+                config=config, items=items, classes=CLASSES, cache=DirectoryStore(Path(work) / name)
             )
             out[f"train_s_{name}"] = round(time.perf_counter() - started, 1)
             out[f"cv_acc_{name}"] = round(result.metrics["cv"]["accuracy"], 4)

@@ -31,6 +31,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from modeling.ml.backbones import backbone_build  # noqa: E402
+from modeling.ml.blobs import DirectoryStore  # noqa: E402
 from modeling.ml.config import TrainConfig  # noqa: E402
 from modeling.ml.data import CropDataset  # noqa: E402
 from modeling.ml.device import device_choose  # noqa: E402
@@ -52,7 +53,7 @@ def uncached_epoch(config: TrainConfig, items: list[TrainItem]) -> float:
     loss_fn = nn.BCEWithLogitsLoss()
     labels = torch.tensor([float(i.label) for i in items])
     loader = DataLoader(
-        CropDataset([i.path for i in items], backbone.preprocessing.transform()),
+        CropDataset([i.key for i in items], backbone.preprocessing.transform()),
         batch_size=config.extract_batch_size,
         shuffle=True,
         generator=torch.Generator().manual_seed(0),
@@ -90,7 +91,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    cache = work / "feature-cache"
+    cache = DirectoryStore(work / "feature-cache")
     items = [TrainItem(p, h, lab, g) for p, h, lab, g in crops_write(work / "crops", args.faces)]
     config = TrainConfig(
         backbone=args.backbone,
@@ -101,10 +102,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
     )
     classes = ["male", "female"]
     started = time.perf_counter()
-    first = train_model(config=config, items=items, classes=classes, cache_root=cache)
+    first = train_model(config=config, items=items, classes=classes, cache=cache)
     first_total = time.perf_counter() - started
     started = time.perf_counter()
-    second = train_model(config=config, items=items, classes=classes, cache_root=cache)
+    second = train_model(config=config, items=items, classes=classes, cache=cache)
     head_retrain_s = time.perf_counter() - started
     assert second.cache["misses"] == 0, second.cache
     skip = args.skip_uncached

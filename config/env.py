@@ -106,3 +106,74 @@ def sqlite_database(path: Path) -> dict:
         },
         "TEST": {"NAME": str(path.with_name(path.stem + "-test.sqlite3"))},
     }
+
+
+# The query options FACET_STORAGE_URL accepts, as django-storages' S3Storage names them.
+STORAGE_URL_OPTIONS = ("endpoint_url", "region_name", "addressing_style")
+# Prefixes inside the bucket: media (images, crops, uploads) and artifacts (model files and
+# the feature cache, never served) are two storages, so one bucket holds both.
+STORAGE_PREFIXES = {"default": "media", "artifacts": "artifacts"}
+
+
+def storages_from_url(url: str | None, *, name: str = "FACET_STORAGE_URL") -> dict[str, dict]:
+    """The media ("default") and "artifacts" entries of Django's STORAGES.
+
+    No URL: local disk, media under MEDIA_ROOT and artifacts under FACET_ARTIFACT_ROOT. A URL
+    `s3://bucket[/prefix][?endpoint_url=...&region_name=...&addressing_style=path]` puts both
+    in one S3-compatible bucket under `<prefix>/media/` and `<prefix>/artifacts/`; the
+    credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
+    a profile, an instance role).
+    """
+    # Media files are named at random (annotate.filenames) and never replaced: a name clash
+    # gets another name instead of destroying a file.
+    if not url:
+        return {
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "artifacts": {
+                "BACKEND": "config.storage.ArtifactFileStorage",
+                "OPTIONS": {"allow_overwrite": True},
+            },
+        }
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.hostname:
+        raise EnvError(
+            f"Environment variable {name}={url!r} is not an object storage URL; use "
+            "s3://bucket[/prefix]?endpoint_url=https://host:port, or leave it unset for "
+            "local disk."
+        )
+    query = parse_qs(parsed.query, keep_blank_values=True)
+    unknown = sorted(set(query) - set(STORAGE_URL_OPTIONS))
+    if unknown:
+        raise EnvError(
+            f"Environment variable {name} has unknown option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(STORAGE_URL_OPTIONS)}."
+        )
+    options: dict[str, object] = {key: values[-1] for key, values in query.items()}
+    addressing = options.pop("addressing_style", None)
+    if addressing not in (None, "path", "virtual", "auto"):
+        raise EnvError(
+            f"Environment variable {name} has addressing_style={addressing!r}; "
+            "valid: path, virtual, auto."
+        )
+    prefix = unquote(parsed.path).strip("/")
+    common = {
+        "bucket_name": parsed.netloc,
+        **options,
+        "default_acl": None,
+        "querystring_auth": True,
+    }
+    if addressing:
+        common["addressing_style"] = addressing
+    return {
+        alias: {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                **common,
+                "location": f"{prefix}/{folder}".lstrip("/"),
+                # Artifacts are written under their final name and replaced whole (feature
+                # cache entries); a PUT is atomic, so a reader sees the old or the new.
+                "file_overwrite": alias == "artifacts",
+            },
+        }
+        for alias, folder in STORAGE_PREFIXES.items()
+    }

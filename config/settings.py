@@ -18,6 +18,7 @@ from config.env import (
     env_list,
     env_str,
     sqlite_database,
+    storages_from_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -140,8 +141,14 @@ if FACET_MEDIA_ACCEL_REDIRECT and not (
         f"Environment variable FACET_MEDIA_ACCEL_REDIRECT={FACET_MEDIA_ACCEL_REDIRECT!r} must "
         "be a URL path that starts and ends with '/', such as /protected-media/."
     )
+# Media and model artifacts (config.storage): local folders by default; FACET_STORAGE_URL
+# (s3://bucket[/prefix]?endpoint_url=...) puts both in an S3-compatible bucket instead, so
+# web servers and workers on several machines share them (credentials: AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY). The backbone feature cache is a folder of the artifacts storage.
+FACET_STORAGE_URL = env_str("FACET_STORAGE_URL", "")
+FACET_ARTIFACT_ROOT = Path(env_str("FACET_ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    **storages_from_url(FACET_STORAGE_URL),
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -150,10 +157,12 @@ STORAGES = {
         )
     },
 }
-# Model artifacts and the backbone feature cache live beside media, on a shared volume in
-# docker-compose, so every worker sees the same files.
-FACET_ARTIFACT_ROOT = Path(env_str("FACET_ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
-FACET_FEATURE_CACHE = Path(env_str("FACET_FEATURE_CACHE", str(VAR_DIR / "feature-cache")))
+if FACET_STORAGE_URL and FACET_MEDIA_ACCEL_REDIRECT:
+    # The web server cannot send a file from the bucket by path; Facet streams it instead.
+    raise EnvError(
+        "FACET_MEDIA_ACCEL_REDIRECT names a web server location over MEDIA_ROOT; leave it "
+        "unset when FACET_STORAGE_URL puts media in object storage."
+    )
 FACET_WEIGHTS_FILE = env_str("FACET_WEIGHTS_FILE")
 # Face detector for imports: "mtcnn" (default, measured best on real photos) or "haar".
 FACET_DETECTOR = env_str("FACET_DETECTOR", "mtcnn")

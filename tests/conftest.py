@@ -49,10 +49,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(autouse=True)
 def media_root(tmp_path, settings) -> Path:
-    """Every test writes media, artifacts and the feature cache under its own temp folder."""
+    """Every test writes media and artifacts (the feature cache too) under its own temp folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.FACET_ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.FACET_FEATURE_CACHE = tmp_path / "feature-cache"
     return settings.MEDIA_ROOT
 
 
@@ -247,7 +246,6 @@ def start_worker(tmp_path, settings) -> Iterator[Callable[..., Worker]]:
             "DATABASE_URL": database_url_for_subprocess(),
             "FACET_MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "FACET_ARTIFACT_ROOT": str(settings.FACET_ARTIFACT_ROOT),
-            "FACET_FEATURE_CACHE": str(settings.FACET_FEATURE_CACHE),
             "FACET_VAR_DIR": str(tmp_path / "worker-var"),
             **broker.env,
             **(extra_env or {}),

@@ -1,4 +1,9 @@
-"""Bytes an import writes to storage, and the clean-up of files a failed row left behind."""
+"""Media bytes in and out of storage: what an import writes, the clean-up of files a failed
+row left behind, and the reader training and prediction use for crops.
+
+Media are read by name through the storage API (never by local path), so the same code runs
+on local disk and on object storage (config.storage).
+"""
 
 from __future__ import annotations
 
@@ -23,3 +28,11 @@ def files_delete(names: list[str]) -> None:
             default_storage.delete(name)
         except Exception:  # the row is gone either way; an orphan file is logged, not fatal
             logger.warning("could not delete %s after a failed import", name, exc_info=True)
+
+
+def crop_read(name: str) -> bytes:
+    """The bytes of the stored media file `name` (a face crop): the `CropRead` that training
+    and prediction hand to modeling.ml. A module-level function, so it pickles into data
+    loader workers. A missing file raises FileNotFoundError."""
+    with default_storage.open(name, "rb") as handle:
+        return handle.read()

@@ -6,11 +6,15 @@ whether the user may see it, on every request; a refusal is the same 404 as a mi
 so ids of other studies' faces reveal nothing. Coders get only re-encoded pictures (crops and
 box-drawn sources), which carry no metadata; the original upload goes to researchers only.
 
-Stored files go out through `media_response`: with FACET_MEDIA_ACCEL_REDIRECT set, the web
-server in front sends the bytes (an `X-Accel-Redirect` to its internal location over
-MEDIA_ROOT); without it Django streams the file. Either way the content type comes from a
-fixed list of image types, with `nosniff` and a sandboxing CSP, so a hostile upload cannot
-run script in the app's origin.
+Stored files go out through `media_response`: with FACET_MEDIA_ACCEL_REDIRECT set (media on
+local disk), the web server in front sends the bytes (an `X-Accel-Redirect` to its internal
+location over MEDIA_ROOT); otherwise Django streams the file from storage, local disk or the
+object storage bucket alike. Media in a bucket are streamed rather than redirected to a
+presigned URL: the bucket stays private on the internal network (browsers never need to reach
+it, and the page's `img-src 'self'` policy stands), the headers below stay ours, and a crop's
+URL stays the same from one request to the next, so browsers cache it. Either way the content
+type comes from a fixed list of image types, with `nosniff` and a sandboxing CSP, so a
+hostile upload cannot run script in the app's origin.
 """
 
 from __future__ import annotations

@@ -1,12 +1,18 @@
-"""A checkpoint is one file holding one dict: state dicts, config, classes, metrics."""
+"""A checkpoint is one file holding one dict: state dicts, config, classes, metrics.
+
+The service layer keeps checkpoints in storage (local disk or object storage) as bytes:
+`checkpoint_bytes` makes them, `checkpoint_load` reads them from a file-like object (or a
+local path, as benchmarks and tests use with `checkpoint_save`).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -55,18 +61,27 @@ def checkpoint_build(
     }
 
 
+def checkpoint_bytes(checkpoint: dict[str, Any]) -> bytes:
+    """The checkpoint serialised, as `checkpoint_load` reads it back."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
+
+
 def checkpoint_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> str:
-    """Write atomically (a reader never sees half a file); returns the file's sha256."""
+    """Write to a local file atomically (a reader never sees half a file); returns the
+    file's sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = checkpoint_bytes(checkpoint)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(checkpoint, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return file_sha256(path)
+    return hashlib.sha256(data).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -78,10 +93,12 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint back, or raise CheckpointError saying which file and why."""
+def checkpoint_load(source: str | os.PathLike | BinaryIO) -> dict[str, Any]:
+    """Read a checkpoint back from a path or a binary file-like object (named by its `name`
+    attribute in errors), or raise CheckpointError saying which file and why."""
+    path = source_name(source)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(
             CHECKPOINT_CORRUPT.format(path=path, reason="file not found")
@@ -98,3 +115,10 @@ def checkpoint_load(path: str | os.PathLike) -> dict[str, Any]:
             CHECKPOINT_CORRUPT.format(path=path, reason=f"missing {', '.join(missing)}")
         )
     return checkpoint
+
+
+def source_name(source: str | os.PathLike | BinaryIO) -> str:
+    """How errors name a checkpoint: its path, or the `name` a file-like object carries."""
+    if isinstance(source, str | os.PathLike):
+        return str(source)
+    return str(getattr(source, "name", "checkpoint"))

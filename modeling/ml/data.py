@@ -1,9 +1,18 @@
-"""Datasets over crop files: images are read lazily, one batch at a time."""
+"""Datasets over face crops: images are read lazily, one batch at a time.
+
+A crop is named by a key and read through a `CropRead` callable that returns its bytes: a
+local path read from disk by default (`file_read`), or a storage key that the service layer
+reads from wherever media live (annotate.services.storage.crop_read), so this module never
+needs to know where that is. With a DataLoader's worker processes the callable must pickle
+(a module-level function does).
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -11,32 +20,43 @@ from torch.utils.data import Dataset
 
 UNREADABLE_CROP = "The face crop {path} cannot be read ({reason})."
 
+CropRead = Callable[[str], bytes]
+
 
 class CropUnreadable(ValueError):
     """A crop file is missing or is not an image."""
 
 
-def crop_open(path: str | os.PathLike[str]) -> Image.Image:
+def file_read(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a local file: the default `CropRead`."""
+    return Path(path).read_bytes()
+
+
+def crop_open(key: str | os.PathLike[str], read: CropRead = file_read) -> Image.Image:
+    """The crop `key` as an RGB image, or CropUnreadable naming it and saying why."""
     try:
-        with Image.open(path) as image:
+        data = read(str(key))
+        with Image.open(io.BytesIO(data)) as image:
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError) as exc:
-        raise CropUnreadable(UNREADABLE_CROP.format(path=path, reason=exc)) from exc
+        raise CropUnreadable(UNREADABLE_CROP.format(path=key, reason=exc)) from exc
 
 
 class CropDataset(Dataset[tuple[torch.Tensor, int]]):
-    """(image tensor, index) for each path; labels, if any, are looked up by the caller."""
+    """(image tensor, index) for each key; labels, if any, are looked up by the caller."""
 
     def __init__(
         self,
-        paths: Sequence[str | os.PathLike[str]],
+        keys: Sequence[str | os.PathLike[str]],
         transform: Callable[[Image.Image], torch.Tensor],
+        read: CropRead = file_read,
     ) -> None:
-        self.paths = list(paths)
+        self.keys = list(keys)
         self.transform = transform
+        self.read = read
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.keys)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(crop_open(self.paths[index])), index
+        return self.transform(crop_open(self.keys[index], self.read)), index

@@ -1,9 +1,12 @@
-"""Backbone features cached on disk, keyed by backbone + weights + preprocessing + crop content.
+"""Backbone features cached in a BlobStore, keyed by backbone + weights + preprocessing + crop
+content.
 
 A cache entry lives in a folder named by the digest of (backbone, weights id, preprocessing),
 in a file named by the crop's content hash, and starts with that key digest. So an entry from
 another backbone, other weights or other preprocessing is a miss, never a silent reuse; an
-entry that is truncated or carries another key is recomputed and overwritten.
+entry that is truncated or carries another key is recomputed and overwritten. The store is
+local disk or object storage (modeling.ml.blobs); entries are looked up a few at a time in
+threads, since each lookup in object storage is a network round trip.
 """
 
 from __future__ import annotations
@@ -12,24 +15,26 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from modeling.ml.backbones import Backbone
-from modeling.ml.data import CropDataset
+from modeling.ml.blobs import BlobStore
+from modeling.ml.data import CropDataset, CropRead, file_read
 from modeling.ml.device import amp_enabled
 from modeling.ml.head import pooled
 
 logger = logging.getLogger(__name__)
 DIGEST_BYTES = 16
 Progress = Callable[[float], None]
+# Cache lookups in flight at once (object storage answers each in a round trip).
+LOOKUP_THREADS = 8
 
 
 @dataclass
@@ -42,11 +47,11 @@ class CacheStats:
 
 
 class FeatureCache:
-    """Pooled feature vectors on disk for one (backbone, weights, preprocessing) key."""
+    """Pooled feature vectors in `store` for one (backbone, weights, preprocessing) key."""
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        store: BlobStore,
         *,
         backbone: str,
         weights_id: str,
@@ -62,45 +67,40 @@ class FeatureCache:
         raw = json.dumps(self.key, sort_keys=True).encode()
         self.digest = hashlib.sha256(raw).digest()[:DIGEST_BYTES]
         self.dim = dim
-        self.folder = Path(root) / self.digest.hex()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        key_file = self.folder / "key.json"
-        if not key_file.exists():
-            key_file.write_text(json.dumps(self.key, indent=1, sort_keys=True))
+        self.store = store
+        self.folder = self.digest.hex()
+        # The key in words beside the entries, for whoever looks into the store.
+        key_name = f"{self.folder}/key.json"
+        if store.read(key_name) is None:
+            store.write(key_name, json.dumps(self.key, indent=1, sort_keys=True).encode())
 
-    def path(self, content_hash: str) -> Path:
-        return self.folder / content_hash[:2] / f"{content_hash}.f32"
+    def name(self, content_hash: str) -> str:
+        """The entry's name in the store."""
+        return f"{self.folder}/{content_hash[:2]}/{content_hash}.f32"
 
     def get(self, content_hash: str) -> np.ndarray | None:
         """The cached vector, or None on a miss or an unusable entry (which is then removed)."""
-        path = self.path(content_hash)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        name = self.name(content_hash)
+        raw = self.store.read(name)
+        if raw is None:
             return None
         expected = DIGEST_BYTES + 4 * self.dim
         if len(raw) != expected or raw[:DIGEST_BYTES] != self.digest:
             logger.warning(
-                "feature cache entry %s is corrupt or from another key; recomputing", path
+                "feature cache entry %s is corrupt or from another key; recomputing", name
             )
-            path.unlink(missing_ok=True)
+            self.store.delete(name)
             return None
         vector = np.frombuffer(raw, dtype=np.float32, offset=DIGEST_BYTES)
         if not np.isfinite(vector).all():
-            logger.warning("feature cache entry %s holds non-finite values; recomputing", path)
-            path.unlink(missing_ok=True)
+            logger.warning("feature cache entry %s holds non-finite values; recomputing", name)
+            self.store.delete(name)
             return None
         return vector
 
     def put(self, content_hash: str, vector: np.ndarray) -> None:
-        path = self.path(content_hash)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = self.digest + np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-        # Write then rename, so a reader (or a killed writer) never sees half an entry.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        self.store.write(self.name(content_hash), data)
 
 
 def trunk_prepare(
@@ -134,23 +134,26 @@ def batches_forward(
 def features_extract(
     *,
     backbone: Backbone,
-    paths: Sequence[str | os.PathLike],
+    keys: Sequence[str | os.PathLike],
     content_hashes: Sequence[str],
     cache: FeatureCache,
+    read: CropRead = file_read,
     device: torch.device,
     batch_size: int = 32,
     channels_last: bool = True,
     num_workers: int = 0,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, CacheStats]:
-    """Features for every crop: cached ones read, the others computed and written back."""
+    """Features for every crop (`keys`, read through `read`): cached ones read, the others
+    computed and written back."""
 
-    n = len(paths)
+    n = len(keys)
     out = np.zeros((n, backbone.features), dtype=np.float32)
     stats = CacheStats()
     missing: list[int] = []
-    for i, content_hash in enumerate(content_hashes):
-        vector = cache.get(content_hash)
+    with ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="feature-cache") as pool:
+        cached = list(pool.map(cache.get, content_hashes))
+    for i, vector in enumerate(cached):
         if vector is None:
             missing.append(i)
         else:
@@ -163,7 +166,7 @@ def features_extract(
         return out, stats
     started = time.perf_counter()
     trunk = trunk_prepare(backbone.trunk, device, channels_last=channels_last)
-    dataset = CropDataset([paths[i] for i in missing], backbone.preprocessing.transform())
+    dataset = CropDataset([keys[i] for i in missing], backbone.preprocessing.transform(), read)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

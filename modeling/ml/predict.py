@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from modeling.ml.backbones import backbone_from_state
-from modeling.ml.checkpoint import checkpoint_load
-from modeling.ml.data import CropDataset
+from modeling.ml.checkpoint import checkpoint_load, source_name
+from modeling.ml.data import CropDataset, CropRead, file_read
 from modeling.ml.device import amp_enabled
 from modeling.ml.errors import CHECKPOINT_CORRUPT, CheckpointError
 from modeling.ml.head import Classifier, Head
@@ -30,10 +31,12 @@ class LoadedClassifier:
 
 
 def classifier_load(
-    path: str | os.PathLike[str], *, device: torch.device, channels_last: bool = True
+    path: str | os.PathLike[str] | BinaryIO, *, device: torch.device, channels_last: bool = True
 ) -> LoadedClassifier:
-    """The trunk + head stored in a checkpoint, ready for inference on `device`."""
+    """The trunk + head stored in a checkpoint (a file, or its bytes as a binary file-like
+    object), ready for inference on `device`."""
     checkpoint = checkpoint_load(path)
+    name = source_name(path)
     preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
     try:
         backbone = backbone_from_state(
@@ -46,7 +49,7 @@ def classifier_load(
         head.load_state_dict(checkpoint["head"])
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(
-            CHECKPOINT_CORRUPT.format(path=path, reason=f"state does not fit the model: {exc}")
+            CHECKPOINT_CORRUPT.format(path=name, reason=f"state does not fit the model: {exc}")
         ) from exc
     model = Classifier(backbone.trunk, head).to(device).eval()
     if channels_last:
@@ -67,11 +70,13 @@ def probabilities_iter(
     *,
     batch_size: int = 32,
     num_workers: int = 0,
+    read: CropRead = file_read,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (indices into `paths`, P(positive class)) batch by batch; only one batch of
-    images is in memory at a time (plus the loader's prefetch)."""
+    images is in memory at a time (plus the loader's prefetch). `paths` are crop keys that
+    `read` turns into bytes (local paths by default)."""
     loader = DataLoader(
-        CropDataset(paths, classifier.preprocessing.transform()),
+        CropDataset(paths, classifier.preprocessing.transform(), read),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

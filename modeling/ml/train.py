@@ -22,9 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from modeling.ml.backbones import Backbone, backbone_build
+from modeling.ml.blobs import BlobStore
 from modeling.ml.checkpoint import checkpoint_build
 from modeling.ml.config import TrainConfig
-from modeling.ml.data import CropDataset
+from modeling.ml.data import CropDataset, CropRead, file_read
 from modeling.ml.device import amp_enabled, device_choose, device_describe
 from modeling.ml.features import FeatureCache, features_extract
 from modeling.ml.folds import folds_assign, labels_check
@@ -46,7 +47,7 @@ def _no_progress(stage: str, fraction: float) -> None:
 
 @dataclass(frozen=True)
 class TrainItem:
-    path: str
+    key: str  # the crop, as the `read` callable of train_model names it (a path by default)
     content_hash: str
     label: int  # index into classes; 1 is the positive class
     group: Hashable  # near-duplicate group: same group, same fold
@@ -193,6 +194,7 @@ def cross_validate_fine_tuned(
     config: TrainConfig,
     device: torch.device,
     progress: Callable[[float], None],
+    read: CropRead = file_read,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Cross-validation of the fine-tuned pipeline: in each fold the fold's head and the top
     blocks are fine-tuned on the other folds only, then predict the held-out faces."""
@@ -209,13 +211,15 @@ def cross_validate_fine_tuned(
             config=config,
             device=device,
             progress=_fold_progress(progress, k, config.folds),
+            read=read,
         )
         oof[held] = classifier_probabilities(
             Classifier(trunk, head),
-            [items[int(i)].path for i in held],
+            [items[int(i)].key for i in held],
             backbone=backbone,
             config=config,
             device=device,
+            read=read,
         )
         per_fold.append(
             {
@@ -234,10 +238,11 @@ def classifier_probabilities(
     backbone: Backbone,
     config: TrainConfig,
     device: torch.device,
+    read: CropRead = file_read,
 ) -> np.ndarray:
-    """P(positive) for each crop file, through the backbone's evaluation preprocessing."""
+    """P(positive) for each crop, through the backbone's evaluation preprocessing."""
     loader = DataLoader(
-        CropDataset(list(paths), backbone.preprocessing.transform()),
+        CropDataset(list(paths), backbone.preprocessing.transform(), read),
         batch_size=config.fine_tune_batch_size,
     )
     logits = _logits(model.to(device), loader, device, config)
@@ -263,6 +268,7 @@ def fine_tune(
     config: TrainConfig,
     device: torch.device,
     progress: Callable[[float], None],
+    read: CropRead = file_read,
 ) -> tuple[nn.Sequential, Head, dict[str, Any]]:
     """Unfreeze the top block(s), train with augmentation and a lower LR, stop early on a
     validation split. Returns the best trunk and head (by validation loss) and a summary."""
@@ -270,17 +276,17 @@ def fine_tune(
     train_idx, val_idx = _split_validation(
         labels, [item.group for item in items], share=config.val_share, seed=config.seed
     )
-    paths = [item.path for item in items]
+    paths = [item.key for item in items]
     prep = backbone.preprocessing
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
-        Subset(CropDataset(paths, prep.augment()), train_idx.tolist()),
+        Subset(CropDataset(paths, prep.augment(), read), train_idx.tolist()),
         batch_size=config.fine_tune_batch_size,
         shuffle=True,
         generator=generator,
     )
     val_loader = DataLoader(
-        Subset(CropDataset(paths, prep.transform()), val_idx.tolist()),
+        Subset(CropDataset(paths, prep.transform(), read), val_idx.tolist()),
         batch_size=config.fine_tune_batch_size,
     )
     model = Classifier(copy.deepcopy(backbone.trunk), copy.deepcopy(head))
@@ -430,7 +436,8 @@ def train_model(
     config: TrainConfig,
     items: Sequence[TrainItem],
     classes: Sequence[str],
-    cache_root: str | os.PathLike[str],
+    cache: BlobStore,
+    read: CropRead = file_read,
     weights_file: str | os.PathLike[str] | None = None,
     download: bool = True,
     progress: Progress | None = None,
@@ -459,8 +466,8 @@ def train_model(
         weights_file=weights_file,
         download=download,
     )
-    cache = FeatureCache(
-        cache_root,
+    feature_cache = FeatureCache(
+        cache,
         backbone=backbone.name,
         weights_id=backbone.weights_id,
         preprocessing=backbone.preprocessing.key(),
@@ -469,9 +476,10 @@ def train_model(
     progress(STAGE_FEATURES, 0.0)
     features, stats = features_extract(
         backbone=backbone,
-        paths=[item.path for item in items],
+        keys=[item.key for item in items],
         content_hashes=[item.content_hash for item in items],
-        cache=cache,
+        cache=feature_cache,
+        read=read,
         device=device,
         batch_size=config.extract_batch_size,
         channels_last=config.channels_last,
@@ -520,6 +528,7 @@ def train_model(
             config=config,
             device=device,
             progress=lambda f: progress(STAGE_FINE_TUNE, f * share_cv),
+            read=read,
         )
         trunk, head, fine_tune_summary = fine_tune(
             backbone=backbone,
@@ -528,6 +537,7 @@ def train_model(
             config=config,
             device=device,
             progress=lambda f: progress(STAGE_FINE_TUNE, share_cv + f * (1 - share_cv)),
+            read=read,
         )
         # The card's CV is that of what is deployed: the fine-tuned pipeline. The frozen
         # head's CV stays beside it for comparison.

@@ -13,7 +13,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -21,6 +20,7 @@ from django.utils import timezone
 from annotate.access import is_admin
 from annotate.labels import CLASSES
 from annotate.models import Face, FaceStatus, JobStatus
+from annotate.services.storage import crop_read
 from config.celery import broker_check
 from modeling.ml.device import device_choose
 from modeling.ml.errors import Cancelled, CheckpointError
@@ -147,10 +147,10 @@ def predictions_run_execute(*, run_id: int) -> PredictionRun:
                 .order_by("pk")
                 .values_list("pk", "crop")
             )
-            paths = [default_storage.path(crop) for _, crop in chunk]
+            names = [crop for _, crop in chunk]
             rows = []
             for indices, probabilities in probabilities_iter(
-                classifier, paths, batch_size=BATCH_SIZE
+                classifier, names, batch_size=BATCH_SIZE, read=crop_read
             ):
                 for i, p in zip(indices, probabilities, strict=True):
                     label = CLASSES[positive] if p >= threshold else CLASSES[negative]

@@ -7,16 +7,17 @@ fails records why in `error`; a run whose worker vanished is marked failed by th
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import default_storage
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -25,14 +26,17 @@ from annotate.access import is_admin
 from annotate.labels import CLASSES, POSITIVE_CLASS, SUBGROUP_ATTRIBUTES
 from annotate.models import JobStatus, Study
 from annotate.selectors.attributes import face_attributes_frame
+from annotate.services.storage import crop_read
 from config.celery import broker_check
+from config.storage import ARTIFACTS, FEATURE_CACHE_FOLDER, StorageBlobs
 from modeling import evaluation
 from modeling.ml.backbones import backbone_default
-from modeling.ml.checkpoint import checkpoint_save, file_sha256
+from modeling.ml.checkpoint import checkpoint_bytes
 from modeling.ml.config import TrainConfig
 from modeling.ml.device import device_choose, device_describe
 from modeling.ml.errors import (
     CHECKPOINT_CHANGED,
+    CHECKPOINT_CORRUPT,
     Cancelled,
     CheckpointError,
     TrainingDataError,
@@ -71,30 +75,37 @@ def stage_spans(config: TrainConfig) -> dict[str, tuple[float, float]]:
     return spans
 
 
-def artifact_root() -> Path:
-    """Model files live under FACET_ARTIFACT_ROOT (not media: they are never served)."""
-    return Path(settings.FACET_ARTIFACT_ROOT)
+def artifact_storage() -> Storage:
+    """Model files live in the "artifacts" storage (not media: they are never served)."""
+    return storages[ARTIFACTS]
 
 
-def artifact_path(version: ModelVersion) -> Path:
-    return artifact_root() / version.artifact.name
+def feature_store() -> StorageBlobs:
+    """The backbone feature cache: a folder of the artifacts storage, shared by all workers."""
+    return StorageBlobs(artifact_storage(), FEATURE_CACHE_FOLDER)
 
 
-def artifact_verified(version: ModelVersion) -> Path:
-    """The version's model file, checked against the SHA-256 recorded when training wrote it.
+def artifact_verified(version: ModelVersion) -> io.BytesIO:
+    """The version's model file in memory, checked against the SHA-256 recorded when training
+    wrote it, ready for modeling.ml.checkpoint.checkpoint_load (it carries the file's name).
 
     Every code path that loads a version's checkpoint goes through here, so a file that was
-    replaced or damaged on disk raises CheckpointError naming the version instead of serving
-    predictions from other weights. A missing file passes through: the loader reports it.
+    replaced or damaged in storage raises CheckpointError naming the version instead of
+    serving predictions from other weights; so does a missing one.
     """
-    path = artifact_path(version)
+    name = version.artifact.name
     try:
-        sha = file_sha256(path)
+        with artifact_storage().open(name, "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
-        return path
-    if sha != version.artifact_sha256:
+        raise CheckpointError(
+            CHECKPOINT_CORRUPT.format(path=name, reason="file not found")
+        ) from None
+    if hashlib.sha256(data).hexdigest() != version.artifact_sha256:
         raise CheckpointError(CHECKPOINT_CHANGED.format(number=version.number))
-    return path
+    loaded = io.BytesIO(data)
+    loaded.name = name
+    return loaded
 
 
 def _stale_after() -> timedelta:
@@ -301,7 +312,7 @@ def _execute(run: TrainingRun) -> None:
     index = {c: i for i, c in enumerate(CLASSES)}
     items = [
         TrainItem(
-            path=default_storage.path(e.crop_name),
+            key=e.crop_name,
             content_hash=e.crop_sha256,
             label=index[e.label],
             group=e.group,
@@ -318,7 +329,8 @@ def _execute(run: TrainingRun) -> None:
         config=config,
         items=items,
         classes=CLASSES,
-        cache_root=settings.FACET_FEATURE_CACHE,
+        cache=feature_store(),
+        read=crop_read,
         weights_file=settings.FACET_WEIGHTS_FILE,
         download=settings.FACET_WEIGHTS_DOWNLOAD,
         progress=reporter,
@@ -374,16 +386,20 @@ def _version_create(
 ) -> ModelVersion | None:
     """Save the artifact, then record the version, its out-of-fold predictions and the run's
     end in one transaction. None when the run was swept meanwhile (nothing is kept)."""
-    root = artifact_root()
-    name = f"models/{run.study.slug}/run-{run.pk}-{uuid.uuid4().hex[:8]}.pt"
-    sha = checkpoint_save(checkpoint, root / name)
+    storage = artifact_storage()
+    data = checkpoint_bytes(checkpoint)
+    name = storage.save(
+        f"models/{run.study.slug}/run-{run.pk}-{uuid.uuid4().hex[:8]}.pt", ContentFile(data)
+    )
+    sha = hashlib.sha256(data).hexdigest()
+    del data
     with transaction.atomic():
         locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if locked.status != JobStatus.RUNNING:  # swept or cancelled meanwhile: keep nothing
-            (root / name).unlink(missing_ok=True)
+            storage.delete(name)
             return None
         if locked.cancel_requested:
-            (root / name).unlink(missing_ok=True)
+            storage.delete(name)
             raise Cancelled()
         number = (
             ModelVersion.objects.select_for_update()

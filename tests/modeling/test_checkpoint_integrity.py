@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from modeling.ml.checkpoint import checkpoint_load
 from modeling.ml.errors import CHECKPOINT_CHANGED
 from modeling.models import Prediction
 from modeling.services.prediction import predictions_run_create, predictions_run_execute
-from modeling.services.training import artifact_path
+from modeling.services.training import artifact_storage
 from tests.modeling.helpers import trained_version
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +22,7 @@ def _predict(version):
 
 def test_a_model_file_changed_by_one_byte_fails_the_run_and_the_intact_file_predicts():
     version = trained_version(faces=60)
-    path = artifact_path(version)
+    path = Path(artifact_storage().path(version.artifact.name))
     intact = path.read_bytes()
     changed = bytearray(intact)
     middle = len(changed) // 2  # inside the weights: the file still loads, with other numbers

@@ -12,6 +12,7 @@ import torch
 
 from annotate.synthetic import draw_face, face_specs
 from modeling.ml.backbones import BACKBONES, backbone_build, backbone_spec
+from modeling.ml.blobs import DirectoryStore
 from modeling.ml.checkpoint import checkpoint_load, checkpoint_save
 from modeling.ml.config import TrainConfig
 from modeling.ml.device import device_choose
@@ -116,7 +117,7 @@ def test_binary_summary_interval_is_the_wilson_interval_of_statsmodels():
 def _extract(crops, cache_root, *, name="resnet18", seed=1):
     backbone = backbone_build(name=name, weights="none", seed=seed, image_size=64)
     cache = FeatureCache(
-        cache_root,
+        DirectoryStore(cache_root),
         backbone=backbone.name,
         weights_id=backbone.weights_id,
         preprocessing=backbone.preprocessing.key(),
@@ -124,7 +125,7 @@ def _extract(crops, cache_root, *, name="resnet18", seed=1):
     )
     feats, stats = features_extract(
         backbone=backbone,
-        paths=[c.path for c in crops],
+        keys=[c.key for c in crops],
         content_hashes=[c.content_hash for c in crops],
         cache=cache,
         device=torch.device("cpu"),
@@ -152,15 +153,15 @@ def test_cache_entry_from_another_backbone_or_seed_is_a_miss(crops, tmp_path):
     # An entry copied in from another key (same file name) is detected and recomputed.
     _, _, resnet_cache = _extract(crops[:8], tmp_path, name="resnet18", seed=1)
     _, _, seed2_cache = _extract(crops[:8], tmp_path, name="resnet18", seed=2)
-    target = resnet_cache.path(crops[0].content_hash)
-    target.write_bytes(seed2_cache.path(crops[0].content_hash).read_bytes())
+    target = resnet_cache.store.path(resnet_cache.name(crops[0].content_hash))
+    target.write_bytes(seed2_cache.store.read(seed2_cache.name(crops[0].content_hash)))
     assert resnet_cache.get(crops[0].content_hash) is None
     assert not target.exists()
 
 
 def test_corrupt_cache_entry_is_recomputed(crops, tmp_path):
     good, _, cache = _extract(crops[:4], tmp_path)
-    cache.path(crops[1].content_hash).write_bytes(b"garbage")
+    cache.store.write(cache.name(crops[1].content_hash), b"garbage")
     again, stats, _ = _extract(crops[:4], tmp_path)
     assert (stats.hits, stats.misses) == (3, 1)
     assert np.allclose(again, good, atol=1e-5)
@@ -194,8 +195,9 @@ def test_weights_are_read_from_the_torchvision_cache(tmp_path, monkeypatch):
 
 def test_training_is_deterministic_and_the_checkpoint_round_trips(crops, tmp_path):
     config = TrainConfig(**TINY)
-    first = train_model(config=config, items=crops, classes=CLASSES, cache_root=tmp_path)
-    second = train_model(config=config, items=crops, classes=CLASSES, cache_root=tmp_path)
+    store = DirectoryStore(tmp_path)
+    first = train_model(config=config, items=crops, classes=CLASSES, cache=store)
+    second = train_model(config=config, items=crops, classes=CLASSES, cache=store)
     assert np.array_equal(first.oof_probability, second.oof_probability)
     assert second.cache == {"hits": 60, "misses": 0}
     cv = first.metrics["cv"]
@@ -206,7 +208,7 @@ def test_training_is_deterministic_and_the_checkpoint_round_trips(crops, tmp_pat
     assert loaded["config"] == config.to_dict() and loaded["classes"] == CLASSES
     classifier = classifier_load(path, device=torch.device("cpu"))
     probs = np.zeros(len(crops))
-    for idx, p in probabilities_iter(classifier, [c.path for c in crops], batch_size=16):
+    for idx, p in probabilities_iter(classifier, [c.key for c in crops], batch_size=16):
         probs[idx] = p
     assert ((probs >= 0.5) == (np.array([c.label for c in crops]) == 1)).mean() == pytest.approx(
         first.metrics["train"]["accuracy"], abs=0.05
@@ -228,7 +230,7 @@ def test_fine_tuning_runs_with_early_stopping(crops, tmp_path):
         config=config,
         items=crops,
         classes=CLASSES,
-        cache_root=tmp_path,
+        cache=DirectoryStore(tmp_path),
         progress=lambda stage, f: stages.append(stage),
     )
     summary = result.metrics["fine_tune"]

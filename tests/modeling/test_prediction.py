@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from annotate.models import Face, FaceStatus
 from modeling.ml.errors import CHECKPOINT_CHANGED, CheckpointError
 from modeling.models import Prediction
 from modeling.services.prediction import predictions_run_create, predictions_run_execute
-from modeling.services.training import artifact_path
+from modeling.services.training import artifact_storage
 from tests.modeling.helpers import trained_version
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +40,7 @@ def test_prediction_writes_one_row_per_face_and_version_and_resumes(settings):
 
 def test_corrupted_checkpoint_fails_the_prediction_run_with_a_clear_error():
     version = trained_version(faces=60)
-    path = artifact_path(version)
+    path = Path(artifact_storage().path(version.artifact.name))
     path.write_bytes(path.read_bytes()[:1000])
     run = predictions_run_execute(run_id=predictions_run_create(version=version, enqueue=False).pk)
     assert run.status == "failed"

@@ -21,6 +21,7 @@ from modeling.ml.backbones import (
     backbone_default,
     backbone_spec,
 )
+from modeling.ml.blobs import DirectoryStore
 from modeling.ml.config import TrainConfig
 from modeling.ml.errors import WeightsCorrupt, WeightsMismatch, WeightsMissing
 from modeling.ml.train import (
@@ -185,7 +186,10 @@ def test_pretrained_backbone_beats_random_weights_on_real_faces(fairface540, tmp
         for weights in ("default", "none"):
             config = TrainConfig(backbone=LITE0, weights=weights, folds=5, seed=0)
             result = train_model(
-                config=config, items=items, classes=["male", "female"], cache_root=tmp_path
+                config=config,
+                items=items,
+                classes=["male", "female"],
+                cache=DirectoryStore(tmp_path),
             )
             accuracy[weights] = result.metrics["cv"]["accuracy"]
             folds = result.fold

@@ -25,7 +25,7 @@ from modeling.ml.errors import NO_LABELS
 from modeling.models import ModelVersion, TrainingRun, ValidationItem, ValidationRound
 from modeling.selectors.training import training_set_select
 from modeling.services.training import (
-    artifact_path,
+    artifact_verified,
     training_run_cancel,
     training_run_create,
     training_run_execute,
@@ -178,7 +178,7 @@ def test_a_run_trains_a_version_with_snapshot_metrics_by_subgroup_and_checkpoint
     assert {"race", "age_band", "glasses", "quality"} <= {k for k, n in known.items() if n}
     for name, n in known.items():
         assert sum(row["n"] for row in by_subgroup if row["attribute"] == name) == n
-    checkpoint = checkpoint_load(artifact_path(version))
+    checkpoint = checkpoint_load(artifact_verified(version))
     assert checkpoint["classes"] == ["male", "female"]
     assert checkpoint["config"]["backbone"] == "resnet18"
     assert checkpoint["metrics"]["cv"]["accuracy"] == version.metrics["cv"]["accuracy"]

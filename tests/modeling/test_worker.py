@@ -19,7 +19,7 @@ from modeling.ml.head import Head
 from modeling.models import ModelVersion, Prediction, PredictionRun, TrainingRun
 from modeling.services.activation import version_activate
 from modeling.services.prediction import predictions_run_create
-from modeling.services.training import artifact_root, training_run_create
+from modeling.services.training import artifact_storage, training_run_create
 from tests.conftest import wait_for
 from tests.factories import make_user
 from tests.modeling.conftest import TINY
@@ -78,7 +78,7 @@ def _slow_checkpoint_version(study, number):
         metrics={},
     )
     name = f"models/{study.slug}/v{number}.pt"
-    sha = checkpoint_save(checkpoint, artifact_root() / name)
+    sha = checkpoint_save(checkpoint, artifact_storage().path(name))
     return ModelVersion.objects.create(
         study=study,
         number=number,

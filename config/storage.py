@@ -1,0 +1,86 @@
+"""The storages Facet's files live in, by alias (settings.STORAGES, built by
+config.env.storages_from_url).
+
+- "default": media (source images, display copies, face crops, uploads), served only through
+  the views that check access (annotate.views.media);
+- "artifacts": model checkpoints and the backbone feature cache (its folder
+  FEATURE_CACHE_FOLDER), never served.
+
+Both are local folders by default and prefixes of one S3-compatible bucket when
+FACET_STORAGE_URL is set, so any number of web servers and workers on any machines share them.
+Code reads and writes them by name, never by local path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, Storage
+from django.utils.functional import cached_property
+
+ARTIFACTS = "artifacts"
+FEATURE_CACHE_FOLDER = "feature-cache"
+NAME_TAKEN = "Storage saved {wanted!r} as {saved!r}; artifacts must keep their names."
+
+
+class ArtifactFileStorage(FileSystemStorage):
+    """Artifacts on local disk under FACET_ARTIFACT_ROOT (read when first used, and again
+    after the setting changes, as MEDIA_ROOT is for media).
+
+    A save replaces the file whole through a temporary file and a rename, as a PUT to object
+    storage does, so a reader never sees half a checkpoint or cache entry.
+    """
+
+    @cached_property
+    def base_location(self):
+        return self._value_or_setting(self._location, settings.FACET_ARTIFACT_ROOT)
+
+    def _clear_cached_properties(self, setting, **kwargs):
+        super()._clear_cached_properties(setting, **kwargs)
+        if setting == "FACET_ARTIFACT_ROOT":
+            self.__dict__.pop("base_location", None)
+            self.__dict__.pop("location", None)
+
+    def _save(self, name, content):
+        target = Path(self.path(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in content.chunks():
+                    handle.write(chunk)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return name
+
+
+class StorageBlobs:
+    """A Django storage as the pure code's BlobStore (modeling.ml.blobs), under `folder`."""
+
+    def __init__(self, storage: Storage, folder: str) -> None:
+        self.storage = storage
+        self.folder = folder.strip("/")
+
+    def _key(self, name: str) -> str:
+        return f"{self.folder}/{name}"
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            with self.storage.open(self._key(name), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        key = self._key(name)
+        saved = self.storage.save(key, ContentFile(data))
+        if saved != key:
+            raise OSError(NAME_TAKEN.format(wanted=key, saved=saved))
+
+    def delete(self, name: str) -> None:
+        self.storage.delete(self._key(name))
