@@ -105,17 +105,55 @@ def test_every_command_exists():
             )
 
 
-def test_shared_volumes_and_health_checks():
-    for name in ("web", "worker", "gpu-worker"):
-        mounts = " ".join(SERVICES[name]["volumes"])
-        assert "media:" in mounts and "artifacts:" in mounts, name
-    for name in ("postgres", "redis", "web"):
-        assert "healthcheck" in SERVICES[name], name
-    assert {"media", "artifacts", "pgdata"} <= set(COMPOSE["volumes"])
-    for name in ("web", "worker", "gpu-worker"):
+def test_shared_storage_and_health_checks():
+    """Every app service reaches the same bucket, database and broker; none keeps media or
+    artifacts on a volume of its own host."""
+    from config.env import storages_from_url
+
+    for name in ("web", "worker", "gpu-worker", "gpu-worker-2"):
         env = SERVICES[name]["environment"]
+        options = storages_from_url(env["FACET_STORAGE_URL"])["default"]["OPTIONS"]
+        assert options["endpoint_url"] == "http://minio:9000", name
+        assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"], name
         assert env["DATABASE_URL"].startswith("postgres://")
         assert env["CELERY_BROKER_URL"].startswith("redis://")
+        assert "FACET_MEDIA_ACCEL_REDIRECT" not in env  # refused together with the bucket
+        mounts = " ".join(SERVICES[name]["volumes"])
+        assert "media" not in mounts and "artifacts" not in mounts, name
+        assert SERVICES[name]["depends_on"]["minio-init"]["condition"] == (
+            "service_completed_successfully"
+        )
+    for name in ("postgres", "redis", "minio", "web"):
+        assert "healthcheck" in SERVICES[name], name
+    assert {"objects", "pgdata"} <= set(COMPOSE["volumes"])
+
+
+def test_the_bucket_is_made_at_start_by_a_one_shot_service():
+    from config.env import storages_from_url
+
+    url = COMPOSE["x-app"]["environment"]["FACET_STORAGE_URL"]
+    bucket = storages_from_url(url)["default"]["OPTIONS"]["bucket_name"]
+    init = SERVICES["minio-init"]
+    assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert init["restart"] == "no"
+    assert f"mc mb --ignore-existing local/{bucket}" in init["entrypoint"][-1]
+    assert init["environment"] == SERVICES["minio"]["environment"]  # the same credentials
+    assert "objects:/data" in SERVICES["minio"]["volumes"]
+
+
+def test_a_second_gpu_worker_takes_the_same_queue_on_another_gpu_when_asked():
+    from config.celery import Queue
+
+    text = (ROOT / "docker-compose.yml").read_text()
+    anchor = re.search(r"&(\w[\w-]*)", text).group(1)
+    assert re.search(rf"^  gpu-worker-2:\n    <<: \*{anchor}", text, re.M)
+    second = SERVICES["gpu-worker-2"]
+    command = second["command"]
+    assert command[command.index("-Q") + 1] == Queue.GPU
+    assert command[command.index("--concurrency") + 1] == "1"
+    assert second["profiles"] == ["second-gpu"]
+    (device,) = second["deploy"]["resources"]["reservations"]["devices"]
+    assert device["device_ids"] == ["1"] and "gpu" in device["capabilities"]
 
 
 def test_only_the_proxy_publishes_ports_and_gunicorn_stays_on_the_compose_network():
@@ -169,16 +207,10 @@ def test_the_proxy_refuses_bodies_over_facets_limits_before_reading_them():
     )
 
 
-def test_media_go_out_through_an_internal_location_over_the_read_only_volume():
-    prefix = COMPOSE["x-app"]["environment"]["FACET_MEDIA_ACCEL_REDIRECT"]
-    assert prefix == "/protected-media/"
-    media = LOCATIONS[prefix]
-    assert _find(media, "internal") and _one(media, "alias") == ["/data/media/"]
-    assert "media:/data/media:ro" in SERVICES["proxy"]["volumes"]
-    assert COMPOSE["x-app"]["environment"]["FACET_MEDIA_ROOT"] == "/data/media"
-    added = {args[0]: args[1] for _, args, _ in _find(media, "add_header")}
-    assert added["X-Content-Type-Options"] == "nosniff"
-    assert "sandbox" in added["Content-Security-Policy"]
+def test_media_go_out_only_through_facet_and_the_bucket_stays_unpublished():
+    assert "/protected-media/" not in LOCATIONS
+    assert not any("media" in volume for volume in SERVICES["proxy"]["volumes"])
+    assert not SERVICES["minio"].get("ports") and not SERVICES["minio"].get("expose")
 
 
 def test_the_image_serves_what_compose_expects():
