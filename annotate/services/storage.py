@@ -13,6 +13,8 @@ import logging
 from django.core.files.storage import default_storage
 from PIL import Image
 
+from config.storage import storage_read
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,5 +36,4 @@ def crop_read(name: str) -> bytes:
     """The bytes of the stored media file `name` (a face crop): the `CropRead` that training
     and prediction hand to modeling.ml. A module-level function, so it pickles into data
     loader workers. A missing file raises FileNotFoundError."""
-    with default_storage.open(name, "rb") as handle:
-        return handle.read()
+    return storage_read(default_storage, name)

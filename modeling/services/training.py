@@ -28,7 +28,7 @@ from annotate.models import JobStatus, Study
 from annotate.selectors.attributes import face_attributes_frame
 from annotate.services.storage import crop_read
 from config.celery import broker_check
-from config.storage import ARTIFACTS, FEATURE_CACHE_FOLDER, StorageBlobs
+from config.storage import ARTIFACTS, FEATURE_CACHE_FOLDER, StorageBlobs, storage_read
 from modeling import evaluation
 from modeling.ml.backbones import backbone_default
 from modeling.ml.checkpoint import checkpoint_bytes
@@ -95,8 +95,7 @@ def artifact_verified(version: ModelVersion) -> io.BytesIO:
     """
     name = version.artifact.name
     try:
-        with artifact_storage().open(name, "rb") as handle:
-            data = handle.read()
+        data = storage_read(artifact_storage(), name)
     except FileNotFoundError:
         raise CheckpointError(
             CHECKPOINT_CORRUPT.format(path=name, reason="file not found")
