@@ -163,6 +163,8 @@ if FACET_STORAGE_URL and FACET_MEDIA_ACCEL_REDIRECT:
         "FACET_MEDIA_ACCEL_REDIRECT names a web server location over MEDIA_ROOT; leave it "
         "unset when FACET_STORAGE_URL puts media in object storage."
     )
+# Crops a training run keeps in memory once read (fine-tuning reads each once per epoch).
+FACET_CROP_CACHE_MB = env_int("FACET_CROP_CACHE_MB", 256, minimum=0)
 FACET_WEIGHTS_FILE = env_str("FACET_WEIGHTS_FILE")
 # Face detector for imports: "mtcnn" (default, measured best on real photos) or "haar".
 FACET_DETECTOR = env_str("FACET_DETECTOR", "mtcnn")

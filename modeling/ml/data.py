@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -30,6 +33,43 @@ class CropUnreadable(ValueError):
 def file_read(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a local file: the default `CropRead`."""
     return Path(path).read_bytes()
+
+
+class CachedRead:
+    """A CropRead that keeps the bytes it read, least recently used first out, within
+    `max_bytes`: fine-tuning reads every crop once per epoch, and from object storage each read
+    is a round trip. Crops never change under a name (media names are random and never
+    reused), so a kept copy cannot go stale."""
+
+    def __init__(self, read: CropRead, *, max_bytes: int) -> None:
+        self.read = read
+        self.max_bytes = max_bytes
+        self.kept: OrderedDict[str, bytes] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, key: str) -> bytes:
+        with self.lock:
+            data = self.kept.get(key)
+            if data is not None:
+                self.kept.move_to_end(key)
+                return data
+        data = self.read(key)
+        if len(data) <= self.max_bytes:
+            with self.lock:
+                if key not in self.kept:
+                    self.kept[key] = data
+                    self.size += len(data)
+                while self.size > self.max_bytes:
+                    _, dropped = self.kept.popitem(last=False)
+                    self.size -= len(dropped)
+        return data
+
+    def __getstate__(self) -> dict[str, Any]:  # a DataLoader worker gets its own, empty copy
+        return {"read": self.read, "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["read"], max_bytes=state["max_bytes"])
 
 
 def crop_open(key: str | os.PathLike[str], read: CropRead = file_read) -> Image.Image:

@@ -33,6 +33,7 @@ from modeling import evaluation
 from modeling.ml.backbones import backbone_default
 from modeling.ml.checkpoint import checkpoint_bytes
 from modeling.ml.config import TrainConfig
+from modeling.ml.data import CachedRead
 from modeling.ml.device import device_choose, device_describe
 from modeling.ml.errors import (
     CHECKPOINT_CHANGED,
@@ -329,7 +330,7 @@ def _execute(run: TrainingRun) -> None:
         items=items,
         classes=CLASSES,
         cache=feature_store(),
-        read=crop_read,
+        read=CachedRead(crop_read, max_bytes=settings.FACET_CROP_CACHE_MB * 1024**2),
         weights_file=settings.FACET_WEIGHTS_FILE,
         download=settings.FACET_WEIGHTS_DOWNLOAD,
         progress=reporter,
