@@ -30,8 +30,10 @@ if PRODUCTION and DEBUG:
     raise EnvError("DJANGO_DEBUG must not be on when FACET_PRODUCTION=1.")
 
 _DEV_SECRET_KEY = "django-insecure-facet-embedded-default-not-for-production"
-SECRET_KEY = env_str(
-    "DJANGO_SECRET_KEY", None if PRODUCTION else _DEV_SECRET_KEY, required=PRODUCTION
+SECRET_KEY: str = (
+    env_str("DJANGO_SECRET_KEY", required=True)
+    if PRODUCTION
+    else env_str("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
 )
 if PRODUCTION and (len(SECRET_KEY) < 50 or SECRET_KEY == _DEV_SECRET_KEY):
     raise EnvError("DJANGO_SECRET_KEY must be a random string of at least 50 characters.")

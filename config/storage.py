@@ -37,7 +37,8 @@ class ArtifactFileStorage(FileSystemStorage):
 
     @cached_property
     def base_location(self):
-        return self._value_or_setting(self._location, settings.FACET_ARTIFACT_ROOT)
+        location = self._location  # type: ignore[attr-defined]  # set by FileSystemStorage.__init__; not in the stubs
+        return self._value_or_setting(location, settings.FACET_ARTIFACT_ROOT)
 
     def _clear_cached_properties(self, setting, **kwargs):
         super()._clear_cached_properties(setting, **kwargs)

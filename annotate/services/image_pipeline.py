@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any, TypeGuard
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -214,7 +215,7 @@ class ImagePipeline:
         if chunk:
             yield chunk
 
-    def _accept(self, item: _Prepared | _Rejected) -> bool:
+    def _accept(self, item: _Prepared | _Rejected) -> TypeGuard[_Prepared]:
         if isinstance(item, _Rejected):
             self.report.reject_file(item.name, item.reason)
             return False
@@ -318,7 +319,7 @@ class ImagePipeline:
                 # The fields name files at random (annotate.filenames); only the suffix counts.
                 suffix = SUFFIX_FOR_FORMAT.get(item.opened.format, ".img")
                 image.file.save(f"image{suffix}", ContentFile(item.data), save=False)
-                written.append(image.file.name)
+                written.append(str(image.file.name))  # named by the save above
                 image.save()
                 faces, same_image = [], []
                 # A second crop of one face inside the same image points at the first; keys
@@ -345,7 +346,7 @@ class ImagePipeline:
                         votes_target=self.study.votes_per_face,
                     )
                     face.crop.save("crop.jpg", ContentFile(crop.jpeg), save=False)
-                    written.append(face.crop.name)
+                    written.append(str(face.crop.name))  # named by the save above
                     faces.append(face)
                     if twin is not None:
                         same_image.append((number, twin))
@@ -388,8 +389,8 @@ class ImagePipeline:
         self.report.images_without_faces += not crops
 
 
-def _metadata(item: _Prepared, row: ManifestRow | None) -> dict:
-    metadata = dict(row.metadata) if row else {}
+def _metadata(item: _Prepared, row: ManifestRow | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = dict(row.metadata) if row else {}
     if row is not None:
         metadata["manifest_line"] = row.line
     if item.opened.notes:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
@@ -57,20 +58,21 @@ SERVABLE_TYPES = {
 SANDBOX = "default-src 'none'; sandbox"
 
 
-def _harden(response: HttpResponse, *, max_age: int) -> HttpResponse:
+def _harden(response: HttpResponseBase, *, max_age: int) -> HttpResponseBase:
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = SANDBOX
     response["Cache-Control"] = f"private, max-age={max_age}"
     return response
 
 
-def media_response(name: str, *, max_age: int, download_as: str | None = None) -> HttpResponse:
+def media_response(name: str, *, max_age: int, download_as: str | None = None) -> HttpResponseBase:
     """The stored file `name` as an image response (an attachment named `download_as` if
     given), sent by the web server when FACET_MEDIA_ACCEL_REDIRECT is set."""
     content_type = SERVABLE_TYPES.get(PurePosixPath(name).suffix.lower())
     if content_type is None:
         raise Http404(NOT_FOUND)
     prefix = settings.FACET_MEDIA_ACCEL_REDIRECT
+    response: HttpResponseBase
     if prefix:
         response = HttpResponse(content_type=content_type)
         response["X-Accel-Redirect"] = prefix + quote(name)
@@ -90,7 +92,7 @@ def media_response(name: str, *, max_age: int, download_as: str | None = None) -
     return _harden(response, max_age=max_age)
 
 
-def face_source_response(face: Face) -> HttpResponse:
+def face_source_response(face: Face) -> HttpResponseBase:
     """`face`'s source image as a JPEG with the face's box drawn, for a user allowed to see
     the face (the caller checks). Re-encoded from the decoded pixels, so no metadata."""
     image = face.source_image
@@ -110,16 +112,16 @@ def face_source_response(face: Face) -> HttpResponse:
 
 @role_required(Role.CODER, Role.RESEARCHER)
 @require_GET
-def face_crop(request: HttpRequest, pk: int) -> HttpResponse:
+def face_crop(request: HttpRequest, pk: int) -> HttpResponseBase:
     face = face_for_media(pk=pk, user=request.user)
-    if face is None or not face.crop:
+    if face is None or not face.crop.name:
         raise Http404(NOT_FOUND)
     return media_response(face.crop.name, max_age=3600)
 
 
 @role_required(Role.CODER, Role.RESEARCHER)
 @require_GET
-def face_source(request: HttpRequest, pk: int) -> HttpResponse:
+def face_source(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The image a face was detected in, with its box drawn."""
     face = face_for_media(pk=pk, user=request.user)
     if face is None:
@@ -129,7 +131,7 @@ def face_source(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 @require_GET
-def image_display(request: HttpRequest, pk: int) -> HttpResponse:
+def image_display(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The source image as browsers can show it: JPEG, no metadata, whatever was imported."""
     image = image_for_media(pk=pk, user=request.user)
     if image is None:
@@ -144,10 +146,10 @@ def image_display(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(Role.RESEARCHER)
 @require_GET
-def image_original(request: HttpRequest, pk: int) -> HttpResponse:
+def image_original(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The file as imported, metadata and all, as a download under its original name."""
     image = image_for_media(pk=pk, user=request.user)
-    if image is None or not image.file:
+    if image is None or not image.file.name:
         raise Http404(NOT_FOUND)
     stored = PurePosixPath(image.file.name)
     download_as = PurePosixPath(image.original_name).name or stored.name

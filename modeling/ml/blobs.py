@@ -29,7 +29,7 @@ class DirectoryStore:
     """A BlobStore over a local folder: names are relative paths, writes go through a
     temporary file and a rename."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     def path(self, name: str) -> Path:

@@ -68,7 +68,7 @@ def checkpoint_bytes(checkpoint: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def checkpoint_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> str:
+def checkpoint_save(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> str:
     """Write to a local file atomically (a reader never sees half a file); returns the
     file's sha256."""
     path = Path(path)
@@ -84,7 +84,7 @@ def checkpoint_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     """The hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
@@ -93,7 +93,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_load(source: str | os.PathLike | BinaryIO) -> dict[str, Any]:
+def checkpoint_load(source: str | os.PathLike[str] | BinaryIO) -> dict[str, Any]:
     """Read a checkpoint back from a path or a binary file-like object (named by its `name`
     attribute in errors), or raise CheckpointError saying which file and why."""
     path = source_name(source)
@@ -117,7 +117,7 @@ def checkpoint_load(source: str | os.PathLike | BinaryIO) -> dict[str, Any]:
     return checkpoint
 
 
-def source_name(source: str | os.PathLike | BinaryIO) -> str:
+def source_name(source: str | os.PathLike[str] | BinaryIO) -> str:
     """How errors name a checkpoint: its path, or the `name` a file-like object carries."""
     if isinstance(source, str | os.PathLike):
         return str(source)

@@ -69,7 +69,7 @@ class CachedRead:
         return {"read": self.read, "max_bytes": self.max_bytes}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["read"], max_bytes=state["max_bytes"])
+        CachedRead.__init__(self, state["read"], max_bytes=state["max_bytes"])
 
 
 def crop_open(key: str | os.PathLike[str], read: CropRead = file_read) -> Image.Image:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ class CacheStats:
     misses: int = 0
     corrupt: int = 0
     computed_s: float = 0.0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class FeatureCache:
@@ -114,7 +115,7 @@ def trunk_prepare(
 
 def batches_forward(
     trunk: torch.nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[tuple[torch.Tensor, int]],
     device: torch.device,
     *,
     channels_last: bool,
@@ -134,7 +135,7 @@ def batches_forward(
 def features_extract(
     *,
     backbone: Backbone,
-    keys: Sequence[str | os.PathLike],
+    keys: Sequence[str | os.PathLike[str]],
     content_hashes: Sequence[str],
     cache: FeatureCache,
     read: CropRead = file_read,
