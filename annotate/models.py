@@ -197,7 +197,44 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-class ImportBatch(models.Model):
+class Job(models.Model):
+    """Status, claim and heartbeat of background work, written only through the life cycle in
+    `annotate.services.jobs` (claim, heartbeat, sweep, cancel, finish)."""
+
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    claimed_by = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The task copy (host:pid:nonce) holding the work; a second delivery of the "
+        "message finds it taken and does nothing.",
+    )
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Times a task claimed it (more than one after lost workers)."
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Last sign of life of the worker(s) on it; stale while running means the "
+        "worker was lost. While queued: when its message was (last) sent.",
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class CancellableJob(Job):
+    """A job a person may stop: queued, it ends at once; running, at its holder's next heartbeat."""
+
+    cancel_requested = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+
+
+class ImportBatch(Job):
     """One import of images (folder, zip upload) or labeled faces, with its report."""
 
     class Kind(models.TextChoices):
@@ -213,29 +250,10 @@ class ImportBatch(models.Model):
     source_name = models.CharField(max_length=500, blank=True)
     upload = models.FileField(upload_to="uploads/%Y/%m/", blank=True)
     manifest = models.FileField(upload_to="uploads/%Y/%m/", blank=True)
-    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
     report = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(
-        null=True,
-        blank=True,
-        help_text="Last sign of life of the worker(s) importing it; older than "
-        "FACET_IMPORT_STALE_SECONDS while running means the worker was lost.",
-    )
-    claimed_by = models.CharField(
-        max_length=200,
-        blank=True,
-        help_text="The task copy (host:pid:nonce) running an upload imported in one task; a "
-        "second delivery of the message finds it taken and does nothing.",
-    )
-    attempts = models.PositiveSmallIntegerField(
-        default=0, help_text="Times a task claimed this upload (one task: more after lost workers)."
-    )
     upload_deleted_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -256,7 +274,7 @@ class ImportBatch(models.Model):
         return int(100 * self.done / self.total) if self.total else 0
 
 
-class ImportChunk(models.Model):
+class ImportChunk(Job):
     """Files [start, stop) of a large upload: one task's work, claimed by one copy at a time.
 
     A task claims its chunk with a conditional update (queued, or running with a stale
@@ -268,15 +286,8 @@ class ImportChunk(models.Model):
     batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="chunks")
     start = models.PositiveIntegerField()
     stop = models.PositiveIntegerField()
-    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
     done = models.PositiveIntegerField(default=0, help_text="Files processed; never goes down.")
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a task claimed it.")
-    claimed_by = models.CharField(max_length=200, blank=True)
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     report = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
 
     class Meta:
         constraints = [

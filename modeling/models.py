@@ -7,10 +7,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from annotate.models import Face, JobStatus, Study
+from annotate.models import CancellableJob, Face, Job, Study
 
 
-class TrainingRun(models.Model):
+class TrainingRun(CancellableJob):
     class Stage(models.TextChoices):
         WAITING = "waiting", "Waiting for a worker"
         SNAPSHOT = "snapshot", "Taking the dataset snapshot"
@@ -26,7 +26,6 @@ class TrainingRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     config = models.JSONField(default=dict, help_text="The frozen training configuration.")
-    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
     stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.WAITING)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent, 0–100.")
     device = models.CharField(max_length=50, blank=True)
@@ -38,13 +37,8 @@ class TrainingRun(models.Model):
     labels_hash = models.CharField(max_length=64, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
     task_id = models.CharField(max_length=100, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -87,21 +81,47 @@ class ModelVersion(models.Model):
         return f"{self.study} v{self.number}"
 
 
-class PredictionRun(models.Model):
+class PredictionRun(CancellableJob):
+    """Batch prediction of a version: planned by one task into PredictionChunk rows that any
+    number of workers share (modeling.services.prediction)."""
+
     version = models.ForeignKey(
         ModelVersion, on_delete=models.CASCADE, related_name="prediction_runs"
     )
-    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
     total = models.PositiveIntegerField(default=0)
-    done = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
+    done = models.PositiveIntegerField(default=0, help_text="Faces predicted; never goes down.")
     task_id = models.CharField(max_length=100, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="prediction_run_heartbeat")]
+
+
+class PredictionChunk(Job):
+    """The faces of a run with ids in [first_face_id, last_face_id]: one task's work, claimed
+    by one copy at a time. Only faces the version has not predicted are predicted, so a chunk
+    run twice predicts nothing twice."""
+
+    run = models.ForeignKey(PredictionRun, on_delete=models.CASCADE, related_name="chunks")
+    first_face_id = models.PositiveBigIntegerField()
+    last_face_id = models.PositiveBigIntegerField()
+    total = models.PositiveIntegerField(help_text="Faces it had to predict when planned.")
+    done = models.PositiveIntegerField(default=0, help_text="Faces predicted; never goes down.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "first_face_id"], name="prediction_chunk_unique_start"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="prediction_chunk_heartbeat")
+        ]
+        ordering = ["run", "first_face_id"]
+
+    def __str__(self) -> str:
+        return f"prediction run #{self.run_id} faces {self.first_face_id}-{self.last_face_id}"
 
 
 class Prediction(models.Model):

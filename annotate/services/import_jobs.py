@@ -1,8 +1,7 @@
 """Image imports as jobs that survive lost workers and redelivered messages.
 
-Work is done under a *claim*: a conditional update that moves the batch (an upload imported in
-one task) or one of its chunks (a large upload) to running and records which task copy holds
-it. Only queued work, or running work whose heartbeat went stale, can be claimed, so a second
+Work is done under a *claim* (`annotate.services.jobs`, the life cycle every job shares) on the
+batch (an upload imported in one task) or on one of its chunks (a large upload). A second
 delivery of a message finds the work finished, or running with a fresh heartbeat, and does
 nothing. The holder writes its heartbeat with its progress (`Progress`); `done` only grows.
 Work whose worker was lost is found by `annotate.services.import_sweep`.
@@ -16,37 +15,39 @@ contradicts the database. Finishing also deletes uploads whose retention is over
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, Exists, F, OuterRef, Q, Sum, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Exists, F, OuterRef, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from annotate.models import ImportBatch, ImportChunk, JobStatus
 from annotate.selectors.imports import import_counts
 from annotate.services.import_report import report_merge
+from annotate.services.jobs import (
+    ERROR_MAX_CHARS,
+    UNFINISHED,
+    ClaimLost,
+    held,
+    job_beat,
+    job_claim,
+    part_finish,
+    parts_rollup,
+)
 from annotate.services.uploads import uploads_expire
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.5
-UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 CHUNK_FAILED = (
     "Files {first}–{last} could not be imported ({reason}); the other files were. Upload the "
     "same files again to retry them: files already imported are skipped as duplicates."
 )
-
-
-class ClaimLost(Exception):
-    """The work was taken over by another delivery (its heartbeat had gone stale), or ended."""
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,6 @@ def max_attempts() -> int:
     return settings.FACET_IMPORT_MAX_ATTEMPTS
 
 
-def _token() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:200]
-
-
 def _chunks_of_batch():
     return ImportChunk.objects.filter(batch=OuterRef("pk"))
 
@@ -88,25 +85,13 @@ def batch_claim(
     stale and that has attempts left (its worker was lost); None otherwise, with a log line:
     the message was delivered again while the work is done, or still being done elsewhere.
     """
-    now = now or timezone.now()
-    token = _token()
-    lost = Q(status=JobStatus.RUNNING, attempts__lt=max_attempts()) & (
-        Q(heartbeat_at__lt=now - stale_after())
-        | Q(heartbeat_at__isnull=True, started_at__lt=now - stale_after())
+    token = job_claim(
+        ImportBatch.objects.filter(pk=batch_id, kind=kind).filter(~Exists(_chunks_of_batch())),
+        stale_after=stale_after(),
+        max_attempts=max_attempts(),
+        now=now,
     )
-    claimed = (
-        ImportBatch.objects.filter(pk=batch_id, kind=kind)
-        .filter(Q(status=JobStatus.QUEUED) | lost)
-        .filter(~Exists(_chunks_of_batch()))
-        .update(
-            status=JobStatus.RUNNING,
-            claimed_by=token,
-            heartbeat_at=now,
-            attempts=F("attempts") + 1,
-            started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
-        )
-    )
-    if not claimed:
+    if token is None:
         state = ImportBatch.objects.filter(pk=batch_id).values("status", "claimed_by").first()
         logger.info(
             "import batch %s: this delivery does nothing (%s)",
@@ -126,28 +111,17 @@ def chunk_claim(
     of a finished chunk, or of one running with a fresh heartbeat, is logged and does nothing.
     """
     now = now or timezone.now()
-    token = _token()
     chunk = ImportChunk.objects.filter(batch_id=batch_id, start=start, stop=stop).first()
     if chunk is None:
         logger.warning("import batch %s has no chunk %s-%s; nothing to do", batch_id, start, stop)
         return None
-    lost = Q(
-        status=JobStatus.RUNNING,
-        heartbeat_at__lt=now - stale_after(),
-        attempts__lt=max_attempts(),
+    token = job_claim(
+        ImportChunk.objects.filter(pk=chunk.pk, batch__status=JobStatus.RUNNING),
+        stale_after=stale_after(),
+        max_attempts=max_attempts(),
+        now=now,
     )
-    claimed = (
-        ImportChunk.objects.filter(pk=chunk.pk, batch__status=JobStatus.RUNNING)
-        .filter(Q(status=JobStatus.QUEUED) | lost)
-        .update(
-            status=JobStatus.RUNNING,
-            claimed_by=token,
-            claimed_at=now,
-            heartbeat_at=now,
-            attempts=F("attempts") + 1,
-        )
-    )
-    if not claimed:
+    if token is None:
         chunk.refresh_from_db()
         logger.info(
             "import batch %s chunk %s-%s is %s (claimed by %s); this delivery does nothing",
@@ -186,21 +160,15 @@ class Progress:
         self.saved_at = time.monotonic()
         now = timezone.now()
         claim = self.claim
+        done = Greatest(F("done"), Value(self.done))
         if claim.chunk_id is None:
-            kept = ImportBatch.objects.filter(
-                pk=claim.batch_id, claimed_by=claim.token, status=JobStatus.RUNNING
-            ).update(done=Greatest(F("done"), Value(self.done)), heartbeat_at=now)
-            if not kept:
-                raise ClaimLost(f"import batch {claim.batch_id}")
+            job_beat(ImportBatch, pk=claim.batch_id, token=claim.token, now=now, done=done)
             return
-        kept = ImportChunk.objects.filter(
-            pk=claim.chunk_id, claimed_by=claim.token, status=JobStatus.RUNNING
-        ).update(done=Greatest(F("done"), Value(self.done)), heartbeat_at=now)
-        if not kept:
-            raise ClaimLost(f"import batch {claim.batch_id} chunk {claim.chunk_id}")
-        done = ImportChunk.objects.filter(batch_id=claim.batch_id).aggregate(n=Sum("done"))["n"]
-        ImportBatch.objects.filter(pk=claim.batch_id).update(
-            done=Greatest(F("done"), Value(done or 0)), heartbeat_at=now
+        job_beat(ImportChunk, pk=claim.chunk_id, token=claim.token, now=now, done=done)
+        parts_rollup(
+            ImportBatch.objects.filter(pk=claim.batch_id),
+            ImportChunk.objects.filter(batch_id=claim.batch_id),
+            now=now,
         )
 
 
@@ -235,23 +203,18 @@ def chunk_finish(*, claim: Claim, report: dict, error: str = "") -> bool:
     Raises ClaimLost (and records nothing) when the chunk was taken over meanwhile. Takes the
     batch's row lock, so of two chunks finishing together exactly one sees itself last.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        ImportBatch.objects.select_for_update().filter(pk=claim.batch_id).first()
-        recorded = ImportChunk.objects.filter(
-            pk=claim.chunk_id, claimed_by=claim.token, status=JobStatus.RUNNING
-        ).update(
-            status=JobStatus.FAILED if error else JobStatus.SUCCEEDED,
-            report=report,
-            error=error[:5000],
-            done=F("stop") - F("start"),
-            heartbeat_at=now,
-            finished_at=now,
-        )
-        if not recorded:
-            raise ClaimLost(f"import batch {claim.batch_id} chunk {claim.chunk_id}")
-        left = ImportChunk.objects.filter(batch_id=claim.batch_id, status__in=UNFINISHED)
-        return not left.exists()
+    assert claim.chunk_id is not None
+    return part_finish(
+        ImportChunk,
+        parent=ImportBatch.objects.filter(pk=claim.batch_id),
+        parts=ImportChunk.objects.filter(batch_id=claim.batch_id),
+        pk=claim.chunk_id,
+        token=claim.token,
+        status=JobStatus.FAILED if error else JobStatus.SUCCEEDED,
+        error=error,
+        report=report,
+        done=F("stop") - F("start"),
+    )
 
 
 def chunks_finished(*, batch_id: int) -> bool:
@@ -298,7 +261,7 @@ def batch_end(
     counts = import_counts(batch_id=batch.pk) if batch.kind == ImportBatch.Kind.IMAGES else {}
     batch.report = {**report, **counts}
     batch.status = status
-    batch.error = error[:5000]
+    batch.error = error[:ERROR_MAX_CHARS]
     batch.finished_at = timezone.now()
     batch.save(update_fields=["report", "status", "error", "finished_at", *fields])
     transaction.on_commit(uploads_expire)
@@ -323,9 +286,7 @@ def batch_split(*, claim: Claim, report: dict, bounds: list[tuple[int, int]]) ->
     from annotate.tasks import import_images_chunk
 
     with transaction.atomic():
-        kept = ImportBatch.objects.filter(
-            pk=claim.batch_id, claimed_by=claim.token, status=JobStatus.RUNNING
-        ).update(
+        kept = held(ImportBatch, pk=claim.batch_id, token=claim.token).update(
             report={**report, "chunks": len(bounds), "chunks_done": 0},
             total=bounds[-1][1] if bounds else 0,
             heartbeat_at=timezone.now(),

@@ -4,8 +4,8 @@ A killed worker cannot record its own loss. `imports_sweep` runs when a worker s
 import task starts, and when the import pages poll (those at most every SWEEP_EVERY, through
 `imports_sweep_due`). It finds work whose heartbeat is older than FACET_IMPORT_STALE_SECONDS
 and queues it again, or fails it with the reason once it was claimed FACET_IMPORT_MAX_ATTEMPTS
-times; the claims of `annotate.services.import_jobs` make any message it sends that turns out
-to be spare a no-op. Running work again is safe: files the batch already stored are counted,
+times (`annotate.services.jobs.job_recover`, the sweep every job shares); the claims of
+`annotate.services.import_jobs` make any message it sends that turns out to be spare a no-op. Running work again is safe: files the batch already stored are counted,
 not stored twice. It also deletes uploads whose retention is over.
 """
 
@@ -26,6 +26,7 @@ from annotate.services.import_jobs import (
     max_attempts,
     stale_after,
 )
+from annotate.services.jobs import job_recover, jobs_lost, when
 from annotate.services.uploads import uploads_expire
 
 logger = logging.getLogger(__name__)
@@ -93,16 +94,16 @@ def imports_sweep(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     cutoff = now - stale_after()
     swept = _waiting_resend(cutoff=cutoff, now=now)
-    lost_chunks = ImportChunk.objects.filter(
-        status=JobStatus.RUNNING, heartbeat_at__lt=cutoff, batch__status=JobStatus.RUNNING
+    lost_chunks = jobs_lost(
+        ImportChunk.objects.filter(batch__status=JobStatus.RUNNING),
+        stale_after=stale_after(),
+        now=now,
     )
     for chunk in lost_chunks:
         swept += _chunk_recover(chunk, now=now)
-    lost_batches = (
-        ImportBatch.objects.filter(kind__in=SWEPT_KINDS, status=JobStatus.RUNNING)
-        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
-        .annotate(split=Exists(ImportChunk.objects.filter(batch=OuterRef("pk"))))
-    )
+    lost_batches = jobs_lost(
+        ImportBatch.objects.filter(kind__in=SWEPT_KINDS), stale_after=stale_after(), now=now
+    ).annotate(split=Exists(ImportChunk.objects.filter(batch=OuterRef("pk"))))
     for batch in lost_batches:
         if not batch.split:
             swept += _batch_recover(batch, now=now)
@@ -159,47 +160,36 @@ def _send(task, *args, where: str) -> bool:
 
 
 def _chunk_recover(chunk: ImportChunk, *, now: datetime) -> int:
-    """Fail a lost chunk that used its attempts, else queue it again. The conditional update
-    on the heartbeat seen makes a sweep racing another, or the chunk's own worker, a no-op."""
-    same = ImportChunk.objects.filter(
-        pk=chunk.pk, status=JobStatus.RUNNING, heartbeat_at=chunk.heartbeat_at
-    )
-    where = f"import batch {chunk.batch_id} chunk {chunk.start}-{chunk.stop}"
-    if chunk.attempts >= max_attempts():
-        reason = WORKER_LOST.format(attempts=chunk.attempts, heartbeat=_when(chunk.heartbeat_at))
-        error = CHUNK_FAILED.format(first=chunk.start + 1, last=chunk.stop, reason=reason)
-        if not same.update(status=JobStatus.FAILED, error=error, finished_at=now):
-            return 0
-        logger.warning("%s failed: %s", where, reason)
-        if chunks_finished(batch_id=chunk.batch_id):
-            _conclusion_send(chunk.batch_id)
-        return 1
-    if not same.update(status=JobStatus.QUEUED, claimed_by="", heartbeat_at=now):
-        return 0
+    """Fail a lost chunk that used its attempts (its batch finishes once no chunk is left),
+    else queue it again."""
     from annotate.tasks import import_images_chunk
 
-    try:
-        import_images_chunk.delay(chunk.batch_id, chunk.start, chunk.stop)
-    except Exception:
-        logger.exception("%s: could not queue it again; the next sweep retries", where)
-        ImportChunk.objects.filter(pk=chunk.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING, claimed_by=chunk.claimed_by, heartbeat_at=chunk.heartbeat_at
-        )
-        return 0
-    logger.warning("%s: its worker was lost; queued again (attempt %d)", where, chunk.attempts + 1)
-    return 1
+    def fail(same) -> bool:
+        reason = WORKER_LOST.format(attempts=chunk.attempts, heartbeat=when(chunk.heartbeat_at))
+        error = CHUNK_FAILED.format(first=chunk.start + 1, last=chunk.stop, reason=reason)
+        if not same.update(status=JobStatus.FAILED, error=error, finished_at=now):
+            return False
+        if chunks_finished(batch_id=chunk.batch_id):
+            _conclusion_send(chunk.batch_id)
+        return True
+
+    return job_recover(
+        chunk,
+        now=now,
+        max_attempts=max_attempts(),
+        fail=fail,
+        send=lambda: import_images_chunk.delay(chunk.batch_id, chunk.start, chunk.stop),
+        where=f"import batch {chunk.batch_id} chunk {chunk.start}-{chunk.stop}",
+    )
 
 
 def _batch_recover(batch: ImportBatch, *, now: datetime) -> int:
     """Fail a lost single-task batch that used its attempts, or that has no upload a worker
     could read (the import command's folder, on the machine that ran it); else queue it again.
     """
-    # heartbeat_at=None matches IS NULL: a batch from before heartbeats.
-    same = ImportBatch.objects.filter(
-        pk=batch.pk, status=JobStatus.RUNNING, heartbeat_at=batch.heartbeat_at
-    )
-    if batch.attempts >= max_attempts() or not batch.upload:
-        heard = _when(batch.heartbeat_at or batch.started_at)
+
+    def fail(same) -> bool:
+        heard = when(batch.heartbeat_at or batch.started_at)
         error = (
             BATCH_WORKER_LOST.format(attempts=batch.attempts, heartbeat=heard)
             if batch.upload
@@ -208,28 +198,18 @@ def _batch_recover(batch: ImportBatch, *, now: datetime) -> int:
         with transaction.atomic():
             locked = same.select_for_update().first()
             if locked is None:
-                return 0
+                return False
             batch_end(locked, locked.report, status=JobStatus.FAILED, error=error)
-        logger.warning("import batch %s failed: %s", batch.pk, error)
-        return 1
-    if not same.update(status=JobStatus.QUEUED, claimed_by="", heartbeat_at=now):
-        return 0
-    try:
-        _batch_task(batch).delay(batch.pk)
-    except Exception:
-        logger.exception(
-            "import batch %s: could not queue it again; the next sweep retries", batch.pk
-        )
-        ImportBatch.objects.filter(pk=batch.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING, claimed_by=batch.claimed_by, heartbeat_at=batch.heartbeat_at
-        )
-        return 0
-    logger.warning(
-        "import batch %s: its worker was lost; queued again (attempt %d)",
-        batch.pk,
-        batch.attempts + 1,
+        return True
+
+    return job_recover(
+        batch,
+        now=now,
+        max_attempts=max_attempts(),
+        fail=fail,
+        send=(lambda: _batch_task(batch).delay(batch.pk)) if batch.upload else None,
+        where=f"import batch {batch.pk}",
     )
-    return 1
 
 
 def _conclusion_send(batch_id: int) -> None:
@@ -245,7 +225,3 @@ def _conclusion_send(batch_id: int) -> None:
         return
     ImportBatch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
     logger.warning("import batch %s: every chunk finished; sent the message to finish it", batch_id)
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else "never"

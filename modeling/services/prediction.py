@@ -20,17 +20,23 @@ from django.utils import timezone
 from annotate.access import is_admin
 from annotate.labels import CLASSES
 from annotate.models import Face, FaceStatus, JobStatus
+from annotate.services.jobs import UNFINISHED, ClaimLost, job_beat, job_claim, job_finish, jobs_lost
 from annotate.services.storage import crop_read
 from config.celery import broker_check
 from modeling.ml.device import device_choose
 from modeling.ml.errors import Cancelled, CheckpointError
 from modeling.ml.predict import classifier_load, probabilities_iter
 from modeling.models import ModelVersion, Prediction, PredictionRun
-from modeling.services.training import ADMIN_ONLY, FINISHED, WORKER_LOST, artifact_verified
+from modeling.services.training import (
+    ADMIN_ONLY,
+    RUN_MAX_ATTEMPTS,
+    artifact_verified,
+    run_fail_lost,
+    run_stale_after,
+)
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 32
-LIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def faces_to_predict(*, version: ModelVersion):
@@ -80,7 +86,7 @@ def predictions_start(*, version: ModelVersion, user) -> PredictionRun | None:
     predictions_runs_sweep()  # a run whose worker died is not "already running"
     with transaction.atomic():
         ModelVersion.objects.select_for_update().filter(pk=version.pk).first()
-        live = version.prediction_runs.filter(status__in=LIVE).order_by("-pk").first()
+        live = version.prediction_runs.filter(status__in=UNFINISHED).order_by("-pk").first()
         if live is not None:
             return live
         if not faces_to_predict(version=version).exists():
@@ -91,34 +97,21 @@ def predictions_start(*, version: ModelVersion, user) -> PredictionRun | None:
 def predictions_runs_sweep(*, now=None, stale_after: timedelta | None = None) -> int:
     """Mark running prediction runs with a stale heartbeat failed (their worker died)."""
     now = now or timezone.now()
-    stale_after = (
-        stale_after
-        if stale_after is not None
-        else timedelta(seconds=settings.FACET_RUN_STALE_SECONDS)
+    lost = jobs_lost(
+        PredictionRun.objects.all(),
+        stale_after=stale_after if stale_after is not None else run_stale_after(),
+        now=now,
     )
-    swept = 0
-    for run in PredictionRun.objects.filter(
-        status=JobStatus.RUNNING, heartbeat_at__lt=now - stale_after
-    ):
-        swept += PredictionRun.objects.filter(
-            pk=run.pk, status=JobStatus.RUNNING, heartbeat_at=run.heartbeat_at
-        ).update(
-            status=JobStatus.FAILED,
-            error=WORKER_LOST.format(heartbeat=run.heartbeat_at.isoformat(timespec="seconds")),
-            finished_at=now,
-        )
-    return swept
+    return sum(run_fail_lost(run, now=now) for run in lost)
 
 
 def _claim(run_id: int) -> PredictionRun | None:
-    with transaction.atomic():
-        run = PredictionRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status in FINISHED or run.status == JobStatus.RUNNING:
-            return None
-        run.status = JobStatus.RUNNING
-        run.heartbeat_at = timezone.now()
-        run.save(update_fields=["status", "heartbeat_at"])
-    return run
+    token = job_claim(
+        PredictionRun.objects.filter(pk=run_id),
+        stale_after=run_stale_after(),
+        max_attempts=RUN_MAX_ATTEMPTS,
+    )
+    return None if token is None else PredictionRun.objects.get(pk=run_id)
 
 
 def predictions_run_execute(*, run_id: int) -> PredictionRun:
@@ -130,7 +123,7 @@ def predictions_run_execute(*, run_id: int) -> PredictionRun:
     run = _claim(run_id)
     if run is None:
         return PredictionRun.objects.get(pk=run_id)
-    version = run.version
+    version, token = run.version, run.claimed_by
     try:
         classifier = classifier_load(
             artifact_verified(version), device=device_choose(settings.FACET_DEVICE)
@@ -163,25 +156,18 @@ def predictions_run_execute(*, run_id: int) -> PredictionRun:
                         )
                     )
             Prediction.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-            PredictionRun.objects.filter(pk=run.pk).update(
-                done=run.done + start + len(chunk), heartbeat_at=timezone.now()
-            )
-            if PredictionRun.objects.filter(pk=run.pk, status=JobStatus.CANCELLED).exists():
+            if job_beat(PredictionRun, pk=run.pk, token=token, done=run.done + start + len(chunk)):
                 raise Cancelled()
-        PredictionRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
-            status=JobStatus.SUCCEEDED, finished_at=timezone.now()
-        )
+        job_finish(PredictionRun, pk=run.pk, token=token, status=JobStatus.SUCCEEDED)
     except Cancelled:
-        pass
+        job_finish(PredictionRun, pk=run.pk, token=token, status=JobStatus.CANCELLED)
+    except ClaimLost:
+        logger.warning("prediction run %s was swept or ended meanwhile; this copy stops", run.pk)
     except (CheckpointError, ValueError, OSError) as exc:
         logger.warning("prediction run %s failed: %s", run.pk, exc)
-        PredictionRun.objects.filter(pk=run.pk).update(
-            status=JobStatus.FAILED, error=str(exc), finished_at=timezone.now()
-        )
+        job_finish(PredictionRun, pk=run.pk, token=token, status=JobStatus.FAILED, error=str(exc))
     except Exception as exc:
         logger.exception("prediction run %s failed", run.pk)
-        PredictionRun.objects.filter(pk=run.pk).update(
-            status=JobStatus.FAILED, error=repr(exc), finished_at=timezone.now()
-        )
+        job_finish(PredictionRun, pk=run.pk, token=token, status=JobStatus.FAILED, error=repr(exc))
         raise
     return PredictionRun.objects.get(pk=run.pk)

@@ -1,7 +1,9 @@
 """Training runs: create (and enqueue), execute on a worker, cancel, sweep runs whose worker died.
 
-Status moves queued → running → succeeded / failed / cancelled, written only here. A run that
-fails records why in `error`; a run whose worker vanished is marked failed by the sweep.
+Status moves queued → running → succeeded / failed / cancelled through the life cycle every job
+shares (`annotate.services.jobs`): claim, heartbeat with the progress, cancel, finish, sweep. A
+run that fails records why in `error`; a run whose worker vanished is marked failed by the
+sweep (a run has one attempt: a person starts the next).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import io
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
@@ -26,6 +28,16 @@ from annotate.access import is_admin
 from annotate.labels import CLASSES, POSITIVE_CLASS, SUBGROUP_ATTRIBUTES
 from annotate.models import JobStatus, Study
 from annotate.selectors.attributes import face_attributes_frame
+from annotate.services.jobs import (
+    ClaimLost,
+    job_beat,
+    job_cancel,
+    job_claim,
+    job_finish,
+    job_recover,
+    jobs_lost,
+    when,
+)
 from annotate.services.storage import crop_read
 from config.celery import broker_check
 from config.storage import ARTIFACTS, FEATURE_CACHE_FOLDER, StorageBlobs, storage_read
@@ -57,8 +69,10 @@ WORKER_LOST = (
     "probably killed or lost. The run was marked failed; start a new one."
 )
 TIME_LIMIT = "The run went past its time limit and was stopped."
+CANCELLED_ON_REQUEST = "Cancelled on request."
 HEARTBEAT_EVERY_S = 2.0
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+# A lost run is failed, not run again: a redelivered message or a sweep never restarts it.
+RUN_MAX_ATTEMPTS = 1
 # The snapshot ends at 2 % and saving starts at 99 %; the stages between share the rest as
 # `stage_weights` says.
 SNAPSHOT_PERCENT = 2
@@ -108,7 +122,9 @@ def artifact_verified(version: ModelVersion) -> io.BytesIO:
     return loaded
 
 
-def _stale_after() -> timedelta:
+def run_stale_after() -> timedelta:
+    """How long a training or prediction run may go without a heartbeat before it counts as
+    lost (FACET_RUN_STALE_SECONDS)."""
     return timedelta(seconds=settings.FACET_RUN_STALE_SECONDS)
 
 
@@ -152,19 +168,20 @@ def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
     """Ask a run to stop. A queued run is cancelled at once; a running one at its next batch."""
     if not is_admin(user):
         raise PermissionDenied(ADMIN_ONLY)
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
-        if run.status in FINISHED:
-            return run
-        run.cancel_requested = True
-        fields = ["cancel_requested"]
-        if run.status == JobStatus.QUEUED:
-            run.status = JobStatus.CANCELLED
-            run.error = RUN_CANCELLED.format(user=user.get_username())
-            run.finished_at = timezone.now()
-            fields += ["status", "error", "finished_at"]
-        run.save(update_fields=fields)
-    return run
+    return job_cancel(TrainingRun, pk=run.pk, error=RUN_CANCELLED.format(user=user.get_username()))
+
+
+def run_fail_lost(run, *, now: datetime) -> int:
+    """Fail a training or prediction run whose worker was lost; 1 when this call did."""
+
+    def fail(same) -> bool:
+        error = WORKER_LOST.format(heartbeat=when(run.heartbeat_at or run.started_at))
+        return bool(same.update(status=JobStatus.FAILED, error=error, finished_at=now))
+
+    where = f"{run._meta.verbose_name} {run.pk}"
+    return job_recover(
+        run, now=now, max_attempts=RUN_MAX_ATTEMPTS, fail=fail, send=None, where=where
+    )
 
 
 def training_runs_sweep(*, now=None, stale_after: timedelta | None = None) -> int:
@@ -175,21 +192,12 @@ def training_runs_sweep(*, now=None, stale_after: timedelta | None = None) -> in
     when a page polls progress, and when a worker starts.
     """
     now = now or timezone.now()
-    cutoff = now - (stale_after if stale_after is not None else _stale_after())
-    swept = 0
-    stale = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
-    for run in stale:
-        updated = TrainingRun.objects.filter(
-            pk=run.pk, status=JobStatus.RUNNING, heartbeat_at=run.heartbeat_at
-        ).update(
-            status=JobStatus.FAILED,
-            error=WORKER_LOST.format(heartbeat=run.heartbeat_at.isoformat(timespec="seconds")),
-            finished_at=now,
-        )
-        if updated:
-            logger.warning("training run %s marked failed: worker lost", run.pk)
-            swept += 1
-    return swept
+    lost = jobs_lost(
+        TrainingRun.objects.all(),
+        stale_after=stale_after if stale_after is not None else run_stale_after(),
+        now=now,
+    )
+    return sum(run_fail_lost(run, now=now) for run in lost)
 
 
 class _RunReporter:
@@ -201,6 +209,7 @@ class _RunReporter:
 
     def __init__(self, run: TrainingRun, config: TrainConfig) -> None:
         self.run_id = run.pk
+        self.token = run.claimed_by
         self.spans = stage_spans(config)
         self.last = 0.0
         self.percent = run.progress
@@ -212,32 +221,34 @@ class _RunReporter:
         self.last = now
         lo, hi = self.spans.get(stage, (self.percent, self.percent))
         self.percent = max(self.percent, int(lo + (hi - lo) * min(max(fraction, 0.0), 1.0)))
-        TrainingRun.objects.filter(pk=self.run_id).update(
-            stage=stage, progress=self.percent, heartbeat_at=timezone.now()
-        )
         # Stop when asked to, or when the run is no longer ours (swept as lost meanwhile).
-        state = TrainingRun.objects.filter(pk=self.run_id).values("status", "cancel_requested")
-        if not state or state[0]["cancel_requested"] or state[0]["status"] != JobStatus.RUNNING:
+        try:
+            cancel = job_beat(
+                TrainingRun,
+                pk=self.run_id,
+                token=self.token,
+                stage=stage,
+                progress=self.percent,
+            )
+        except ClaimLost:
+            raise Cancelled() from None
+        if cancel:
             raise Cancelled()
 
 
 def _claim(run_id: int) -> TrainingRun | None:
     """Move a queued run to running; None when it is not queued (cancelled, redelivered)."""
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status != JobStatus.QUEUED:
-            return None
-        run.status = JobStatus.RUNNING
-        run.stage = TrainingRun.Stage.SNAPSHOT
-        run.started_at = run.heartbeat_at = timezone.now()
-        run.save(update_fields=["status", "stage", "started_at", "heartbeat_at"])
-    return run
-
-
-def _finish(run_id: int, **fields) -> None:
-    TrainingRun.objects.filter(pk=run_id, status=JobStatus.RUNNING).update(
-        finished_at=timezone.now(), **fields
+    token = job_claim(
+        TrainingRun.objects.filter(pk=run_id),
+        stale_after=run_stale_after(),
+        max_attempts=RUN_MAX_ATTEMPTS,
+        stage=TrainingRun.Stage.SNAPSHOT,
     )
+    return None if token is None else TrainingRun.objects.get(pk=run_id)
+
+
+def _finish(run: TrainingRun, **fields) -> None:
+    job_finish(TrainingRun, pk=run.pk, token=run.claimed_by, **fields)
 
 
 def _snapshot(study: Study, training: TrainingSet) -> dict:
@@ -287,16 +298,16 @@ def training_run_execute(*, run_id: int) -> TrainingRun:
     try:
         _execute(run)
     except Cancelled:
-        _finish(run.pk, status=JobStatus.CANCELLED, error="Cancelled on request.")
+        _finish(run, status=JobStatus.CANCELLED, error=CANCELLED_ON_REQUEST)
     except (TrainingDataError, WeightsMissing, ValueError, OSError) as exc:
         logger.warning("training run %s failed: %s", run.pk, exc)
-        _finish(run.pk, status=JobStatus.FAILED, error=str(exc))
+        _finish(run, status=JobStatus.FAILED, error=str(exc))
     except Exception as exc:  # SoftTimeLimitExceeded and the unexpected: record, then re-raise
         from celery.exceptions import SoftTimeLimitExceeded
 
         message = TIME_LIMIT if isinstance(exc, SoftTimeLimitExceeded) else repr(exc)
         logger.exception("training run %s failed", run.pk)
-        _finish(run.pk, status=JobStatus.FAILED, error=message)
+        _finish(run, status=JobStatus.FAILED, error=message)
         if not isinstance(exc, SoftTimeLimitExceeded):
             raise
     return TrainingRun.objects.get(pk=run.pk)
@@ -395,7 +406,8 @@ def _version_create(
     del data
     with transaction.atomic():
         locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
-        if locked.status != JobStatus.RUNNING:  # swept or cancelled meanwhile: keep nothing
+        if locked.status != JobStatus.RUNNING or locked.claimed_by != run.claimed_by:
+            # swept, or taken over, meanwhile: keep nothing
             storage.delete(name)
             return None
         if locked.cancel_requested:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from annotate.models import JobStatus
+from annotate.services.jobs import FINISHED
 
-FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 POLL_S = 1.0
 
 
