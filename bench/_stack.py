@@ -138,13 +138,44 @@ class Server:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        process_stop(self.process)
+
+
+def process_stop(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session, and its children: TERM, then KILL."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def worker_start(
+    *, env: dict, var_dir: Path, hostname: str, queues: str = "default,gpu"
+) -> subprocess.Popen:
+    """A Celery worker process (concurrency 1) on the benchmark's database, once it is ready."""
+    from config.celery import worker_argv
+
+    log = var_dir / f"worker-{hostname.split('@')[0]}.log"
+    process = subprocess.Popen(
+        worker_argv(queues=queues, concurrency=1, hostname=hostname),
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if "ready." in log.read_text(errors="replace"):
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.3)
+    process_stop(process)
+    raise SystemExit(f"Celery worker did not start:\n{log.read_text()[-3000:]}")
 
 
 def service_env(url: str, var_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import threading
 import time
 
@@ -73,41 +72,6 @@ def pinger_run(*, session, base: str, deadline: float, pings: list[int], tally) 
         time.sleep(2)
 
 
-def worker_start(*, env: dict, var_dir) -> subprocess.Popen:
-    log = var_dir / "worker.log"
-    from config.celery import worker_argv
-
-    process = subprocess.Popen(
-        worker_argv(queues="default,gpu", concurrency=1, hostname="bench-load@%h"),
-        cwd=_stack.ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if "ready." in log.read_text(errors="replace"):
-            return process
-        if process.poll() is not None:
-            break
-        time.sleep(0.3)
-    _stop(process)
-    raise SystemExit(f"Celery worker did not start:\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    import signal
-
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--coders", type=int, default=50)
@@ -139,7 +103,7 @@ def main() -> None:
             )
             urls = researcher_urls(study.slug)
             env = _stack.service_env(url, var_dir, {"CELERY_BROKER_URL": args.redis_url})
-            worker = worker_start(env=env, var_dir=var_dir)
+            worker = _stack.worker_start(env=env, var_dir=var_dir, hostname="bench-load@%h")
             try:
                 server = _stack.gunicorn_start(
                     url=url,
@@ -198,7 +162,7 @@ def main() -> None:
                     server.stop()
                 unanswered = _pings_wait(pings, timeout=30)
             finally:
-                _stop(worker)
+                _stack.process_stop(worker)
             for _ in range(unanswered):
                 tally.error("health ping never answered by the worker")
             checks = _stack.invariants_check(study=study, acked=tally.acked)

@@ -15,7 +15,11 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from config.celery import Queue
-from modeling.services.prediction import predictions_run_execute, predictions_runs_sweep
+from modeling.services.prediction import (
+    predictions_chunk_execute,
+    predictions_run_plan,
+    predictions_runs_sweep,
+)
 from modeling.services.training import training_run_execute, training_runs_sweep
 from modeling.services.validation import validation_results_compute, validation_results_fail
 
@@ -40,7 +44,20 @@ def training_run_task(run_id: int) -> None:
     time_limit=SOFT_LIMIT + 300,
 )
 def prediction_run_task(run_id: int) -> None:
-    predictions_run_execute(run_id=run_id)
+    """Plan a prediction run: its chunks go out as prediction_chunk_task messages."""
+    predictions_run_plan(run_id=run_id)
+
+
+# Redelivered chunk messages (a lost worker, Redis's visibility timeout) find the chunk taken
+# or finished and do nothing; a lost chunk is found by predictions_runs_sweep.
+@shared_task(
+    name="modeling.tasks.prediction_chunk",
+    facet_queue=Queue.GPU,
+    soft_time_limit=SOFT_LIMIT,
+    time_limit=SOFT_LIMIT + 300,
+)
+def prediction_chunk_task(chunk_id: int) -> None:
+    predictions_chunk_execute(chunk_id=chunk_id)
 
 
 @shared_task(

@@ -171,7 +171,7 @@ def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
     return job_cancel(TrainingRun, pk=run.pk, error=RUN_CANCELLED.format(user=user.get_username()))
 
 
-def run_fail_lost(run, *, now: datetime) -> int:
+def _run_fail_lost(run, *, now: datetime) -> int:
     """Fail a training or prediction run whose worker was lost; 1 when this call did."""
 
     def fail(same) -> bool:
@@ -197,7 +197,7 @@ def training_runs_sweep(*, now=None, stale_after: timedelta | None = None) -> in
         stale_after=stale_after if stale_after is not None else run_stale_after(),
         now=now,
     )
-    return sum(run_fail_lost(run, now=now) for run in lost)
+    return sum(_run_fail_lost(run, now=now) for run in lost)
 
 
 class _RunReporter:
