@@ -46,6 +46,7 @@ def test_every_modeling_task_declares_its_queue_and_is_routed_there():
     assert declared == {
         "modeling.tasks.training_run": Queue.GPU,
         "modeling.tasks.prediction_run": Queue.GPU,
+        "modeling.tasks.prediction_chunk": Queue.GPU,
         "modeling.validation_tasks.validation_results": Queue.DEFAULT,
     }
     for name, task in modeling_tasks.items():
