@@ -31,6 +31,7 @@ from annotate.access import is_admin
 from annotate.labels import CLASSES, POSITIVE_CLASS
 from annotate.models import Face, FaceStatus, JobStatus
 from annotate.services.jobs import (
+    ERROR_MAX_CHARS,
     UNFINISHED,
     ClaimLost,
     job_beat,
@@ -354,7 +355,7 @@ def _run_conclude(*, run_id: int) -> None:
         if run.cancel_requested or any(c.status == JobStatus.CANCELLED for c in chunks):
             run.status, run.error = JobStatus.CANCELLED, CANCELLED_ON_REQUEST
         elif errors:
-            run.status, run.error = JobStatus.FAILED, " ".join(errors)[:5000]
+            run.status, run.error = JobStatus.FAILED, " ".join(errors)[:ERROR_MAX_CHARS]
         else:
             run.status = JobStatus.SUCCEEDED
         run.done = sum(c.done for c in chunks)
@@ -369,12 +370,13 @@ def _run_conclude(*, run_id: int) -> None:
 def predictions_runs_sweep(
     *, now: datetime | None = None, stale_after: timedelta | None = None
 ) -> int:
-    """Fail prediction runs whose worker was lost; returns how many runs it failed.
+    """Fail prediction runs whose worker was lost; returns how many runs it failed or ended.
 
     Lost: a chunk running whose heartbeat is older than `stale_after` (FACET_RUN_STALE_SECONDS),
     or a run not yet split into chunks (its planner was lost). A run has one attempt, so its
     unfinished chunks end with it and other workers' copies stop at their next batch; the
-    predictions written are kept. A run whose chunks are only waiting for a worker is not lost.
+    predictions written are kept. A run whose chunks are only waiting for a worker is not lost;
+    one whose chunks all ended while its last worker was lost before ending it is ended here.
     """
     now = now or timezone.now()
     stale_after = stale_after if stale_after is not None else run_stale_after()
@@ -386,9 +388,19 @@ def predictions_runs_sweep(
     )
     for chunk in lost_chunks:
         swept += _run_fail_lost(chunk, run_id=chunk.run_id, now=now)
-    unsplit = ~Exists(PredictionChunk.objects.filter(run=OuterRef("pk")))
-    for run in jobs_lost(PredictionRun.objects.filter(unsplit), stale_after=stale_after, now=now):
-        swept += _run_fail_lost(run, run_id=run.pk, now=now)
+    chunks = PredictionChunk.objects.filter(run=OuterRef("pk"))
+    for run in jobs_lost(
+        PredictionRun.objects.annotate(
+            split=Exists(chunks), left=Exists(chunks.filter(status__in=UNFINISHED))
+        ),
+        stale_after=stale_after,
+        now=now,
+    ):
+        if not run.split:
+            swept += _run_fail_lost(run, run_id=run.pk, now=now)
+        elif not run.left:  # the worker of the last chunk was lost before it ended the run
+            _run_conclude(run_id=run.pk)
+            swept += 1
     return swept
 
 

@@ -198,3 +198,30 @@ def test_two_workers_share_one_run_and_predict_every_face_exactly_once(
     # The claim token is host:pid:nonce; each worker's pool process has its own pid.
     processes = {c.claimed_by.split(":")[1] for c in chunks}
     assert len(processes) == 2, processes
+
+
+class _Killed(BaseException):
+    """What SIGKILL looks like from inside: nothing after it runs, no except clause sees it."""
+
+
+@pytest.mark.django_db
+def test_a_run_whose_last_worker_died_before_ending_it_is_ended_by_the_sweep(settings, monkeypatch):
+    run, chunk_ids = _planned(settings, faces=12, chunk=6)
+    predictions_chunk_execute(chunk_id=chunk_ids[0])
+    real = prediction._run_conclude
+
+    def killed(**kwargs):
+        raise _Killed()
+
+    monkeypatch.setattr(prediction, "_run_conclude", killed)
+    with pytest.raises(_Killed):
+        predictions_chunk_execute(chunk_id=chunk_ids[1])
+    monkeypatch.setattr(prediction, "_run_conclude", real)
+    run.refresh_from_db()
+    assert run.status == JobStatus.RUNNING  # every chunk ended, the run did not
+    assert predictions_runs_sweep() == 0  # its heartbeat is fresh: maybe still ending
+    stale = timedelta(seconds=settings.FACET_RUN_STALE_SECONDS + 1)
+    PredictionRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - stale)
+    assert predictions_runs_sweep() == 1
+    run.refresh_from_db()
+    assert run.status == JobStatus.SUCCEEDED and run.done == run.total == 12
