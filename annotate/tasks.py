@@ -27,7 +27,7 @@ def health_ping(ping_id: int) -> None:
     health_ping_receive(ping_id=ping_id, worker=health_ping.request.hostname or "")
 
 
-# A lost worker is recovered by the import sweep (annotate.services.import_jobs), which counts
+# A lost worker is recovered by the import sweep (annotate.services.import_sweep), which counts
 # attempts; a message handed back at once when a pool process dies would only find the work
 # still claimed, so it is not requeued (reject_on_worker_lost stays off). Redis redelivery
 # after the visibility timeout is harmless for the same reason.

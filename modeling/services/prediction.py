@@ -126,18 +126,19 @@ def predictions_start(*, version: ModelVersion, user) -> PredictionRun | None:
 
 
 def predictions_run_cancel(*, run: PredictionRun, user) -> PredictionRun:
-    """Ask a run to stop (admins; `user` None: the command line). Queued, it ends at once;
-    running, its queued chunks are cancelled at once and its running chunks stop at their
-    next batch; the last to stop ends the run cancelled. Predictions written are kept."""
-    if user is not None and not is_admin(user):
+    """Ask a run to stop (admins only). Queued, it ends at once; running, its queued chunks are
+    cancelled at once and its running chunks stop at their next batch; the last to stop ends
+    the run cancelled. Predictions written are kept."""
+    if not is_admin(user):
         raise PermissionDenied(ADMIN_ONLY)
-    name = user.get_username() if user is not None else "the command line"
-    run = job_cancel(PredictionRun, pk=run.pk, error=RUN_CANCELLED.format(user=name))
+    error = RUN_CANCELLED.format(user=user.get_username())
+    with transaction.atomic():
+        run = job_cancel(PredictionRun, pk=run.pk, error=error)
+        if run.status == JobStatus.RUNNING:
+            run.chunks.filter(status=JobStatus.QUEUED).update(
+                status=JobStatus.CANCELLED, error=CANCELLED_ON_REQUEST, finished_at=timezone.now()
+            )
     if run.status == JobStatus.RUNNING:
-        now = timezone.now()
-        run.chunks.filter(status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED, error=CANCELLED_ON_REQUEST, finished_at=now
-        )
         _run_conclude(run_id=run.pk)
     run.refresh_from_db()
     return run
@@ -256,7 +257,7 @@ def _chunk_predict(chunk: PredictionChunk, token: str) -> str:
     """Predict the chunk's missing faces; SUCCEEDED, or CANCELLED when asked to stop."""
     run, version = chunk.run, chunk.run.version
     rollup = _rollup(run.pk)
-    if job_beat(PredictionChunk, pk=chunk.pk, token=token) or _cancel_requested(run.pk):
+    if _cancel_requested(run.pk):
         return JobStatus.CANCELLED
     faces = list(
         faces_to_predict(version=version)
@@ -283,9 +284,9 @@ def _chunk_predict(chunk: PredictionChunk, token: str) -> str:
         ]
         Prediction.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
         done += len(rows)
-        cancel = job_beat(PredictionChunk, pk=chunk.pk, token=token, done=done)
+        job_beat(PredictionChunk, pk=chunk.pk, token=token, done=done)
         rollup()
-        if cancel or _cancel_requested(run.pk):
+        if _cancel_requested(run.pk):  # the cancel is the run's: every chunk reads it there
             return JobStatus.CANCELLED
     return JobStatus.SUCCEEDED
 
