@@ -25,7 +25,7 @@ from modeling.services.prediction import (
     predictions_run_plan,
     predictions_runs_sweep,
 )
-from modeling.services.training import artifact_root
+from modeling.services.training import artifact_storage
 from tests.conftest import wait_for
 from tests.factories import make_user
 
@@ -45,7 +45,7 @@ def _version(study, *, backbone: str = "resnet18", image_size: int | None = 64) 
         metrics={},
     )
     name = f"models/{study.slug}/chunks.pt"
-    sha = checkpoint_save(checkpoint, artifact_root() / name)
+    sha = checkpoint_save(checkpoint, artifact_storage().path(name))
     return ModelVersion.objects.create(
         study=study, number=1, backbone=backbone, weights="none", artifact=name, artifact_sha256=sha
     )
