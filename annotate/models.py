@@ -557,7 +557,11 @@ class Consensus(models.Model):
 
     class Meta:
         verbose_name_plural = "consensus"
-        indexes = [models.Index(fields=["status", "label"], name="consensus_status_label")]
+        indexes = [
+            models.Index(fields=["status", "label"], name="consensus_status_label"),
+            # The agreement page's latest consensus rows, without sorting them all.
+            models.Index(fields=["-updated_at"], name="consensus_recent"),
+        ]
 
 
 class Adjudication(models.Model):
@@ -765,3 +769,43 @@ class CrowdWorker(models.Model):
 
     def __str__(self) -> str:
         return f"crowd worker {self.participant_id} in {self.study}"
+
+
+class StudySummary(models.Model):
+    """Figures of a study's researcher pages (overview counts, agreement), computed from the
+    rows and stored with the time they were read; written only by annotate.services.summaries,
+    refreshed by its task when older than FACET_SUMMARY_MAX_AGE_S."""
+
+    class Kind(models.TextChoices):
+        OVERVIEW = "overview", "Study overview"
+        AGREEMENT = "agreement", "Agreement"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="summaries")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    question = models.CharField(max_length=20, blank=True, help_text="Agreement: the question.")
+    batch = models.ForeignKey(
+        ImportBatch,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="summaries",
+        help_text="Agreement limited to the faces of one import batch.",
+    )
+    figures = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(help_text="When the rows the figures come from were read.")
+    requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a refresh was last asked of a worker."
+    )
+
+    class Meta:
+        verbose_name_plural = "study summaries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "kind", "question", "batch"],
+                name="study_summary_once",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} summary of {self.study}"

@@ -13,6 +13,7 @@ from annotate.services.import_jobs import import_batch_fail
 from annotate.services.import_sweep import imports_sweep
 from annotate.services.ingest import import_batch_process, import_chunk_process
 from annotate.services.ingest_faces import faces_batch_process
+from annotate.services.summaries import SummaryKey, summary_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,12 @@ HARD_LIMIT_GRACE_S = 300
 @shared_task(name="annotate.tasks.health_ping", soft_time_limit=30, time_limit=60)
 def health_ping(ping_id: int) -> None:
     health_ping_receive(ping_id=ping_id, worker=health_ping.request.hostname or "")
+
+
+@shared_task(name="annotate.tasks.summary_refresh", soft_time_limit=1800, time_limit=1900)
+def summary_refresh_task(study_id: int, kind: str, question: str, batch_id: int | None) -> None:
+    """Recompute one stored summary of a study's pages (annotate.services.summaries)."""
+    summary_refresh(SummaryKey(study_id, kind, question, batch_id))
 
 
 # A lost worker is recovered by the import sweep (annotate.services.import_sweep), which counts

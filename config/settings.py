@@ -243,6 +243,10 @@ LOGGING = {
 
 # Login throttling (django-axes) on every login form, the admin's included. Failures are
 # rows in the database, so all web processes share the count. A username is locked after
+# The study, home and agreement pages show stored figures (annotate.services.summaries) up to
+# this many seconds old, then ask a worker to refresh them; 0 computes them on every view.
+FACET_SUMMARY_MAX_AGE_S = env_int("FACET_SUMMARY_MAX_AGE_S", 30, minimum=0)
+
 # FACET_LOGIN_MAX_FAILURES failures from any addresses, and separately an address after as
 # many failures on any usernames (password spraying), until FACET_LOGIN_COOLOFF_MINUTES
 # pass without a failure or an admin deletes the attempts (admin, or `manage.py axes_reset`).

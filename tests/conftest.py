@@ -55,6 +55,13 @@ def media_root(tmp_path, settings) -> Path:
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def summaries_exact(settings) -> None:
+    """Pages compute their figures on every view (FACET_SUMMARY_MAX_AGE_S=0), so a test sees
+    what it just did; tests/annotate/test_summaries.py covers stored figures and their refresh."""
+    settings.FACET_SUMMARY_MAX_AGE_S = 0
+
+
 @pytest.fixture
 def redis_url() -> str:
     url = os.environ.get("FACET_TEST_REDIS_URL")

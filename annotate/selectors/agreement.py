@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 import pandas as pd
 from django.contrib.auth import get_user_model
@@ -113,6 +114,8 @@ class AgreementReport:
     estimated_confusion: list[EstimatedConfusion] = field(default_factory=list)
     non_blind_left_out: int = 0
     excluded_left_out: int = 0
+    # When the votes were read, for a report stored by annotate.services.summaries.
+    as_of: datetime | None = None
 
 
 def _finite(value: float) -> float | None:
@@ -176,11 +179,7 @@ def agreement_report(
         non_blind_left_out=votes.non_blind_left_out,
         excluded_left_out=votes.excluded_left_out,
     )
-    report.bars = [
-        Bar(row.name, row.agreement, i * (BAR_HEIGHT + 6), CHART_WIDTH * row.agreement)
-        for i, row in enumerate(r for r in coders if r.agreement is not None)
-    ]
-    report.chart_height = max(1, len(report.bars)) * (BAR_HEIGHT + 6)
+    _chart(report)
     if coder_id is not None:
         report.selected_coder = next((r for r in coders if r.coder_id == coder_id), None)
         if report.selected_coder is not None:
@@ -202,6 +201,95 @@ def agreement_report(
             .value_counts()
             .items()
         }
+    return report
+
+
+def _chart(report: AgreementReport) -> None:
+    report.bars = [
+        Bar(row.name, row.agreement, i * (BAR_HEIGHT + 6), CHART_WIDTH * row.agreement)
+        for i, row in enumerate(r for r in report.coders if r.agreement is not None)
+    ]
+    report.chart_height = max(1, len(report.bars)) * (BAR_HEIGHT + 6)
+
+
+def _number(value: float) -> float | None:
+    """JSON has no NaN (and PostgreSQL's jsonb refuses it): stored as null."""
+    return None if math.isnan(value) else float(value)
+
+
+def _frame_figures(frame: pd.DataFrame) -> dict:
+    return {
+        "index": [str(i) for i in frame.index],
+        "columns": [str(c) for c in frame.columns],
+        "data": [[_number(v) for v in row] for row in frame.to_numpy(dtype=float)],
+    }
+
+
+def _frame_from(figures: dict) -> pd.DataFrame:
+    data = [[math.nan if v is None else v for v in row] for row in figures["data"]]
+    return pd.DataFrame(data, index=figures["index"], columns=figures["columns"])
+
+
+def report_figures(report: AgreementReport) -> dict:
+    """The whole-study (or whole-batch) part of a report as JSON, for
+    annotate.services.summaries to store; `report_from_figures` reads it back. A selected
+    coder's confusion is not part of it (the page computes that one when asked)."""
+    kappa = report.kappa
+    return {
+        "question": report.question,
+        "n_votes": report.n_votes,
+        "n_items": report.n_items,
+        "percent_agreement": report.percent_agreement,
+        "kappa": None if kappa is None else {**asdict(kappa), "kappa": _number(kappa.kappa)},
+        "alpha": report.alpha,
+        "coders": [asdict(row) for row in report.coders],
+        "labels_by_method": report.labels_by_method,
+        "statuses": report.statuses,
+        "convergence": None if report.convergence is None else asdict(report.convergence),
+        "estimated_confusion": [
+            {
+                **{k: getattr(e, k) for k in ("coder_id", "name", "votes", "accuracy")},
+                "percent": _frame_figures(e.percent),
+            }
+            for e in report.estimated_confusion
+        ],
+        "non_blind_left_out": report.non_blind_left_out,
+        "excluded_left_out": report.excluded_left_out,
+    }
+
+
+def report_from_figures(
+    *, study: Study, batch: ImportBatch | None, figures: dict, as_of: datetime
+) -> AgreementReport:
+    kappa = figures["kappa"]
+    if kappa is not None and kappa["kappa"] is None:
+        kappa = {**kappa, "kappa": math.nan}
+    report = AgreementReport(
+        study=study,
+        question=figures["question"],
+        batch=batch,
+        n_votes=figures["n_votes"],
+        n_items=figures["n_items"],
+        percent_agreement=figures["percent_agreement"],
+        kappa=None if kappa is None else aggregation.Kappa(**kappa),
+        alpha=figures["alpha"],
+        coders=[CoderRow(**row) for row in figures["coders"]],
+        labels_by_method=figures["labels_by_method"],
+        statuses=figures["statuses"],
+        convergence=(
+            None
+            if figures["convergence"] is None
+            else aggregation.Convergence(**figures["convergence"])
+        ),
+        estimated_confusion=[
+            EstimatedConfusion(**{**e, "percent": _frame_from(e["percent"])})
+            for e in figures["estimated_confusion"]
+        ],
+        non_blind_left_out=figures["non_blind_left_out"],
+        excluded_left_out=figures["excluded_left_out"],
+        as_of=as_of,
+    )
+    _chart(report)
     return report
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
@@ -55,6 +56,18 @@ class StudyOverview:
     faces_adjudication: int
     faces_excluded: int
     votes: int
+    # When the rows were read, for figures stored by annotate.services.summaries.
+    as_of: datetime | None = None
+
+    def figures(self) -> dict[str, int]:
+        """The counts, as annotate.services.summaries stores them."""
+        return {k: v for k, v in asdict(self).items() if k not in ("study", "as_of")}
+
+    @classmethod
+    def from_figures(
+        cls, study: Study, figures: dict[str, int], *, as_of: datetime
+    ) -> StudyOverview:
+        return cls(study=study, as_of=as_of, **figures)
 
     @property
     def percent_complete(self) -> int:
@@ -63,6 +76,8 @@ class StudyOverview:
 
 
 def study_overview(*, study: Study) -> StudyOverview:
+    """The study's counts, read from its rows now (the pages show the stored copy:
+    annotate.services.summaries.overview_read)."""
     faces = study.faces.aggregate(
         total=Count("id"),
         open=Count("id", filter=Q(coding_status=FaceStatus.OPEN)),

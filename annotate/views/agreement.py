@@ -19,18 +19,24 @@ from annotate.selectors.agreement import (
     recent_consensus,
 )
 from annotate.selectors.gold import gold_quality
+from annotate.services.summaries import agreement_read
 
 
 @role_required(Role.RESEARCHER)
 @bad_parameters_refused
 def agreement(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_researcher(request.user, slug)
-    report = agreement_report(
-        study=study,
-        batch_id=param_int(request.GET, "batch"),
-        coder_id=param_int(request.GET, "coder"),
-        question=param_choice(request.GET, "question", QUESTIONS, default="gender"),
-    )
+    batch_id = param_int(request.GET, "batch")
+    coder_id = param_int(request.GET, "coder")
+    question = param_choice(request.GET, "question", QUESTIONS, default="gender")
+    if coder_id is None:
+        # The stored figures (as of a time the page shows), refreshed by a task.
+        report = agreement_read(study=study, batch_id=batch_id, question=question)
+    else:
+        # One coder's confusion is read from the votes now, with the figures around it.
+        report = agreement_report(
+            study=study, batch_id=batch_id, coder_id=coder_id, question=question
+        )
     return render(
         request,
         "annotate/agreement.html",

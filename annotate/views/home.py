@@ -10,9 +10,10 @@ from annotate.access import role_required, study_for_researcher
 from annotate.consensus import escalations_sweep
 from annotate.models import MemberRole
 from annotate.roles import Role, user_roles
-from annotate.selectors.studies import studies_for_user, study_overview
+from annotate.selectors.studies import studies_for_user
 from annotate.selectors.waiting import faces_waiting
 from annotate.services.health import health_ping_send
+from annotate.services.summaries import overview_read
 from config.celery import BrokerUnavailable
 
 
@@ -26,7 +27,7 @@ def home(request: HttpRequest) -> HttpResponse:
             request,
             "annotate/home_researcher.html",
             {
-                "overviews": [study_overview(study=study) for study in studies],
+                "overviews": [overview_read(study=study) for study in studies],
                 # Studies this researcher codes in (not for admins, who see every study above).
                 "coding": coding if Role.ADMIN not in roles and Role.CODER in roles else [],
             },
@@ -46,7 +47,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "annotate/study_detail.html",
         {
             "study": study,
-            "overview": study_overview(study=study),
+            "overview": overview_read(study=study),
             "waiting": faces_waiting(study=study),
         },
     )
