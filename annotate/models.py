@@ -559,8 +559,10 @@ class Consensus(models.Model):
         verbose_name_plural = "consensus"
         indexes = [
             models.Index(fields=["status", "label"], name="consensus_status_label"),
-            # The agreement page's latest consensus rows, without sorting them all.
+            # The agreement page's latest consensus rows, and the study page's faces waiting
+            # after a split (annotate.selectors.waiting), without sorting them all.
             models.Index(fields=["-updated_at"], name="consensus_recent"),
+            models.Index(fields=["status", "updated_at"], name="consensus_waiting"),
         ]
 
 

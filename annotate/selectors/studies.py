@@ -9,6 +9,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from annotate.models import FaceStatus, MemberRole, Membership, Study
 from annotate.roles import Role, user_roles
+from annotate.selectors.waiting import WAITING_STATUSES
 
 STUDY_NOT_FOUND = (
     "no study {slug!r}; existing studies: {existing} "
@@ -55,6 +56,7 @@ class StudyOverview:
     faces_complete: int
     faces_adjudication: int
     faces_excluded: int
+    faces_waiting: int  # split faces waiting for an extra coder or a researcher
     votes: int
     # When the rows were read, for figures stored by annotate.services.summaries.
     as_of: datetime | None = None
@@ -84,6 +86,7 @@ def study_overview(*, study: Study) -> StudyOverview:
         complete=Count("id", filter=Q(coding_status=FaceStatus.COMPLETE)),
         adjudication=Count("id", filter=Q(coding_status=FaceStatus.ADJUDICATION)),
         excluded=Count("id", filter=Q(coding_status=FaceStatus.EXCLUDED)),
+        waiting=Count("id", filter=Q(consensus__status__in=WAITING_STATUSES)),
     )
     return StudyOverview(
         study=study,
@@ -93,5 +96,6 @@ def study_overview(*, study: Study) -> StudyOverview:
         faces_complete=faces["complete"],
         faces_adjudication=faces["adjudication"],
         faces_excluded=faces["excluded"],
+        faces_waiting=faces["waiting"],
         votes=study.faces.filter(votes__retracted_at__isnull=True).aggregate(n=Count("votes"))["n"],
     )

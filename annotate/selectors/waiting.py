@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Exists, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from annotate.models import Assignment, AssignmentStatus, ConsensusStatus, Face, Study
+from annotate.models import Assignment, AssignmentStatus, ConsensusStatus, Face, Study, Vote
 from annotate.roles import Role
 
 # Assignments that hold a slot on their face (an expired lease holds it until reclaimed). The
@@ -71,8 +71,11 @@ def faces_waiting(
     face_ids: Iterable[int] | QuerySet | None = None,
     now: datetime | None = None,
     limit: int = WAITING_LIMIT,
+    total: int | None = None,
 ) -> WaitingFaces:
-    """The study's split faces that wait (optionally only those in `face_ids`), oldest first."""
+    """The study's split faces that wait (optionally only those in `face_ids`), longest
+    waiting first. `total`: how many wait, where the caller already knows (the study page's
+    stored overview); counted otherwise."""
     now = now or timezone.now()
     faces = Face.objects.filter(study=study, consensus__status__in=WAITING_STATUSES)
     if face_ids is not None:
@@ -80,14 +83,27 @@ def faces_waiting(
     lease_live = Assignment.objects.filter(
         face=OuterRef("pk"), status=AssignmentStatus.LEASED, expires_at__gt=now
     )
-    rows = list(
-        faces.select_related("consensus", "source_image")
-        .annotate(
-            split_at=Max("votes__created_at", filter=Q(votes__retracted_at__isnull=True)),
-            in_progress=Exists(lease_live),
-        )
-        .order_by("split_at", "pk")[:limit]
+    last_vote = (
+        Vote.objects.filter(face=OuterRef("pk"), retracted_at__isnull=True)
+        .order_by()
+        .values("face")
+        .annotate(at=Max("created_at"))
+        .values("at")
     )
+    # Ordered by when the consensus row last changed (the split, or the move to a
+    # researcher), one status at a time along the consensus_waiting index, so only the rows
+    # shown are read, however many wait.
+    rows = sorted(
+        (
+            face
+            for status in WAITING_STATUSES
+            for face in faces.filter(consensus__status=status)
+            .select_related("consensus", "source_image")
+            .annotate(split_at=Subquery(last_vote), in_progress=Exists(lease_live))
+            .order_by("consensus__updated_at", "pk")[:limit]
+        ),
+        key=lambda face: (face.consensus.updated_at, face.pk),
+    )[:limit]
     wait = timedelta(minutes=study.escalation_wait_minutes)
     waiting = []
     for face in rows:
@@ -101,5 +117,10 @@ def faces_waiting(
                 in_progress=face.in_progress and not for_researcher,
             )
         )
-    total = len(waiting) if len(waiting) < limit else faces.count()
+    if len(waiting) < limit:
+        total = len(waiting)
+    elif total is None:
+        total = faces.count()
+    else:
+        total = max(total, len(waiting))
     return WaitingFaces(faces=waiting, total=total)

@@ -42,13 +42,14 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_researcher(request.user, slug)
     # Splits that waited too long for an extra coder go to adjudication before they are listed.
     escalations_sweep(study=study)
+    overview = overview_read(study=study)
     return render(
         request,
         "annotate/study_detail.html",
         {
             "study": study,
-            "overview": overview_read(study=study),
-            "waiting": faces_waiting(study=study),
+            "overview": overview,
+            "waiting": faces_waiting(study=study, total=overview.faces_waiting),
         },
     )
 
