@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.template import engines
+from django.template.backends.django import DjangoTemplates
 from django.template.loader import get_template
 from django.urls import URLResolver, get_resolver
 from django.utils import formats
@@ -49,9 +50,10 @@ def web_process_warm() -> None:
     resolver = get_resolver()
     resolver.url_patterns  # noqa: B018 - imports every view (torch included: about 3 s)
     _reverse_tables(resolver)
-    for engine in engines.all():
-        engine.engine.template_context_processors  # noqa: B018 - imports them
-        engine.engine.template_builtins  # noqa: B018
+    for backend in engines.all():
+        if isinstance(backend, DjangoTemplates):
+            backend.engine.template_context_processors  # noqa: B018 - imports them
+            backend.engine.template_builtins  # noqa: B018
     for name in _template_names():
         get_template(name)
     for name in ("DATE_FORMAT", "DATETIME_FORMAT", "TIME_FORMAT", "DATE_INPUT_FORMATS"):

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from annotate.models import Study, StudySummary
@@ -48,7 +48,7 @@ class SummaryKey:
     question: str = ""
     batch_id: int | None = None
 
-    def rows(self):
+    def rows(self) -> QuerySet[StudySummary]:
         return StudySummary.objects.filter(
             study_id=self.study_id, kind=self.kind, question=self.question, batch_id=self.batch_id
         )
