@@ -562,7 +562,7 @@ class Consensus(models.Model):
             # The agreement page's latest consensus rows, and the study page's faces waiting
             # after a split (annotate.selectors.waiting), without sorting them all.
             models.Index(fields=["-updated_at"], name="consensus_recent"),
-            models.Index(fields=["status", "updated_at"], name="consensus_waiting"),
+            models.Index(fields=["status", "updated_at", "face"], name="consensus_waiting"),
         ]
 
 

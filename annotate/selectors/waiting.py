@@ -77,7 +77,7 @@ def faces_waiting(
     waiting first. `total`: how many wait, where the caller already knows (the study page's
     stored overview); counted otherwise."""
     now = now or timezone.now()
-    faces = Face.objects.filter(study=study, consensus__status__in=WAITING_STATUSES)
+    faces = Face.objects.filter(study=study)
     if face_ids is not None:
         faces = faces.filter(pk__in=face_ids)
     lease_live = Assignment.objects.filter(
@@ -100,7 +100,7 @@ def faces_waiting(
             for face in faces.filter(consensus__status=status)
             .select_related("consensus", "source_image")
             .annotate(split_at=Subquery(last_vote), in_progress=Exists(lease_live))
-            .order_by("consensus__updated_at", "pk")[:limit]
+            .order_by("consensus__updated_at", "consensus__face")[:limit]
         ),
         key=lambda face: (face.consensus.updated_at, face.pk),
     )[:limit]
@@ -120,7 +120,7 @@ def faces_waiting(
     if len(waiting) < limit:
         total = len(waiting)
     elif total is None:
-        total = faces.count()
+        total = faces.filter(consensus__status__in=WAITING_STATUSES).count()
     else:
         total = max(total, len(waiting))
     return WaitingFaces(faces=waiting, total=total)
