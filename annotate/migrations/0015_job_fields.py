@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0012_codebook'),
+        ('annotate', '0014_study_summary'),
     ]
 
     operations = [
