@@ -21,10 +21,11 @@ slots never move and its answer never becomes a vote. Gold faces are never in th
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Subquery
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from annotate.consensus import escalations_review, escalations_sweep
@@ -189,17 +190,165 @@ def _escalations_sweep_due(now: datetime) -> None:
 
 
 def assignments_take(*, study: Study, coder, n: int = LEASES_PER_CODER) -> list[Assignment]:
-    """The coder's live leases in `study`, topped up to `n` with new ones where work remains."""
+    """The coder's live leases in `study`, topped up to `n` with new ones where work remains;
+    each comes with its face (`assignment.face`: at least its id, crop and source fields)."""
+    return assignments_take_reading(study=study, coder=coder, n=n, also=None).leases
+
+
+@dataclass(frozen=True)
+class Taken:
+    leases: list[Assignment]  # the coder's live leases, oldest first, then the new ones
+    read: dict  # the row of `also`, read before the new leases were written ({} without)
+    claimed: int  # how many of the leases are new
+
+
+def assignments_take_reading(*, study: Study, coder, n: int, also: QuerySet | None) -> Taken:
+    """assignments_take, and `also` (a one-row `.values()` queryset) read with it, as of just
+    before the new leases are written: faces this call claims still look free there. On
+    PostgreSQL `also` is read by the claim's own statement: the coding endpoints pass their
+    progress counts, so a vote's reply costs no statement of its own for them.
+
+    On PostgreSQL a study without gold faces claims in one statement (`_claim_sql`); gold
+    studies (whose stream needs the coder's position, `_lease_next`) and SQLite take the
+    faces one by one.
+    """
     now = _now()
-    leases_reclaim(now=now)
     _escalations_sweep_due(now)
+    if connection.vendor == "postgresql" and study.gold_rate <= 0 and n > 0:
+        taken = _claim(study=study, coder=coder, n=n, now=now, also=also)
+        if taken is None:  # expired leases first: their slots go back before the claim
+            leases_reclaim(now=now)
+            taken = _claim(study=study, coder=coder, n=n, now=now, also=also)
+        if taken is not None:
+            return taken
+    leases_reclaim(now=now)
     leases = list(leases_live(study=study, coder=coder, now=now)[:n])
+    read = also.get() if also is not None else {}
+    live = len(leases)
     while len(leases) < n:
         assignment = _lease_next(study=study, coder=coder, now=now)
         if assignment is None:
             break
         leases.append(assignment)
-    return leases
+    return Taken(leases, read, len(leases) - live)
+
+
+def _sql(queryset: QuerySet) -> tuple[str, tuple]:
+    sql, params = queryset.query.sql_with_params()
+    return sql, tuple(params)
+
+
+def _claim_sql(*, study: Study, coder, n: int, now: datetime, also: QuerySet | None):
+    """One statement: the coder's live leases, and new leases on the best faces of the work
+    queue (`_work_queue`, locked FOR UPDATE SKIP LOCKED) up to `n`, each a lapsed lease of
+    theirs leased again or a new row, with the faces' slots taken. Nothing is claimed while
+    expired leases wait to be reclaimed (the first row says so): their slots go back first.
+    """
+    live_sql, live_params = _sql(
+        leases_live(study=study, coder=coder, now=now).values("pk", "face_id", "expires_at")[:n]
+    )
+    queue_sql, queue_params = _sql(_work_queue(study=study, coder=coder).values("pk")[:n])
+    # Written out, not select_for_update(): the ORM refuses that outside a transaction, and
+    # this statement is its own transaction.
+    queue_sql += f" FOR UPDATE OF {Face._meta.db_table} SKIP LOCKED"
+    expired_sql, expired_params = _sql(
+        Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=now).values("pk")[
+            :1
+        ]
+    )
+    also_sql, also_params = _sql(also) if also is not None else ("SELECT 1 AS one", ())
+    expires = now + timedelta(minutes=study.lease_minutes)
+    sql = f"""
+    WITH due AS (SELECT EXISTS ({expired_sql}) AS due),
+    live AS (
+        SELECT row_number() OVER () AS rank, q.pk AS id, q.face_id, q.expires_at
+        FROM ({live_sql}) q
+    ),
+    queue AS (SELECT row_number() OVER () AS rank, q.pk AS id FROM ({queue_sql}) q),
+    chosen AS (
+        SELECT rank, id FROM queue
+        WHERE NOT (SELECT due FROM due) AND rank <= %s - (SELECT count(*) FROM live)
+    ),
+    relet AS (
+        UPDATE annotate_assignment SET status = %s, leased_at = %s, expires_at = %s, gold = false
+        WHERE coder_id = %s AND status = %s AND face_id IN (SELECT id FROM chosen)
+        RETURNING id, face_id, expires_at
+    ),
+    fresh AS (
+        INSERT INTO annotate_assignment
+            (face_id, coder_id, status, leased_at, expires_at, submitted_at, gold)
+        SELECT id, %s, %s, %s, %s, NULL, false FROM chosen
+        WHERE id NOT IN (SELECT face_id FROM relet)
+        RETURNING id, face_id, expires_at
+    ),
+    taken AS (
+        UPDATE annotate_face SET slots_taken = slots_taken + 1
+        WHERE id IN (SELECT id FROM chosen) RETURNING id
+    ),
+    leases AS (
+        SELECT rank, id, face_id, expires_at, 0 AS fresh FROM live
+        UNION ALL
+        SELECT %s + chosen.rank, n.id, n.face_id, n.expires_at, 1
+        FROM (SELECT * FROM relet UNION ALL SELECT * FROM fresh) n
+        JOIN chosen ON chosen.id = n.face_id
+    )
+    SELECT (SELECT due FROM due), l.id, l.face_id, l.expires_at, l.fresh,
+           f.crop, f.source_image_id, f.box_x, extra.*
+    FROM ({also_sql}) extra
+    LEFT JOIN leases l ON true
+    LEFT JOIN annotate_face f ON f.id = l.face_id
+    ORDER BY l.rank
+    """
+    params = (
+        *expired_params,
+        *live_params,
+        *queue_params,
+        n,
+        AssignmentStatus.LEASED,
+        now,
+        expires,
+        coder.pk,
+        AssignmentStatus.EXPIRED,
+        coder.pk,
+        AssignmentStatus.LEASED,
+        now,
+        expires,
+        n,
+        *also_params,
+    )
+    return sql, params
+
+
+def _claim(*, study: Study, coder, n: int, now: datetime, also: QuerySet | None) -> Taken | None:
+    """Run `_claim_sql`; None when expired leases must be reclaimed first."""
+    sql, params = _claim_sql(study=study, coder=coder, n=n, now=now, also=also)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column.name for column in cursor.description][8:]
+        rows = cursor.fetchall()
+    if rows and rows[0][0]:
+        return None
+    leases = []
+    claimed = 0
+    for _, pk, face_id, expires_at, fresh, crop, source_image_id, box_x, *_ in rows:
+        if pk is None:
+            continue
+        face = Face(
+            pk=face_id, study=study, crop=crop, source_image_id=source_image_id, box_x=box_x
+        )
+        leases.append(
+            Assignment(
+                pk=pk,
+                face=face,
+                coder=coder,
+                status=AssignmentStatus.LEASED,
+                expires_at=expires_at,
+                gold=False,
+            )
+        )
+        claimed += fresh
+    read = dict(zip(names, rows[0][8:], strict=True)) if rows and also is not None else {}
+    return Taken(leases, read, claimed)
 
 
 def assignment_next(*, study: Study, coder) -> Assignment | None:
@@ -275,6 +424,8 @@ __all__ = [
     "VALIDATION_PRIORITY",
     "assignment_next",
     "assignments_take",
+    "Taken",
+    "assignments_take_reading",
     "face_votes_reset",
     "faces_over_assigned",
     "faces_prioritize",

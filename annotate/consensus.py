@@ -58,6 +58,7 @@ UNKNOWN_LABEL = "Unknown label {label!r}."
 FINAL_FACE_STATUSES = (FaceStatus.COMPLETE, FaceStatus.EXCLUDED)
 # Split faces sent on to a researcher per sweep; the next call for work takes the rest.
 SWEEP_BATCH = 100
+_CONSENSUS_FIELDS = ("label", "status", "counts", "n_votes", "agreement", "attributes")
 
 
 def _attributes(votes: list[Vote]) -> dict[str, str]:
@@ -71,18 +72,42 @@ def _attributes(votes: list[Vote]) -> dict[str, str]:
     return result
 
 
-def consensus_refresh(*, face: Face, now: datetime | None = None) -> Consensus | None:
+def live_votes_query(*, face_id: int):
+    """The face's live votes, each with `counts`: whether it counts (`Vote.objects.counted()`)."""
+    counted = Vote.objects.counted().filter(pk=OuterRef("pk"))
+    return (
+        Vote.objects.filter(face_id=face_id, retracted_at__isnull=True)
+        .annotate(counts=Exists(counted))
+        .order_by("pk")
+    )
+
+
+def live_votes_split(rows: list[Vote]) -> tuple[list[Vote], int]:
+    """Rows of `live_votes_query` as (the votes that count, how many live votes do not)."""
+    votes = [v for v in rows if v.counts]
+    return votes, len(rows) - len(votes)
+
+
+def live_votes(*, face: Face) -> tuple[list[Vote], int]:
+    """The face's live votes that count, in order, and how many live votes do not (an
+    excluded coder's): one query."""
+    return live_votes_split(list(live_votes_query(face_id=face.pk)))
+
+
+def consensus_refresh(
+    *, face: Face, now: datetime | None = None, live: tuple[list[Vote], int] | None = None
+) -> Consensus | None:
     """Recompute a face's consensus and coding status from its live votes.
 
     The caller holds the face's row lock (select_for_update) inside a transaction; `face`
     carries the locked row's values and is updated in place. `now` decides whether a split
-    face has waited long enough for an extra coder.
+    face has waited long enough for an extra coder. `live` is `live_votes(face=face)` when
+    the caller has read it already, after taking the lock (the vote service reads it in the
+    statement that writes the vote).
     """
     k = face.study.votes_per_face
-    live = Vote.objects.filter(face=face, retracted_at__isnull=True)
-    votes = list(live.counted().order_by("pk"))
     # Excluded coders' votes still hold their slots: the face needs as many more to reach K.
-    set_aside = live.count() - len(votes)
+    votes, set_aside = live if live is not None else live_votes(face=face)
     labels = [v.gender for v in votes]
     counts: dict[str, int] = {}
     for label in labels:
@@ -120,16 +145,21 @@ def consensus_refresh(*, face: Face, now: datetime | None = None) -> Consensus |
         face_status = (
             FaceStatus.EXCLUDED if adjudication.label == Gender.NOT_FACE else FaceStatus.COMPLETE
         )
-    consensus, _ = Consensus.objects.update_or_create(
+    consensus = Consensus(
         face=face,
-        defaults={
-            "label": label if status != ConsensusStatus.ESCALATED else "",
-            "status": status,
-            "counts": counts,
-            "n_votes": n,
-            "agreement": agreement,
-            "attributes": _attributes(votes),
-        },
+        label=label if status != ConsensusStatus.ESCALATED else "",
+        status=status,
+        counts=counts,
+        n_votes=n,
+        agreement=agreement,
+        attributes=_attributes(votes),
+    )
+    # One upsert statement (the face's row lock keeps it from racing another writer).
+    Consensus.objects.bulk_create(
+        [consensus],
+        update_conflicts=True,
+        unique_fields=["face"],
+        update_fields=[*_CONSENSUS_FIELDS, "updated_at"],
     )
     _face_status_set(face, face_status, target=target)
     return consensus

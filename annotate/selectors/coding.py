@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from django.db.models import IntegerField, Subquery
+from django.db.models import IntegerField, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,7 +17,7 @@ from django.utils import timezone
 # one rule that hands them out (annotate.assignment), not a copy of it.
 from annotate.assignment import _work_queue
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Question
-from annotate.models import Assignment, FaceStatus, Study, Vote
+from annotate.models import Assignment, FaceStatus, GoldAnswer, Study, Vote
 from annotate.selectors.gold import gold_answer_undone, gold_answers_counts
 
 PAYLOAD_KEYS = ("assignment", "crop", "source", "expires_at")
@@ -65,40 +65,56 @@ def _today_start(now: datetime | None = None) -> datetime:
     return timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
 
 
-def coder_progress(
-    *, study: Study, coder, leases_held: int, now: datetime | None = None
-) -> dict[str, int | str]:
-    """The coder's live counts: votes today and in total (undone votes not counted), and the
-    faces they can still take: `leases_held` (the live leases the caller just handed out)
-    plus the open faces with a free slot they hold none of (the rule annotate.assignment
-    hands work out by), counted up to a cap ("1000+").
-
-    One bounded query for the coder's votes today and in total (the `vote_coder_time` index)
-    and the capped count over the `face_work_queue` index, as scalar subqueries of one
-    SELECT, plus one for the coder's gold answers (annotate.selectors.gold); the submit reply
-    carries it, so its cost must not grow with the study or the coder's votes.
-    """
+def coder_progress_counts(*, study: Study, coder, now: datetime | None = None) -> QuerySet:
+    """The coder's live counts as one bounded single-row `.values()` query: `total` and
+    `today` (their live votes, the `vote_coder_time` index), `gold_total` and `gold_today`
+    (their live gold answers, which count as faces done: a gold face must look like any
+    other) and `free`, the open faces with a free slot they hold none of (the rule
+    annotate.assignment hands work out by), counted up to OPEN_COUNT_CAP + 1 over the
+    `face_work_queue` index. The submit reply carries it, read in the statement that hands
+    out the next faces (annotate.assignment.assignments_take_reading), so its cost must not
+    grow with the study or the coder's votes."""
+    since = _today_start(now)
     votes = Vote.objects.filter(face__study=study, coder=coder, retracted_at__isnull=True)
+    gold = GoldAnswer.objects.filter(
+        gold__face__study=study, coder=coder, retracted_at__isnull=True
+    )
     free_faces = _work_queue(study=study, coder=coder).values("pk")[: OPEN_COUNT_CAP + 1]
-    counts = (
+    return (
         Study.objects.filter(pk=study.pk)
         .annotate(
             total=_RowCount(votes.values("pk")),
-            today=_RowCount(votes.filter(created_at__gte=_today_start(now)).values("pk")),
+            today=_RowCount(votes.filter(created_at__gte=since).values("pk")),
+            gold_total=_RowCount(gold.values("pk")),
+            gold_today=_RowCount(gold.filter(created_at__gte=since).values("pk")),
             free=_RowCount(free_faces),
         )
-        .values("total", "today", "free")
-        .get()
+        .values("total", "today", "gold_total", "gold_today", "free")
     )
-    # Gold answers count as faces done: a gold face must look like any other (blind).
-    gold_total, gold_today = gold_answers_counts(study=study, coder=coder, since=_today_start(now))
-    free = counts["free"]
-    available = free + leases_held
+
+
+def progress_from_counts(
+    counts: dict, *, leases_held: int, claimed: int = 0
+) -> dict[str, int | str]:
+    """The progress line from `coder_progress_counts`: votes today and in total (gold answers
+    included, undone votes not), and the faces the coder can still take: `leases_held` plus
+    the free faces, less `claimed` (faces the same statement handed out, still free in its
+    snapshot), shown as "1000+" above the cap."""
+    free = max(0, counts["free"] - claimed)
     return {
-        "today": counts["today"] + gold_today,
-        "total": counts["total"] + gold_total,
-        "available": f"{OPEN_COUNT_CAP}+" if free > OPEN_COUNT_CAP else available,
+        "today": counts["today"] + counts["gold_today"],
+        "total": counts["total"] + counts["gold_total"],
+        "available": f"{OPEN_COUNT_CAP}+" if free > OPEN_COUNT_CAP else free + leases_held,
     }
+
+
+def coder_progress(
+    *, study: Study, coder, leases_held: int, now: datetime | None = None
+) -> dict[str, int | str]:
+    """The coder's live counts (`coder_progress_counts`, one query) as the progress line, with
+    `leases_held` the live leases the caller just handed out."""
+    counts = coder_progress_counts(study=study, coder=coder, now=now).get()
+    return progress_from_counts(counts, leases_held=leases_held)
 
 
 def vote_undone_answers(*, study: Study, assignment: Assignment) -> list[dict[str, str]]:

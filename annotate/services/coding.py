@@ -15,13 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from annotate.access import Grant, grant_checks, grant_holds
 from annotate.assignment import slot_retake
-from annotate.consensus import consensus_refresh
+from annotate.consensus import consensus_refresh, live_votes_query, live_votes_split
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Gender
-from annotate.models import Assignment, AssignmentStatus, FaceStatus, GoldAnswer, Study, Vote
+from annotate.models import (
+    Assignment,
+    AssignmentStatus,
+    CoderExclusion,
+    FaceStatus,
+    GoldAnswer,
+    Study,
+    Vote,
+)
 from annotate.roles import Role, user_roles
 from annotate.services.gold import gold_answer_record, gold_answer_retract
 
@@ -92,15 +101,7 @@ def vote_request_parse(*, study: Study, data: object) -> VoteRequest:
     for field in data:
         if field not in allowed:
             raise InvalidVote(UNEXPECTED_FIELD.format(field=str(field)[:40]))
-    raw_id = data.get("assignment")
-    if isinstance(raw_id, bool) or not isinstance(raw_id, int | str):
-        raise InvalidVote(BAD_ASSIGNMENT)
-    try:
-        assignment_id = int(str(raw_id).strip())
-    except ValueError:
-        raise InvalidVote(BAD_ASSIGNMENT) from None
-    if not 0 < assignment_id <= MAX_ID:
-        raise InvalidVote(BAD_ASSIGNMENT)
+    assignment_id = _assignment_id(data.get("assignment"))
 
     answers = {"gender": _choice(data, GENDER_QUESTION.key, GENDER_QUESTION.title, Gender.values)}
     for name in asked:
@@ -126,6 +127,18 @@ def vote_request_parse(*, study: Study, data: object) -> VoteRequest:
     return VoteRequest(assignment_id, answers, seconds)
 
 
+def _assignment_id(raw_id: object) -> int:
+    if isinstance(raw_id, bool) or not isinstance(raw_id, int | str):
+        raise InvalidVote(BAD_ASSIGNMENT)
+    try:
+        assignment_id = int(str(raw_id).strip())
+    except ValueError:
+        raise InvalidVote(BAD_ASSIGNMENT) from None
+    if not 0 < assignment_id <= MAX_ID:
+        raise InvalidVote(BAD_ASSIGNMENT)
+    return assignment_id
+
+
 def _choice(data: Mapping, key: str, title: str, values: list[str]) -> str:
     value = data.get(key)
     if value in (None, ""):
@@ -141,20 +154,39 @@ class VoteOutcome:
     duplicate: bool  # the same vote was already recorded (a double submit)
     late: bool  # the lease had expired and a free slot was taken again
     paused: bool = False  # this answer (on a gold face) paused the coder: hand out no work
+    study: Study | None = None  # the study as the vote's statement read it
 
 
-def _assignment_lock(*, study: Study, coder, assignment_id: int) -> Assignment:
+class GrantLapsed(Exception):
+    """The process's grant for this coder no longer holds (annotate.access.grant_checks):
+    nothing was written; the caller decides the request the long way."""
+
+
+def _assignment_lock(
+    *, study: Study | None, coder, assignment_id: int, grant: Grant | None = None
+) -> Assignment:
     """Lock the coder's assignment and its face in one statement; `assignment.face` is the
-    locked face row. Raises NotYourAssignment for another coder's or another study's."""
-    assignment = (
-        Assignment.objects.select_for_update(of=("self", "face"))
-        .select_related("face")
-        .filter(pk=assignment_id, face__study=study)
-        .first()
-    )
+    locked face row. Raises NotYourAssignment for another coder's or another study's.
+
+    With a `grant` instead of a study the statement also reads the study row (unlocked) and
+    checks the grant still holds; GrantLapsed if not, or if there is no such assignment (the
+    long way then tells a removed member from a wrong id)."""
+    locked = Assignment.objects.select_for_update(of=("self", "face"))
+    if grant is None:
+        found = locked.select_related("face").filter(pk=assignment_id, face__study=study)
+    else:
+        found = (
+            locked.select_related("face__study")
+            .filter(pk=assignment_id, face__study_id=grant.study_id)
+            .annotate(**grant_checks(user_id=grant.user_id, study="face__study_id"))
+        )
+    assignment = found.first()
+    if grant is not None and (assignment is None or not grant_holds(grant, assignment)):
+        raise GrantLapsed
     if assignment is None or assignment.coder_id != coder.pk:
         raise NotYourAssignment(NOT_YOUR_ASSIGNMENT)
-    assignment.face.study = study
+    if study is not None:
+        assignment.face.study = study
     return assignment
 
 
@@ -167,14 +199,39 @@ def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
     vote by a user in NON_BLIND_ROLES is flagged non_blind (left out of agreement figures).
     Locks the assignment and its face.
     """
-    now = timezone.now()
     assignment = _assignment_lock(study=study, coder=coder, assignment_id=request.assignment_id)
+    non_blind = bool(user_roles(coder) & NON_BLIND_ROLES)
+    return _vote_record(assignment=assignment, coder=coder, request=request, non_blind=non_blind)
+
+
+@transaction.atomic
+def vote_submit_granted(*, grant: Grant, coder, data: object) -> VoteOutcome:
+    """vote_submit for a coder the process holds a grant for (annotate.access.coder_grant):
+    the statement that locks the assignment reads the study afresh and checks the grant
+    (GrantLapsed: nothing written); then `data` is parsed against that study, as
+    vote_request_parse does. The study is `outcome.study`. A grant never covers an admin, so
+    the vote is blind."""
+    if coder.is_superuser:
+        raise GrantLapsed
+    raw_id = data.get("assignment") if isinstance(data, Mapping) else None
+    assignment_id = _assignment_id(raw_id)
+    assignment = _assignment_lock(study=None, coder=coder, assignment_id=assignment_id, grant=grant)
+    request = vote_request_parse(study=assignment.face.study, data=data)
+    return _vote_record(assignment=assignment, coder=coder, request=request, non_blind=False)
+
+
+def _vote_record(
+    *, assignment: Assignment, coder, request: VoteRequest, non_blind: bool
+) -> VoteOutcome:
+    """The vote on a locked assignment (see vote_submit)."""
+    now = timezone.now()
+    study = assignment.face.study
     if assignment.gold:
         return _gold_submit(assignment=assignment, coder=coder, request=request, now=now)
     if assignment.status == AssignmentStatus.SUBMITTED:
         vote = Vote.objects.filter(assignment=assignment, retracted_at__isnull=True).first()
         if vote is not None:
-            return VoteOutcome(vote, duplicate=True, late=False)
+            return VoteOutcome(vote, duplicate=True, late=False, study=study)
     if assignment.status == AssignmentStatus.RELEASED:
         raise LeaseLost(FACE_RESET)
     face = assignment.face
@@ -187,19 +244,78 @@ def vote_submit(*, study: Study, coder, request: VoteRequest) -> VoteOutcome:
         late = True  # expired but its slot was never given away: still ours
     if face.coding_status != FaceStatus.OPEN:
         raise LeaseLost(LEASE_LOST)
-    vote = Vote.objects.create(
+    vote = Vote(
         face=face,
         coder=coder,
         assignment=assignment,
         seconds_taken=request.seconds,
-        non_blind=bool(user_roles(coder) & NON_BLIND_ROLES),
+        non_blind=non_blind,
+        created_at=now,
         **request.answers,
     )
-    assignment.status = AssignmentStatus.SUBMITTED
-    assignment.submitted_at = now
-    assignment.save(update_fields=["status", "submitted_at"])
-    consensus_refresh(face=face)
-    return VoteOutcome(vote, duplicate=False, late=late)
+    if connection.vendor == "postgresql":
+        live = _vote_write(vote=vote, assignment=assignment, now=now)
+    else:  # no data-modifying WITH: the same writes, one by one
+        vote.save()
+        assignment.status = AssignmentStatus.SUBMITTED
+        assignment.submitted_at = now
+        assignment.save(update_fields=["status", "submitted_at"])
+        live = None
+    consensus_refresh(face=face, live=live)
+    return VoteOutcome(vote, duplicate=False, late=late, study=study)
+
+
+def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[list[Vote], int]:
+    """Insert `vote`, mark its assignment submitted and read the face's live votes
+    (annotate.consensus.live_votes_query, with the new one) in one statement; the caller holds
+    the face's lock, taken by an earlier statement, so this one's snapshot has every vote
+    committed before. Sets vote.pk; returns what annotate.consensus.live_votes returns."""
+    fields = [f for f in Vote._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    names = [f.attname for f in Vote._meta.concrete_fields]
+    returning = ", ".join(connection.ops.quote_name(f.column) for f in Vote._meta.concrete_fields)
+    values = [f.get_db_prep_save(getattr(vote, f.attname), connection) for f in fields]
+    live_sql, live_params = live_votes_query(face_id=vote.face_id).query.sql_with_params()
+    excluded_sql, excluded_params = (
+        CoderExclusion.objects.filter(study_id=vote.face.study_id, coder_id=vote.coder_id)
+        .values("pk")
+        .query.sql_with_params()
+    )
+    sql = f"""
+    WITH new AS (
+        INSERT INTO {Vote._meta.db_table} ({columns}) VALUES ({", ".join(["%s"] * len(fields))})
+        RETURNING {returning}
+    ),
+    submitted AS (
+        UPDATE {Assignment._meta.db_table} SET status = %s, submitted_at = %s WHERE id = %s
+        RETURNING id
+    )
+    SELECT * FROM (
+        SELECT {returning}, NOT EXISTS ({excluded_sql}) AS counts FROM new
+        UNION ALL
+        SELECT * FROM ({live_sql}) live
+    ) v ORDER BY 1
+    """
+    params = (
+        *values,
+        AssignmentStatus.SUBMITTED,
+        now,
+        assignment.pk,
+        *excluded_params,
+        *live_params,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    assignment.status, assignment.submitted_at = AssignmentStatus.SUBMITTED, now
+    votes = []
+    for row in rows:
+        voted = Vote.from_db(connection.alias, names, row[: len(names)])
+        voted.counts = row[len(names)]
+        votes.append(voted)
+    vote.pk = next(v.pk for v in votes if v.assignment_id == assignment.pk)
+    vote._state.adding = False
+    return live_votes_split(votes)
 
 
 def _gold_submit(
@@ -210,7 +326,7 @@ def _gold_submit(
     if assignment.status == AssignmentStatus.SUBMITTED:
         answer = GoldAnswer.objects.filter(assignment=assignment, retracted_at__isnull=True).first()
         if answer is not None:
-            return VoteOutcome(answer, duplicate=True, late=False)
+            return VoteOutcome(answer, duplicate=True, late=False, study=assignment.face.study)
     if assignment.status == AssignmentStatus.RELEASED:
         raise LeaseLost(FACE_RESET)
     late = assignment.status == AssignmentStatus.EXPIRED or assignment.expires_at <= now
@@ -221,7 +337,9 @@ def _gold_submit(
         seconds=request.seconds,
         now=now,
     )
-    return VoteOutcome(answer, duplicate=False, late=late, paused=paused)
+    return VoteOutcome(
+        answer, duplicate=False, late=late, paused=paused, study=assignment.face.study
+    )
 
 
 def _last_gold_answer(*, study: Study, coder) -> GoldAnswer | None:

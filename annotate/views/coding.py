@@ -17,17 +17,18 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.access import role_required, study_for_member
-from annotate.assignment import LEASES_PER_CODER, assignments_take, leases_live
+from annotate.access import coder_endpoint, coder_grant, coder_study, grant_forget
+from annotate.assignment import LEASES_PER_CODER, assignments_take_reading, leases_live
 from annotate.models import Assignment, AssignmentStatus, Study
-from annotate.roles import Role
 from annotate.selectors.codebook import codebook_for_coder
 from annotate.selectors.coding import (
     OPEN_COUNT_CAP,
     assignment_payload,
     coder_progress,
+    coder_progress_counts,
     coder_votes_count,
     faces_open_count,
+    progress_from_counts,
     study_questions,
     vote_undone_answers,
 )
@@ -35,9 +36,12 @@ from annotate.selectors.media import face_media_allowed
 from annotate.services.coding import (
     NOT_YOUR_ASSIGNMENT,
     CodingError,
+    GrantLapsed,
     InvalidVote,
+    VoteOutcome,
     vote_request_parse,
     vote_submit,
+    vote_submit_granted,
     vote_undo,
 )
 from annotate.services.crowd import crowd_faces_left
@@ -58,23 +62,28 @@ BAD_JSON = "The request body is not a JSON object."
 NESTED_JSON = "The request body is nested too deeply to be a vote."
 
 
-def _items(request: HttpRequest, study: Study) -> tuple[list[dict], int | None]:
-    """The coder's next faces, and the faces a crowd worker may still code (None for others)."""
+def _items(
+    request: HttpRequest, study: Study, *, crowd: bool = True
+) -> tuple[list[dict], dict[str, int | str]]:
+    """The coder's next faces (the one to code next and the one after it, for the page to
+    prefetch) and their progress line, read by the statement that hands the faces out.
+    `crowd=False`: the caller knows the coder is no crowd worker (their grant says so)."""
     # A crowd worker is handed no more faces than their quota has left.
-    left = crowd_faces_left(study=study, user=request.user)
+    left = crowd_faces_left(study=study, user=request.user) if crowd else None
     n = LEASES_PER_CODER if left is None else min(left, LEASES_PER_CODER)
-    items = [
-        assignment_payload(study=study, assignment=a)
-        for a in assignments_take(study=study, coder=request.user, n=n)
-    ]
-    return items, left
+    taken = assignments_take_reading(
+        study=study,
+        coder=request.user,
+        n=n,
+        also=coder_progress_counts(study=study, coder=request.user),
+    )
+    items = [assignment_payload(study=study, assignment=a) for a in taken.leases]
+    progress = progress_from_counts(taken.read, leases_held=len(items), claimed=taken.claimed)
+    return items, _crowd_capped(progress, left)
 
 
-def _progress(
-    request: HttpRequest, study: Study, *, leases_held: int, crowd_left: int | None
-) -> dict[str, int | str]:
-    """coder_progress, with "faces you can still take" capped by a crowd worker's quota."""
-    progress = coder_progress(study=study, coder=request.user, leases_held=leases_held)
+def _crowd_capped(progress: dict[str, int | str], crowd_left: int | None) -> dict[str, int | str]:
+    """The progress line with "faces you can still take" capped by a crowd worker's quota."""
     if crowd_left is not None:
         available = progress["available"]
         if not isinstance(available, str):
@@ -82,6 +91,14 @@ def _progress(
         elif crowd_left <= OPEN_COUNT_CAP:  # "1000+" free faces: the quota is the bound
             progress["available"] = crowd_left
     return progress
+
+
+def _progress(
+    request: HttpRequest, study: Study, *, leases_held: int, crowd_left: int | None
+) -> dict[str, int | str]:
+    """coder_progress, with "faces you can still take" capped by a crowd worker's quota."""
+    progress = coder_progress(study=study, coder=request.user, leases_held=leases_held)
+    return _crowd_capped(progress, crowd_left)
 
 
 def _payload(request: HttpRequest) -> object:
@@ -95,9 +112,9 @@ def _payload(request: HttpRequest) -> object:
     return {key: request.POST.get(key) for key in request.POST}
 
 
-@role_required(Role.CODER)
+@coder_endpoint
 def code(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = coder_study(request.user, slug)
     crowd_left = crowd_faces_left(study=study, user=request.user)
     if crowd_left == 0:  # a crowd worker who coded their quota: the completion code
         return redirect("annotate:crowd_done", slug=study.slug)
@@ -134,36 +151,58 @@ def code(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@role_required(Role.CODER)
+@coder_endpoint
 @require_POST
 def code_next(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = coder_study(request.user, slug)
     try:
-        items, crowd_left = _items(request, study)
+        items, progress = _items(request, study)
     except DatabaseError:
         logger.exception("handing out work failed in study %s", study.slug)
         return JsonResponse({"error": SERVER_BUSY}, status=503)
     body = {
         "items": items,
-        "done": coder_votes_count(study=study, coder=request.user),
+        "done": progress["total"],
         "open": faces_open_count(study=study),
-        "progress": _progress(request, study, leases_held=len(items), crowd_left=crowd_left),
+        "progress": progress,
     }
-    if not items and crowd_left == 0:
+    if not items and crowd_faces_left(study=study, user=request.user) == 0:
         body["finished_url"] = reverse("annotate:crowd_done", args=[study.slug])
     return JsonResponse(body)
 
 
-@role_required(Role.CODER)
+def _vote(request: HttpRequest, slug: str) -> tuple[Study, VoteOutcome, bool]:
+    """The vote in the request, its study and whether the coder may be a crowd worker:
+    through the process's grant for this coder and study when there is one (its check rides
+    on the vote's own lock statement), else the long way."""
+    data = _payload(request)
+    grant = coder_grant(request.user, slug)
+    if grant is not None:
+        try:
+            outcome = vote_submit_granted(grant=grant, coder=request.user, data=data)
+        except GrantLapsed:
+            grant_forget(grant)
+        else:
+            assert outcome.study is not None
+            return outcome.study, outcome, grant.crowd
+    study = coder_study(request.user, slug)
+    vote_request = vote_request_parse(study=study, data=data)
+    return study, vote_submit(study=study, coder=request.user, request=vote_request), True
+
+
+@coder_endpoint
 @require_POST
 def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    """Record a vote; the reply carries the coder's next two faces (the next one to code and
+    the one after, for the page to prefetch) and their progress, so coding needs no other
+    request."""
+    study = None
     try:
-        vote_request = vote_request_parse(study=study, data=_payload(request))
-        outcome = vote_submit(study=study, coder=request.user, request=vote_request)
+        study, outcome, crowd = _vote(request, slug)
     except CodingError as exc:
         body: dict = {"error": exc.message}
         if exc.status == 409:  # the coder moves on: hand out the next faces with the reply
+            study = study or coder_study(request.user, slug)
             try:
                 body["items"], _ = _items(request, study)
             except DatabaseError:
@@ -172,14 +211,17 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
         return JsonResponse(body, status=exc.status)
     except DatabaseError:
         # The service's transaction rolled back: nothing of this vote was written.
-        logger.exception("recording a vote failed in study %s", study.slug)
+        logger.exception("recording a vote failed in study %s", slug)
         return JsonResponse({"error": VOTE_NOT_SAVED}, status=503)
     try:
         # A coder this answer paused gets no new work (their leases were released).
-        items, crowd_left = ([], None) if outcome.paused else _items(request, study)
+        if outcome.paused:
+            items, progress = [], _progress(request, study, leases_held=0, crowd_left=None)
+        else:
+            items, progress = _items(request, study, crowd=crowd)
     except DatabaseError:
         logger.exception("handing out work failed in study %s", study.slug)
-        items, crowd_left = [], None
+        items, progress = [], {}
     return JsonResponse(
         {
             "ok": True,
@@ -187,15 +229,15 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
             "duplicate": outcome.duplicate,
             "late": outcome.late,
             "items": items,
-            "progress": _progress(request, study, leases_held=len(items), crowd_left=crowd_left),
+            "progress": progress,
         }
     )
 
 
-@role_required(Role.CODER)
+@coder_endpoint
 @require_POST
 def code_undo(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for_member(request.user, slug)
+    study = coder_study(request.user, slug)
     try:
         assignment = vote_undo(study=study, coder=request.user)
     except CodingError as exc:
@@ -219,12 +261,12 @@ def code_undo(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@role_required(Role.CODER)
+@coder_endpoint
 @require_POST
 def code_stop(request: HttpRequest, slug: str) -> HttpResponse:
     """The coder's "Stop for now": their live leases in the study go back at once, so other
     coders can take those faces now; the reply carries the counts of the session summary."""
-    study = study_for_member(request.user, slug)
+    study = coder_study(request.user, slug)
     try:
         released = leases_release(study=study, user=request.user)
     except DatabaseError:
@@ -244,11 +286,11 @@ def code_stop(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@role_required(Role.CODER)
+@coder_endpoint
 @require_GET
 def code_source(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
     """The source image with the face's box drawn in, for the coder holding the face."""
-    study = study_for_member(request.user, slug)
+    study = coder_study(request.user, slug)
     assignment = (
         Assignment.objects.select_related("face__source_image")
         .filter(pk=assignment_id, face__study=study)

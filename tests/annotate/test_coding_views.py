@@ -281,7 +281,7 @@ def test_a_database_error_during_a_vote_rolls_back_and_the_coder_can_resubmit(cl
     failures = []
 
     def failing_vote_insert(execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith("INSERT") and "annotate_vote" in sql:
+        if 'INSERT INTO "annotate_vote"' in sql or "INSERT INTO annotate_vote" in sql:
             failures.append(sql)
             # A real error from the database itself, not a Python exception of ours.
             return execute("SELECT * FROM facet_no_such_table", (), False, context)
