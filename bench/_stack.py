@@ -123,6 +123,10 @@ def study_populate(*, faces: int, coders: int, attributes: list[str]):
     groups[Role.ADMIN].user_set.add(users[coders + 1])
     study.members.add(*users[:coders], users[coders + 1])
     study.members.add(users[coders], through_defaults={"role": "researcher"})
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # planner statistics, as a live database has them
+        cursor.execute("ANALYZE")
     return study
 
 
@@ -192,8 +196,16 @@ def service_env(url: str, var_dir: Path, extra: dict[str, str] | None = None) ->
 
 
 def gunicorn_start(
-    *, url: str, port: int, workers: int, threads: int, var_dir: Path, env: dict | None = None
+    *,
+    url: str,
+    port: int,
+    workers: int,
+    threads: int,
+    var_dir: Path,
+    env: dict | None = None,
+    config: Path | None = None,
 ) -> Server:
+    """gunicorn serving Facet on `port`; `config`, a gunicorn config file (hooks)."""
     if not port_free(port):
         raise SystemExit(f"Port {port} is in use; pass --port.")
     log = var_dir / "gunicorn.log"
@@ -221,6 +233,7 @@ def gunicorn_start(
             # client reuses it and the request dies with "connection reset by peer".
             "--keep-alive",
             "30",
+            *(["--config", str(config)] if config is not None else []),
         ],
         cwd=ROOT,
         env=service_env(url, var_dir, env),
@@ -419,3 +432,29 @@ def threads_run(targets: list[threading.Thread]) -> None:
         t.start()
     for t in targets:
         t.join()
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The gunicorn worker processes of `server` (children of its master), from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == server.process.pid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of these processes so far (/proc/<pid>/stat utime + stime)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks

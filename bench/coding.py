@@ -2,9 +2,17 @@
 
 Prints one JSON line:
   coders, think_ms, votes_per_s, p50_ms, p95_ms, errors, lost_votes, over_assigned,
-  duplicate_votes
-(latencies are of the vote request, which also hands out the next face). The invariants are
-checked in the database after the run. By default the coders vote back to back (a closed
+  duplicate_votes, queries_per_vote, cpu_ms_per_vote, offered_per_s
+(latencies are of the vote request, which also hands out the next faces). The invariants are
+checked in the database after the run.
+
+queries_per_vote: SQL statements the web workers ran while serving vote requests answered 200,
+per such request, counted in the workers themselves (bench/gunicorn_count.py: a Django
+execute wrapper; BEGIN/COMMIT and the connection health check are not in it).
+cpu_ms_per_vote: user + system CPU time of the gunicorn worker processes over the timed part
+(/proc/<pid>/stat), per vote; it includes the few calls for work outside votes.
+offered_per_s: the load the coders offer, coders / (think time + mean vote latency); with
+think time, votes_per_s should be close to it. By default the coders vote back to back (a closed
 loop: the server's capacity, and by Little's law a mean latency of coders / votes_per_s);
 --think-ms gives them time to look at each face, as people take. Example:
   .venv/bin/python bench/coding.py --coders 50 --seconds 30
@@ -16,6 +24,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import _stack
 
@@ -49,12 +58,16 @@ def main() -> None:
             study = _stack.study_populate(
                 faces=args.faces, coders=args.coders, attributes=attributes
             )
+            counts = var_dir / "counts"
+            counts.mkdir()
             server = _stack.gunicorn_start(
                 url=url,
                 port=args.port,
                 workers=args.workers,
                 threads=args.threads,
                 var_dir=var_dir,
+                env={"FACET_BENCH_COUNT_DIR": str(counts)},
+                config=Path(__file__).with_name("gunicorn_count.py"),
             )
             try:
                 tally = _stack.Tally()
@@ -62,6 +75,8 @@ def main() -> None:
                 sessions = _stack.sessions_login(
                     server.url, [f"bench-coder-{i}" for i in range(args.coders)]
                 )
+                workers = _stack.worker_pids(server)
+                cpu_before = _stack.cpu_seconds(workers)
                 started = time.monotonic()
                 threads = _stack.coder_threads(
                     sessions,
@@ -74,8 +89,10 @@ def main() -> None:
                 )
                 _stack.threads_run(threads)
                 elapsed = time.monotonic() - started
+                cpu = _stack.cpu_seconds(workers) - cpu_before
             finally:
                 server.stop()
+            totals = [json.loads(f.read_text()) for f in counts.glob("*.json")]
             checks = _stack.invariants_check(study=study, acked=tally.acked)
             from django.db import connections
 
@@ -92,6 +109,14 @@ def main() -> None:
         "errors": tally.errors,
         **checks,
     }
+    votes = len(tally.latencies_ms)
+    requests = sum(t["vote_requests"] for t in totals)
+    mean_s = sum(tally.latencies_ms) / votes / 1000 if votes else float("nan")
+    result["queries_per_vote"] = (
+        round(sum(t["vote_statements"] for t in totals) / requests, 2) if requests else None
+    )
+    result["cpu_ms_per_vote"] = round(cpu * 1000 / votes, 2) if votes else None
+    result["offered_per_s"] = round(args.coders / (args.think_ms / 1000 + mean_s), 1)
     print(json.dumps(result))
     if tally.error_samples:
         _stack.logger.warning("first errors: %s", tally.error_samples)

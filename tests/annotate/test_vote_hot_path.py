@@ -1,0 +1,177 @@
+"""The vote endpoint's hot path: its statement budget on PostgreSQL, and the process grant
+(annotate.access.coder_grant) that spares it the membership query, checked on every vote."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from annotate.access import NOT_A_MEMBER, PAUSED, ROLE_REFUSED, coder_grant
+from annotate.models import Assignment, AssignmentStatus, Membership, Vote
+from annotate.roles import Role, groups_ensure
+from annotate.services.coding import UNEXPECTED_FIELD
+from annotate.services.team import member_remove
+from tests.factories import bare_faces, make_study, make_user
+
+pytestmark = pytest.mark.django_db
+
+# Statements of a vote whose face stays open: session, user, lock (with the grant's check),
+# vote + assignment + the face's live votes, claim of the next faces + progress.
+VOTE_BUDGET = 5
+# A vote that completes its face adds the consensus upsert and the face's new status.
+COMPLETING_BUDGET = 7
+
+
+def post(client, study, name, body=None):
+    return client.post(
+        reverse(f"annotate:{name}", args=[study.slug]),
+        data=json.dumps(body if body is not None else {}),
+        content_type="application/json",
+    )
+
+
+def vote(client, study, assignment_id, **answers):
+    body = {"assignment": assignment_id, "gender": "female", "glasses": "none", **answers}
+    return post(client, study, "code_submit", body)
+
+
+def statements(captured) -> list[str]:
+    """What the database was asked, without the savepoints of the test's own transaction."""
+    return [
+        q["sql"]
+        for q in captured.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+    ]
+
+
+@pytest.fixture
+def study():
+    return make_study(attributes_asked=["glasses"], votes_per_face=2)
+
+
+@pytest.fixture
+def coders(study, client):
+    return [make_user(Role.CODER, study=study) for _ in range(2)]
+
+
+def logged_in(client_class, user):
+    client = client_class()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.postgres
+def test_a_vote_and_its_next_two_faces_take_five_statements_seven_when_it_completes_the_face(
+    client, study, coders
+):
+    bare_faces(study, 10)
+    first, second = (logged_in(type(client), c) for c in coders)
+    items = post(first, study, "code_next").json()["items"]
+    other = post(second, study, "code_next").json()["items"]
+    assert items[0]["assignment"] != other[0]["assignment"]
+    with CaptureQueriesContext(connection) as plain:
+        reply = vote(first, study, items[0]["assignment"])
+    assert reply.status_code == 200, reply.content
+    assert len(reply.json()["items"]) == 2  # the next face and the one after, for prefetch
+    assert len(statements(plain)) == VOTE_BUDGET, statements(plain)
+
+    # The second coder's first face is the one the first coder just voted on: K = 2.
+    assert other[0]["crop"] == items[0]["crop"]
+    with CaptureQueriesContext(connection) as completing:
+        reply = vote(second, study, other[0]["assignment"])
+    assert reply.status_code == 200, reply.content
+    assert len(statements(completing)) == COMPLETING_BUDGET, statements(completing)
+    assert any("annotate_consensus" in sql for sql in statements(completing))
+
+
+@pytest.mark.postgres
+def test_the_budget_does_not_grow_with_the_study_or_the_coders_votes(client, study, coders):
+    bare_faces(study, 40)
+    coder = logged_in(type(client), coders[0])
+    items = post(coder, study, "code_next").json()["items"]
+    counts = []
+    for _ in range(12):
+        with CaptureQueriesContext(connection) as captured:
+            items = vote(coder, study, items[0]["assignment"]).json()["items"]
+        counts.append(len(statements(captured)))
+        bare_faces(study, 20)
+    assert set(counts) == {VOTE_BUDGET}
+
+
+def _granted(client, study, coder):
+    """The coder's client after a call for work, which leaves the process a grant."""
+    c = logged_in(type(client), coder)
+    items = post(c, study, "code_next").json()["items"]
+    assert coder_grant(coder, study.slug) is not None
+    return c, items
+
+
+def test_a_member_paused_a_moment_ago_is_refused_at_the_next_vote(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    # Paused behind the service's back: the lease stays live, only the check can refuse.
+    Membership.objects.filter(study=study, user=coders[0]).update(
+        paused_at=timezone.now(), paused_reason="too fast"
+    )
+    reply = vote(c, study, items[0]["assignment"])
+    assert reply.status_code == 403
+    assert reply.json()["error"] == PAUSED.format(reason="too fast")
+    assert not Vote.objects.exists()
+    assert Assignment.objects.get(pk=items[0]["assignment"]).status == AssignmentStatus.LEASED
+    assert coder_grant(coders[0], study.slug) is None
+
+
+def test_a_removed_member_is_refused_at_the_next_vote(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    member_remove(study=study, user=coders[0])
+    reply = vote(c, study, items[0]["assignment"])
+    assert reply.status_code == 403
+    assert reply.json()["error"] == NOT_A_MEMBER
+    assert not Vote.objects.exists()
+
+
+def test_a_coder_who_lost_the_coder_role_is_refused_at_the_next_vote(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    coders[0].groups.remove(groups_ensure()[Role.CODER])
+    reply = vote(c, study, items[0]["assignment"])
+    assert reply.status_code == 403
+    assert reply.json()["error"] == ROLE_REFUSED
+    assert not Vote.objects.exists()
+
+
+def test_a_coder_made_admin_votes_non_blind_not_through_the_grant(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    coders[0].groups.add(groups_ensure()[Role.ADMIN])
+    reply = vote(c, study, items[0]["assignment"])
+    assert reply.status_code == 200, reply.content
+    assert Vote.objects.get().non_blind
+
+
+def test_a_vote_is_checked_against_the_study_as_it_is_now(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    study.attributes_asked = []
+    study.save(update_fields=["attributes_asked"])
+    reply = vote(c, study, items[0]["assignment"])  # still answers "glasses"
+    assert reply.status_code == 400
+    assert reply.json()["error"] == UNEXPECTED_FIELD.format(field="glasses")
+    assert not Vote.objects.exists()
+    reply = post(c, study, "code_submit", {"assignment": items[0]["assignment"], "gender": "male"})
+    assert reply.status_code == 200, reply.content
+
+
+def test_a_grant_does_not_open_another_coders_assignment(client, study, coders):
+    bare_faces(study, 4)
+    c, _ = _granted(client, study, coders[0])
+    _, theirs = _granted(client, study, coders[1])
+    reply = vote(c, study, theirs[0]["assignment"])
+    assert reply.status_code == 403
+    assert not Vote.objects.exists()
