@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +48,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument("--port", type=int, default=int(os.environ.get("FACET_BENCH_PORT", 8120)))
+    parser.add_argument(
+        "--kill-worker-at",
+        type=float,
+        default=None,
+        help="SIGKILL one web worker this many seconds in, while votes are in flight "
+        "(a crash test: every acknowledged vote must be in the database; adds killed_workers)",
+    )
     _stack.database_arguments(parser, "coding")
     args = parser.parse_args()
     name = _stack.database_name(args, "coding")
@@ -87,7 +96,15 @@ def main() -> None:
                     tally=tally,
                     think_s=args.think_ms / 1000,
                 )
+                killer = None
+                if args.kill_worker_at is not None:
+                    killer = threading.Timer(
+                        args.kill_worker_at, os.kill, (workers[0], signal.SIGKILL)
+                    )
+                    killer.start()
                 _stack.threads_run(threads)
+                if killer is not None:
+                    killer.join()
                 elapsed = time.monotonic() - started
                 cpu = _stack.cpu_seconds(workers) - cpu_before
             finally:
@@ -117,6 +134,8 @@ def main() -> None:
     )
     result["cpu_ms_per_vote"] = round(cpu * 1000 / votes, 2) if votes else None
     result["offered_per_s"] = round(args.coders / (args.think_ms / 1000 + mean_s), 1)
+    if args.kill_worker_at is not None:
+        result["killed_workers"] = 1
     print(json.dumps(result))
     if tally.error_samples:
         _stack.logger.warning("first errors: %s", tally.error_samples)
