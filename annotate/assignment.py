@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
+from annotate.compiled_sql import compiled, queryset_sql
 from annotate.consensus import escalations_review, escalations_sweep
 from annotate.models import (
     Assignment,
@@ -202,9 +203,12 @@ class Taken:
     claimed: int  # how many of the leases are new
 
 
-def assignments_take_reading(*, study: Study, coder, n: int, also: QuerySet | None) -> Taken:
-    """assignments_take, and `also` (a one-row `.values()` queryset) read with it, as of just
-    before the new leases are written: faces this call claims still look free there. On
+def assignments_take_reading(
+    *, study: Study, coder, n: int, also: tuple[str, tuple] | None
+) -> Taken:
+    """assignments_take, and `also` (the SQL and parameters of a one-row SELECT) read with it,
+    as of just before the new leases are written: faces this call claims still look free
+    there. On
     PostgreSQL `also` is read by the claim's own statement: the coding endpoints pass their
     progress counts, so a vote's reply costs no statement of its own for them.
 
@@ -223,7 +227,7 @@ def assignments_take_reading(*, study: Study, coder, n: int, also: QuerySet | No
             return taken
     leases_reclaim(now=now)
     leases = list(leases_live(study=study, coder=coder, now=now)[:n])
-    read = also.get() if also is not None else {}
+    read = _row(*also) if also is not None else {}
     live = len(leases)
     while len(leases) < n:
         assignment = _lease_next(study=study, coder=coder, now=now)
@@ -233,31 +237,49 @@ def assignments_take_reading(*, study: Study, coder, n: int, also: QuerySet | No
     return Taken(leases, read, len(leases) - live)
 
 
-def _sql(queryset: QuerySet) -> tuple[str, tuple]:
-    sql, params = queryset.query.sql_with_params()
-    return sql, tuple(params)
+def _row(sql: str, params: tuple) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column.name for column in cursor.description]
+        return dict(zip(names, cursor.fetchone(), strict=True))
 
 
-def _claim_sql(*, study: Study, coder, n: int, now: datetime, also: QuerySet | None):
+def _claim_sql(*, study: Study, coder, n: int, now: datetime, also: tuple[str, tuple] | None):
+    """`_claim_text` with this call's values, and `also` joined on."""
+    sql, params = compiled(
+        ("claim", n),
+        lambda **values: _claim_text(n=n, **values),
+        study_id=study.pk,
+        coder_id=coder.pk,
+        now=now,
+        expires=now + timedelta(minutes=study.lease_minutes),
+    )
+    also_sql, also_params = also if also is not None else ("SELECT 1 AS one", ())
+    return sql.replace("{also_sql}", also_sql), (*params, *also_params)
+
+
+def _claim_text(
+    *, n: int, study_id: int, coder_id: int, now: datetime, expires: datetime
+) -> tuple[str, tuple]:
     """One statement: the coder's live leases, and new leases on the best faces of the work
     queue (`_work_queue`, locked FOR UPDATE SKIP LOCKED) up to `n`, each a lapsed lease of
     theirs leased again or a new row, with the faces' slots taken. Nothing is claimed while
     expired leases wait to be reclaimed (the first row says so): their slots go back first.
     """
-    live_sql, live_params = _sql(
+    study = Study(pk=study_id)
+    coder = coder_id  # the filters take the coder's id
+    live_sql, live_params = queryset_sql(
         leases_live(study=study, coder=coder, now=now).values("pk", "face_id", "expires_at")[:n]
     )
-    queue_sql, queue_params = _sql(_work_queue(study=study, coder=coder).values("pk")[:n])
+    queue_sql, queue_params = queryset_sql(_work_queue(study=study, coder=coder).values("pk")[:n])
     # Written out, not select_for_update(): the ORM refuses that outside a transaction, and
     # this statement is its own transaction.
     queue_sql += f" FOR UPDATE OF {Face._meta.db_table} SKIP LOCKED"
-    expired_sql, expired_params = _sql(
+    expired_sql, expired_params = queryset_sql(
         Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=now).values("pk")[
             :1
         ]
     )
-    also_sql, also_params = _sql(also) if also is not None else ("SELECT 1 AS one", ())
-    expires = now + timedelta(minutes=study.lease_minutes)
     sql = f"""
     WITH due AS (SELECT EXISTS ({expired_sql}) AS due),
     live AS (
@@ -294,7 +316,7 @@ def _claim_sql(*, study: Study, coder, n: int, now: datetime, also: QuerySet | N
     )
     SELECT (SELECT due FROM due), l.id, l.face_id, l.expires_at, l.fresh,
            f.crop, f.source_image_id, f.box_x, extra.*
-    FROM ({also_sql}) extra
+    FROM ({{also_sql}}) extra
     LEFT JOIN leases l ON true
     LEFT JOIN annotate_face f ON f.id = l.face_id
     ORDER BY l.rank
@@ -307,19 +329,20 @@ def _claim_sql(*, study: Study, coder, n: int, now: datetime, also: QuerySet | N
         AssignmentStatus.LEASED,
         now,
         expires,
-        coder.pk,
+        coder_id,
         AssignmentStatus.EXPIRED,
-        coder.pk,
+        coder_id,
         AssignmentStatus.LEASED,
         now,
         expires,
         n,
-        *also_params,
     )
     return sql, params
 
 
-def _claim(*, study: Study, coder, n: int, now: datetime, also: QuerySet | None) -> Taken | None:
+def _claim(
+    *, study: Study, coder, n: int, now: datetime, also: tuple[str, tuple] | None
+) -> Taken | None:
     """Run `_claim_sql`; None when expired leases must be reclaimed first."""
     sql, params = _claim_sql(study=study, coder=coder, n=n, now=now, also=also)
     with connection.cursor() as cursor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
+from django.contrib.auth import get_user_model
 from django.db.models import IntegerField, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
@@ -16,6 +17,7 @@ from django.utils import timezone
 # The queue work is handed out from: counted here so "faces you can still take" follows the
 # one rule that hands them out (annotate.assignment), not a copy of it.
 from annotate.assignment import _work_queue
+from annotate.compiled_sql import compiled, queryset_sql
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Question
 from annotate.models import Assignment, FaceStatus, GoldAnswer, Study, Vote
 from annotate.selectors.gold import gold_answer_undone, gold_answers_counts
@@ -65,16 +67,16 @@ def _today_start(now: datetime | None = None) -> datetime:
     return timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
 
 
-def coder_progress_counts(*, study: Study, coder, now: datetime | None = None) -> QuerySet:
+def coder_progress_counts(*, study: Study, coder, since: datetime) -> QuerySet:
     """The coder's live counts as one bounded single-row `.values()` query: `total` and
     `today` (their live votes, the `vote_coder_time` index), `gold_total` and `gold_today`
     (their live gold answers, which count as faces done: a gold face must look like any
     other) and `free`, the open faces with a free slot they hold none of (the rule
     annotate.assignment hands work out by), counted up to OPEN_COUNT_CAP + 1 over the
-    `face_work_queue` index. The submit reply carries it, read in the statement that hands
-    out the next faces (annotate.assignment.assignments_take_reading), so its cost must not
-    grow with the study or the coder's votes."""
-    since = _today_start(now)
+    `face_work_queue` index; `today` counts from `since`. The submit reply carries it, read
+    in the statement that hands out the next faces (annotate.assignment
+    .assignments_take_reading), so its cost must not grow with the study or the coder's
+    votes."""
     votes = Vote.objects.filter(face__study=study, coder=coder, retracted_at__isnull=True)
     gold = GoldAnswer.objects.filter(
         gold__face__study=study, coder=coder, retracted_at__isnull=True
@@ -114,8 +116,25 @@ def coder_progress(
 ) -> dict[str, int | str]:
     """The coder's live counts (`coder_progress_counts`, one query) as the progress line, with
     `leases_held` the live leases the caller just handed out."""
-    counts = coder_progress_counts(study=study, coder=coder, now=now).get()
+    counts = coder_progress_counts(study=study, coder=coder, since=_today_start(now)).get()
     return progress_from_counts(counts, leases_held=leases_held)
+
+
+def coder_progress_sql(*, study: Study, coder, now: datetime | None = None) -> tuple[str, tuple]:
+    """coder_progress_counts as SQL and parameters, compiled once per process."""
+
+    def build(study_id: int, coder_id: int, since: datetime) -> tuple[str, tuple]:
+        return queryset_sql(
+            coder_progress_counts(study=Study(pk=study_id), coder=_user(coder_id), since=since)
+        )
+
+    return compiled(
+        "coder_progress", build, study_id=study.pk, coder_id=coder.pk, since=_today_start(now)
+    )
+
+
+def _user(pk: int):
+    return get_user_model()(pk=pk)
 
 
 def vote_undone_answers(*, study: Study, assignment: Assignment) -> list[dict[str, str]]:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from annotate.access import Grant, grant_checks, grant_holds
 from annotate.assignment import slot_retake
+from annotate.compiled_sql import compiled, queryset_sql
 from annotate.consensus import consensus_refresh, live_votes_query, live_votes_split
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Gender
 from annotate.models import (
@@ -275,11 +276,18 @@ def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[l
     names = [f.attname for f in Vote._meta.concrete_fields]
     returning = ", ".join(connection.ops.quote_name(f.column) for f in Vote._meta.concrete_fields)
     values = [f.get_db_prep_save(getattr(vote, f.attname), connection) for f in fields]
-    live_sql, live_params = live_votes_query(face_id=vote.face_id).query.sql_with_params()
-    excluded_sql, excluded_params = (
-        CoderExclusion.objects.filter(study_id=vote.face.study_id, coder_id=vote.coder_id)
-        .values("pk")
-        .query.sql_with_params()
+    live_sql, live_params = compiled(
+        "live_votes",
+        lambda face_id: queryset_sql(live_votes_query(face_id=face_id)),
+        face_id=vote.face_id,
+    )
+    excluded_sql, excluded_params = compiled(
+        "coder_excluded",
+        lambda study_id, coder_id: queryset_sql(
+            CoderExclusion.objects.filter(study_id=study_id, coder_id=coder_id).values("pk")
+        ),
+        study_id=vote.face.study_id,
+        coder_id=vote.coder_id,
     )
     sql = f"""
     WITH new AS (

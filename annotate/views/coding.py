@@ -25,7 +25,7 @@ from annotate.selectors.coding import (
     OPEN_COUNT_CAP,
     assignment_payload,
     coder_progress,
-    coder_progress_counts,
+    coder_progress_sql,
     coder_votes_count,
     faces_open_count,
     progress_from_counts,
@@ -75,7 +75,7 @@ def _items(
         study=study,
         coder=request.user,
         n=n,
-        also=coder_progress_counts(study=study, coder=request.user),
+        also=coder_progress_sql(study=study, coder=request.user),
     )
     items = [assignment_payload(study=study, assignment=a) for a in taken.leases]
     progress = progress_from_counts(taken.read, leases_held=len(items), claimed=taken.claimed)
