@@ -25,9 +25,10 @@ def faces_generate(*, study, n: int) -> None:
         cursor.execute(
             """
             INSERT INTO annotate_face (study_id, origin, crop, crop_sha256, original_name,
-                detector, phash, coding_status, votes_target, slots_taken, priority, created_at)
+                detector, phash, crop_print, coding_status, votes_target, slots_taken, priority,
+                created_at)
             SELECT %s, 'imported', 'faces/gen-' || g || '.jpg', lpad(g::text, 64, '0'), '',
-                '', '', 'open', %s, 0, 0, now()
+                '', '', '', 'open', %s, 0, 0, now()
             FROM generate_series(1, %s) AS g
             """,
             [study.pk, study.votes_per_face, n],

@@ -27,6 +27,7 @@ from annotate.models import (
     Assignment,
     AssignmentStatus,
     CoderExclusion,
+    Face,
     FaceStatus,
     GoldAnswer,
     Study,
@@ -172,16 +173,15 @@ def _assignment_lock(
     With a `grant` instead of a study the statement also reads the study row (unlocked) and
     checks the grant still holds; GrantLapsed if not, or if there is no such assignment (the
     long way then tells a removed member from a wrong id)."""
-    locked = Assignment.objects.select_for_update(of=("self", "face"))
     if grant is None:
-        found = locked.select_related("face").filter(pk=assignment_id, face__study=study)
-    else:
-        found = (
-            locked.select_related("face__study")
-            .filter(pk=assignment_id, face__study_id=grant.study_id)
-            .annotate(**grant_checks(user_id=grant.user_id, study="face__study_id"))
+        assignment = (
+            Assignment.objects.select_for_update(of=("self", "face"))
+            .select_related("face")
+            .filter(pk=assignment_id, face__study=study)
+            .first()
         )
-    assignment = found.first()
+    else:
+        assignment = _granted_lock(grant=grant, assignment_id=assignment_id)
     if grant is not None and (assignment is None or not grant_holds(grant, assignment)):
         raise GrantLapsed
     if assignment is None or assignment.coder_id != coder.pk:
@@ -189,6 +189,66 @@ def _assignment_lock(
     if study is not None:
         assignment.face.study = study
     return assignment
+
+
+_ASSIGNMENT = [f.attname for f in Assignment._meta.concrete_fields]
+_FACE = [f.attname for f in Face._meta.concrete_fields]
+_STUDY = [f.attname for f in Study._meta.concrete_fields]
+_GRANT = ("grant_member", "grant_coder", "grant_admin", "grant_crowd")
+
+
+def _granted_lock_sql(assignment_id: int, study_id: int, user_id: int) -> tuple[str, tuple]:
+    sql, params = queryset_sql(
+        Assignment.objects.filter(pk=assignment_id, face__study_id=study_id)
+        .annotate(**grant_checks(user_id=user_id, study="face__study_id"))
+        .values(
+            *_ASSIGNMENT,
+            *(f"face__{name}" for name in _FACE),
+            *(f"face__study__{name}" for name in _STUDY),
+            *_GRANT,
+        )
+    )
+    # The lock of select_for_update(of=("self", "face")), which .values() cannot take.
+    return f"{sql} FOR UPDATE OF {Assignment._meta.db_table}, {Face._meta.db_table}", params
+
+
+def _granted_lock(*, grant: Grant, assignment_id: int) -> Assignment | None:
+    """The lock statement of `_assignment_lock` for a grant, compiled once per process: the
+    assignment, its face (both locked) and its study, with the grant's checks as attributes."""
+    sql, params = compiled(
+        "granted_lock",
+        _granted_lock_sql,
+        assignment_id=assignment_id,
+        study_id=grant.study_id,
+        user_id=grant.user_id,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    a, f = len(_ASSIGNMENT), len(_ASSIGNMENT) + len(_FACE)
+    s = f + len(_STUDY)
+    # Converted as the ORM would: the study's JSON fields come back as text.
+    study = Study.from_db(connection.alias, _STUDY, _converted(Study, _STUDY, row[f:s]))
+    face = Face.from_db(connection.alias, _FACE, row[a:f])
+    face.study = study
+    assignment = Assignment.from_db(connection.alias, _ASSIGNMENT, row[:a])
+    assignment.face = face
+    for name, value in zip(_GRANT, row[s:], strict=True):
+        setattr(assignment, name, value)
+    return assignment
+
+
+def _converted(model, names: list[str], values: tuple) -> list:
+    """Database values of `model`'s fields as the ORM hands them to from_db."""
+    out = []
+    for name, value in zip(names, values, strict=True):
+        field = model._meta.get_field(name)
+        for converter in field.get_db_converters(connection):
+            value = converter(value, field, connection)
+        out.append(value)
+    return out
 
 
 @transaction.atomic
