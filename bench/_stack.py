@@ -257,13 +257,14 @@ def session_login(base: str, username: str):
     import requests
 
     session = requests.Session()
-    session.get(f"{base}/login/", timeout=30)
+    # Generous: every login hashes a password, and all coders log in at once.
+    session.get(f"{base}/login/", timeout=120)
     token = session.cookies.get("csrftoken")
     response = session.post(
         f"{base}/login/",
         data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token},
         headers={"Referer": f"{base}/login/"},
-        timeout=30,
+        timeout=120,
         allow_redirects=False,
     )
     if response.status_code != 302:
