@@ -249,6 +249,12 @@ def coder_endpoint(view: View) -> View:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         try:
+            # A refused role learns nothing else about the URL (not even its method), as
+            # with role_required; a grant was given to a coder, and each vote checks it.
+            if coder_grant(request.user, slug) is None and not (
+                user_roles(request.user) & {Role.CODER, Role.ADMIN}
+            ):
+                raise PermissionDenied(ROLE_REFUSED)
             return view(request, slug, *args, **kwargs)
         except PermissionDenied as exc:
             if request.content_type == "application/json":
