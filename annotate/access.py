@@ -27,7 +27,8 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 
 from annotate.models import CrowdWorker, MemberRole, Membership, Study
@@ -41,7 +42,7 @@ NOT_A_RESEARCHER = "Only researchers of this study may open this page."
 PAUSED = "Your work on this study is paused ({reason}). Ask a researcher of the study to resume it."
 NO_REASON = "no reason given"
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 def public(view: View) -> View:
@@ -54,7 +55,7 @@ def role_required(*roles: Role) -> Callable[[View], View]:
 
     def decorator(view: View) -> View:
         @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not (user_roles(request.user) & allowed):
@@ -126,6 +127,7 @@ def study_for_member(user, slug: str, *, role: MemberRole | None = None) -> Stud
     refusal = _refusal(membership, role)
     if refusal is not None:
         raise PermissionDenied(refusal)
+    assert membership is not None  # _refusal refuses a missing membership
     return membership.study
 
 
@@ -245,7 +247,7 @@ def coder_endpoint(view: View) -> View:
     through its grant (`coder_grant`). A refusal of a JSON call comes back as {"error": ...}."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
+    def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         try:

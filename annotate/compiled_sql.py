@@ -10,7 +10,7 @@ the real values put there. `key` names everything that changes the text; the val
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 
 Build = Callable[..., tuple[str, tuple]]
@@ -20,7 +20,7 @@ STAND_IN_INLINE = "The stand-in for {name!r} is written into the text of the sta
 NOT_A_VALUE = "Only ids (int) and times (datetime) can be stood in for; {name!r} is {kind}."
 
 
-def _stand_ins(values: dict[str, object]) -> dict[str, int | datetime]:
+def _stand_ins(values: Mapping[str, object]) -> dict[str, int | datetime]:
     stand_ins: dict[str, int | datetime] = {}
     for i, (name, value) in enumerate(values.items()):
         if isinstance(value, datetime):

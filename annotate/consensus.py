@@ -84,7 +84,7 @@ def live_votes_query(*, face_id: int):
 
 def live_votes_split(rows: list[Vote]) -> tuple[list[Vote], int]:
     """Rows of `live_votes_query` as (the votes that count, how many live votes do not)."""
-    votes = [v for v in rows if v.counts]
+    votes = [v for v in rows if v.counts]  # type: ignore[attr-defined]  # live_votes_query's
     return votes, len(rows) - len(votes)
 
 

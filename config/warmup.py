@@ -10,6 +10,7 @@ libraries and the locale's date formats.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
 from django.template import engines
@@ -27,7 +28,7 @@ def _reverse_tables(resolver: URLResolver) -> None:
 
 def _template_names() -> list[str]:
     """The project's own templates (templates/ and each app's templates/ folder)."""
-    folders = [Path(d) for t in settings.TEMPLATES for d in t.get("DIRS", [])]
+    folders = [Path(d) for t in settings.TEMPLATES for d in cast(list[str], t.get("DIRS", []))]
     folders += [Path(app).parent / "templates" for app in _project_app_files()]
     return sorted(
         {str(path.relative_to(folder)) for folder in folders for path in folder.rglob("*.html")}

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 SOFT_LIMIT = settings.FACET_TRAIN_SOFT_TIME_LIMIT
 
 
-@shared_task(
+@shared_task(  # type: ignore[call-overload]  # facet_queue (config.celery) is unknown to its stubs
     name="modeling.tasks.training_run",
     facet_queue=Queue.GPU,
     soft_time_limit=SOFT_LIMIT,
@@ -37,7 +37,7 @@ def training_run_task(run_id: int) -> None:
     training_run_execute(run_id=run_id)
 
 
-@shared_task(
+@shared_task(  # type: ignore[call-overload]  # facet_queue (config.celery) is unknown to its stubs
     name="modeling.tasks.prediction_run",
     facet_queue=Queue.GPU,
     soft_time_limit=SOFT_LIMIT,
@@ -50,7 +50,7 @@ def prediction_run_task(run_id: int) -> None:
 
 # Redelivered chunk messages (a lost worker, Redis's visibility timeout) find the chunk taken
 # or finished and do nothing; a lost chunk is found by predictions_runs_sweep.
-@shared_task(
+@shared_task(  # type: ignore[call-overload]  # facet_queue (config.celery) is unknown to its stubs
     name="modeling.tasks.prediction_chunk",
     facet_queue=Queue.GPU,
     soft_time_limit=SOFT_LIMIT,
@@ -60,7 +60,7 @@ def prediction_chunk_task(chunk_id: int) -> None:
     predictions_chunk_execute(chunk_id=chunk_id)
 
 
-@shared_task(
+@shared_task(  # type: ignore[call-overload]  # facet_queue (config.celery) is unknown to its stubs
     name="modeling.validation_tasks.validation_results",
     facet_queue=Queue.DEFAULT,
     soft_time_limit=600,

@@ -205,9 +205,10 @@ def agreement_report(
 
 
 def _chart(report: AgreementReport) -> None:
+    rated = [(r.name, r.agreement) for r in report.coders if r.agreement is not None]
     report.bars = [
-        Bar(row.name, row.agreement, i * (BAR_HEIGHT + 6), CHART_WIDTH * row.agreement)
-        for i, row in enumerate(r for r in report.coders if r.agreement is not None)
+        Bar(name, agreement, i * (BAR_HEIGHT + 6), CHART_WIDTH * agreement)
+        for i, (name, agreement) in enumerate(rated)
     ]
     report.chart_height = max(1, len(report.bars)) * (BAR_HEIGHT + 6)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from annotate.access import Grant, grant_checks, grant_holds
@@ -326,15 +327,20 @@ def _vote_record(
     return VoteOutcome(vote, duplicate=False, late=late, study=study)
 
 
+def _column(field: Field) -> str:
+    assert field.column is not None  # a concrete field always has its column
+    return field.column
+
+
 def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[list[Vote], int]:
     """Insert `vote`, mark its assignment submitted and read the face's live votes
     (annotate.consensus.live_votes_query, with the new one) in one statement; the caller holds
     the face's lock, taken by an earlier statement, so this one's snapshot has every vote
     committed before. Sets vote.pk; returns what annotate.consensus.live_votes returns."""
     fields = [f for f in Vote._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(_column(f)) for f in fields)
     names = [f.attname for f in Vote._meta.concrete_fields]
-    returning = ", ".join(connection.ops.quote_name(f.column) for f in Vote._meta.concrete_fields)
+    returning = ", ".join(connection.ops.quote_name(_column(f)) for f in Vote._meta.concrete_fields)
     values = [f.get_db_prep_save(getattr(vote, f.attname), connection) for f in fields]
     live_sql, live_params = compiled(
         "live_votes",
@@ -379,7 +385,7 @@ def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[l
     votes = []
     for row in rows:
         voted = Vote.from_db(connection.alias, names, row[: len(names)])
-        voted.counts = row[len(names)]
+        voted.counts = row[len(names)]  # type: ignore[attr-defined]  # as live_votes_query
         votes.append(voted)
     vote.pk = next(v.pk for v in votes if v.assignment_id == assignment.pk)
     vote._state.adding = False

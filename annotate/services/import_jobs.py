@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -300,8 +301,4 @@ def batch_split(*, claim: Claim, report: dict, bounds: list[tuple[int, int]]) ->
             for start, stop in bounds
         )
         for start, stop in bounds:
-            transaction.on_commit(
-                lambda start=start, stop=stop: import_images_chunk.delay(
-                    claim.batch_id, start, stop
-                )
-            )
+            transaction.on_commit(partial(import_images_chunk.delay, claim.batch_id, start, stop))

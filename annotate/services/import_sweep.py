@@ -218,6 +218,9 @@ def _conclusion_send(batch_id: int) -> None:
     from annotate.tasks import import_images_chunk
 
     chunk = ImportChunk.objects.filter(batch_id=batch_id).order_by("-start").first()
+    if chunk is None:  # only split batches are concluded through a chunk
+        logger.error("import batch %s has no chunk to send for its conclusion", batch_id)
+        return
     try:
         import_images_chunk.delay(batch_id, chunk.start, chunk.stop)
     except Exception:

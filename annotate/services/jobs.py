@@ -33,7 +33,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import transaction
 from django.db.models import DateTimeField, F, Q, QuerySet, Sum, Value
@@ -49,6 +49,7 @@ FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 ERROR_MAX_CHARS = 5000
 
 J = TypeVar("J", bound=Job)
+C = TypeVar("C", bound=CancellableJob)
 
 
 class ClaimLost(Exception):
@@ -96,7 +97,7 @@ def job_claim(
 
 def held(model: type[J], *, pk: int, token: str) -> QuerySet[J]:
     """The work, if `token` still holds it and it is running."""
-    return model.objects.filter(pk=pk, claimed_by=token, status=JobStatus.RUNNING)
+    return model._default_manager.filter(pk=pk, claimed_by=token, status=JobStatus.RUNNING)
 
 
 def job_beat(
@@ -110,7 +111,10 @@ def job_beat(
     mine = held(model, pk=pk, token=token)
     if not mine.update(heartbeat_at=now or timezone.now(), **fields):
         raise ClaimLost(f"{model._meta.verbose_name} {pk}")
-    return issubclass(model, CancellableJob) and mine.filter(cancel_requested=True).exists()
+    return (
+        issubclass(model, CancellableJob)
+        and held(model, pk=pk, token=token).filter(cancel_requested=True).exists()
+    )
 
 
 def parts_rollup(parent: QuerySet, parts: QuerySet, *, now: datetime | None = None) -> None:
@@ -152,7 +156,7 @@ def part_finish(
     token: str,
     status: str,
     error: str = "",
-    **fields: object,
+    **fields: Any,
 ) -> bool:
     """End one part of a split job; True when no part of its parent (`parts`) is left to run.
 
@@ -166,11 +170,11 @@ def part_finish(
         return not parts.filter(status__in=UNFINISHED).exists()
 
 
-def job_cancel(model: type[CancellableJob], *, pk: int, error: str) -> CancellableJob:
+def job_cancel(model: type[C], *, pk: int, error: str) -> C:
     """Ask work to stop (takes its row lock): finished work stays as it is, queued work ends
     cancelled at once with `error`, running work at its holder's next heartbeat."""
     with transaction.atomic():
-        job = model.objects.select_for_update().get(pk=pk)
+        job = model._default_manager.select_for_update().get(pk=pk)
         if job.status in FINISHED:
             return job
         job.cancel_requested = True
@@ -194,7 +198,7 @@ def jobs_lost(jobs: QuerySet[J], *, stale_after: timedelta, now: datetime) -> Qu
 
 def as_seen(job: Job) -> QuerySet:
     """The work, if it is still running with the heartbeat this sweep saw (None matches NULL)."""
-    return type(job).objects.filter(
+    return type(job)._default_manager.filter(
         pk=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at
     )
 
@@ -226,7 +230,7 @@ def job_recover(
         send()
     except Exception:
         logger.exception("%s: could not queue it again; the next sweep retries", where)
-        type(job).objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        type(job)._default_manager.filter(pk=job.pk, status=JobStatus.QUEUED).update(
             status=JobStatus.RUNNING, claimed_by=job.claimed_by, heartbeat_at=job.heartbeat_at
         )
         return 0

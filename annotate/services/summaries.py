@@ -131,8 +131,8 @@ def summary_read(key: SummaryKey) -> StudySummary:
         return _refresh_now(key)
     if now - summary.computed_at <= max_age:
         return summary
-    waiting = summary.requested_at is not None and summary.requested_at > summary.computed_at
-    if waiting and now - summary.requested_at > max_age:
+    requested = summary.requested_at
+    if requested is not None and requested > summary.computed_at and now - requested > max_age:
         logger.warning(
             "summary %s: no worker refreshed it in %s; computed by the page", key, max_age
         )

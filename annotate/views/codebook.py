@@ -12,6 +12,7 @@ from typing import cast
 from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -165,7 +166,7 @@ def codebook_move(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(Role.CODER, Role.RESEARCHER)
 @require_GET
-def codebook_crop(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def codebook_crop(request: HttpRequest, slug: str, pk: int) -> HttpResponseBase:
     """An example's crop, for members of its study: membership is read on every request,
     so a removed coder loses the codebook at once. Other faces' crops stay behind
     annotate.selectors.media (a coder sees only faces they hold or coded)."""

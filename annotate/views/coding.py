@@ -13,6 +13,7 @@ import logging
 
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -215,6 +216,7 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
         return JsonResponse({"error": VOTE_NOT_SAVED}, status=503)
     try:
         # A coder this answer paused gets no new work (their leases were released).
+        items: list[dict]
         if outcome.paused:
             items, progress = [], _progress(request, study, leases_held=0, crowd_left=None)
         else:
@@ -288,7 +290,7 @@ def code_stop(request: HttpRequest, slug: str) -> HttpResponse:
 
 @coder_endpoint
 @require_GET
-def code_source(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def code_source(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponseBase:
     """The source image with the face's box drawn in, for the coder holding the face."""
     study = coder_study(request.user, slug)
     assignment = (

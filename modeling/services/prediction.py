@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -200,7 +201,7 @@ def predictions_run_plan(*, run_id: int, send: bool = True) -> list[int]:
                 from modeling.tasks import prediction_chunk_task
 
                 for chunk_id in chunk_ids:
-                    transaction.on_commit(lambda c=chunk_id: prediction_chunk_task.delay(c))
+                    transaction.on_commit(partial(prediction_chunk_task.delay, chunk_id))
     except ClaimLost:
         logger.warning("prediction run %s was swept meanwhile; it is not planned", run.pk)
         return []
@@ -235,7 +236,8 @@ def predictions_chunk_execute(*, chunk_id: int) -> None:
         logger.info("prediction chunk %s is not queued; this delivery does nothing", chunk_id)
         return
     chunk = PredictionChunk.objects.select_related("run__version").get(pk=chunk_id)
-    status, error = JobStatus.SUCCEEDED, ""
+    status: str = JobStatus.SUCCEEDED
+    error = ""
     try:
         status = _chunk_predict(chunk, token)
     except ClaimLost:

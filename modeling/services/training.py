@@ -108,7 +108,7 @@ def artifact_verified(version: ModelVersion) -> io.BytesIO:
     replaced or damaged in storage raises CheckpointError naming the version instead of
     serving predictions from other weights; so does a missing one.
     """
-    name = version.artifact.name
+    name = version.artifact.name or ""
     try:
         data = storage_read(artifact_storage(), name)
     except FileNotFoundError:
