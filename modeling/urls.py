@@ -12,6 +12,11 @@ urlpatterns = [
     path(
         "studies/<slug:slug>/models/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"
     ),
+    path(
+        "studies/<slug:slug>/models/predictions/<int:run_id>/cancel/",
+        views.prediction_cancel,
+        name="prediction_cancel",
+    ),
     path("studies/<slug:slug>/models/v<int:number>/", views.version_detail, name="version_detail"),
     path("studies/<slug:slug>/models/v<int:number>/activate/", views.activate, name="activate"),
     path(

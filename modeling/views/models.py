@@ -14,10 +14,14 @@ from annotate.models import Study
 from annotate.roles import Role
 from config.celery import BrokerUnavailable
 from modeling.forms import ActivateForm, RetrainForm
-from modeling.models import TrainingRun
+from modeling.models import PredictionRun, TrainingRun
 from modeling.selectors import models as selectors
 from modeling.services.activation import ActivationRefused, version_activate
-from modeling.services.prediction import predictions_runs_sweep, predictions_start
+from modeling.services.prediction import (
+    predictions_run_cancel,
+    predictions_runs_sweep,
+    predictions_start,
+)
 from modeling.services.training import (
     training_run_cancel,
     training_run_create,
@@ -104,6 +108,15 @@ def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id, study__slug=slug)
     training_run_cancel(run=run, user=request.user)
     messages.info(request, f"Training run #{run.pk}: cancel requested.")
+    return redirect("modeling:study_models", slug=slug)
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def prediction_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    run = get_object_or_404(PredictionRun, pk=run_id, version__study__slug=slug)
+    predictions_run_cancel(run=run, user=request.user)
+    messages.info(request, f"Prediction run #{run.pk}: cancel requested.")
     return redirect("modeling:study_models", slug=slug)
 
 

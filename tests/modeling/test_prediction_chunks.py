@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from annotate.models import JobStatus
@@ -127,6 +128,28 @@ def test_cancel_stops_the_running_chunk_at_its_next_batch_and_the_queued_ones_at
     )
     assert again.status == JobStatus.SUCCEEDED and again.total == 14
     assert Prediction.objects.count() == 20
+
+
+@pytest.mark.django_db
+def test_the_models_page_cancels_a_live_prediction_run_for_admins_only(settings, client):
+    run, chunk_ids = _planned(settings, faces=20, chunk=8)
+    slug = run.version.study.slug
+    page = reverse("modeling:study_models", args=[slug])
+    cancel = reverse("modeling:prediction_cancel", args=[slug, run.pk])
+    researcher = make_user(Role.RESEARCHER)
+    run.version.study.members.add(researcher, through_defaults={"role": "researcher"})
+    client.force_login(researcher)
+    assert cancel not in client.get(page).content.decode()
+    assert client.post(cancel).status_code == 403
+    client.force_login(make_user(Role.ADMIN))
+    assert cancel in client.get(page).content.decode()
+    response = client.post(cancel, follow=True)
+    assert "cancel requested" in response.content.decode()
+    run.refresh_from_db()
+    assert run.cancel_requested
+    chunks = PredictionChunk.objects.filter(run=run).values_list("status", flat=True)
+    assert set(chunks) == {JobStatus.CANCELLED}  # none had started: all end at once
+    assert cancel not in client.get(page).content.decode()  # no longer live
 
 
 @pytest.mark.django_db
