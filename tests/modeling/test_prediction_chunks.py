@@ -3,9 +3,12 @@ stale sweep across chunks, and two real Celery workers on one run."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,7 +17,7 @@ from annotate.roles import Role
 from annotate.services.demo import demo_study_load
 from annotate.services.jobs import ClaimLost, job_beat, job_claim
 from modeling.ml.backbones import backbone_build
-from modeling.ml.checkpoint import checkpoint_build, checkpoint_save
+from modeling.ml.checkpoint import checkpoint_build, checkpoint_bytes
 from modeling.ml.head import Head
 from modeling.models import ModelVersion, Prediction, PredictionChunk, PredictionRun
 from modeling.services import prediction
@@ -45,8 +48,9 @@ def _version(study, *, backbone: str = "resnet18", image_size: int | None = 64) 
         threshold=0.5,
         metrics={},
     )
-    name = f"models/{study.slug}/chunks.pt"
-    sha = checkpoint_save(checkpoint, artifact_storage().path(name))
+    data = checkpoint_bytes(checkpoint)
+    name = artifact_storage().save(f"models/{study.slug}/chunks.pt", ContentFile(data))
+    sha = hashlib.sha256(data).hexdigest()
     return ModelVersion.objects.create(
         study=study, number=1, backbone=backbone, weights="none", artifact=name, artifact_sha256=sha
     )
@@ -190,12 +194,18 @@ def test_a_run_whose_planner_was_lost_is_failed_by_the_sweep(settings):
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("storage", ["local", "s3"])
 def test_two_workers_share_one_run_and_predict_every_face_exactly_once(
-    redis_broker, start_worker, settings
+    redis_broker, start_worker, settings, storage, request
 ):
+    bucket = request.getfixturevalue("s3_bucket") if storage == "s3" else None
     study = demo_study_load(slug="two-workers", faces=64, seed=7).study
     version = _version(study, backbone="resnet18", image_size=None)
-    env = {**ONE_THREAD, "FACET_PREDICT_CHUNK": "4"}
+    env = {
+        **ONE_THREAD,
+        "FACET_PREDICT_CHUNK": "4",
+        "FACET_STORAGE_URL": settings.FACET_STORAGE_URL,
+    }
     start_worker(redis_broker, queues="gpu", extra_env=env)
     start_worker(redis_broker, queues="gpu", extra_env=env)
     settings.FACET_PREDICT_CHUNK = 4
@@ -221,6 +231,14 @@ def test_two_workers_share_one_run_and_predict_every_face_exactly_once(
     # The claim token is host:pid:nonce; each worker's pool process has its own pid.
     processes = {c.claimed_by.split(":")[1] for c in chunks}
     assert len(processes) == 2, processes
+    if bucket is not None:  # crops and checkpoint were read from the bucket, not local disk
+        assert f"artifacts/{version.artifact.name}" in bucket.keys("artifacts")
+        assert {f"media/{name}" for name in study.faces.values_list("crop", flat=True)} <= (
+            bucket.keys("media")
+        )
+        assert not Path(settings.MEDIA_ROOT).exists() or not any(
+            Path(settings.MEDIA_ROOT).rglob("*.*")
+        )
 
 
 class _Killed(BaseException):
