@@ -26,6 +26,7 @@ from functools import wraps
 from django.contrib.auth.models import Group
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from django.http import Http404, HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
@@ -235,6 +236,8 @@ def coder_study(user, slug: str) -> Study:
     if row.grant_paused:
         membership = Membership.objects.get(study=row, user=user.pk)
         raise PermissionDenied(_refusal(membership, None))
+    if connection.vendor != "postgresql":
+        return row  # a grant's vote statement locks rows, which only PostgreSQL can
     if len(_grants) >= GRANTS_MAX:
         _grants.clear()
     _grants[(user.pk, slug)] = Grant(user.pk, row.pk, slug, row.grant_crowd)

@@ -240,7 +240,7 @@ def assignments_take_reading(
 def _row(sql: str, params: tuple) -> dict:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        names = [column.name for column in cursor.description]
+        names = [column[0] for column in cursor.description]  # DB-API: the name comes first
         return dict(zip(names, cursor.fetchone(), strict=True))
 
 
@@ -347,7 +347,7 @@ def _claim(
     sql, params = _claim_sql(study=study, coder=coder, n=n, now=now, also=also)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        names = [column.name for column in cursor.description][8:]
+        names = [column[0] for column in cursor.description][8:]  # DB-API: the name first
         rows = cursor.fetchall()
     if rows and rows[0][0]:
         return None

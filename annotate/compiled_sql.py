@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from django.db import connection
+
 Build = Callable[..., tuple[str, tuple]]
 _kept: dict[Hashable, tuple[str, tuple[tuple[str | None, object], ...]]] = {}
 STAND_IN_MISSING = "The stand-in for {name!r} is not a parameter of the statement {key!r}."
@@ -37,7 +39,13 @@ def _is_value(param: object) -> bool:
 
 
 def compiled(key: Hashable, build: Build, **values: int | datetime) -> tuple[str, tuple]:
-    """The statement `build` makes, with `values` as its parameters (see the module)."""
+    """The statement `build` makes, with `values` as its parameters (see the module).
+
+    Only on PostgreSQL, whose driver takes times as they are: SQLite's backend turns them into
+    text while compiling, so a stand-in could not be found; the embedded database builds each
+    statement afresh."""
+    if connection.vendor != "postgresql":
+        return build(**values)
     kept = _kept.get(key)
     if kept is None:
         stand_ins = _stand_ins(values)

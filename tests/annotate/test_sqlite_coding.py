@@ -1,0 +1,61 @@
+"""Coding on the embedded database (SQLite), as `./facet demo` runs: the suite itself runs on
+PostgreSQL when it can, so this drives a whole coding session in a subprocess without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+SESSION = """
+import json, django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.db import connection
+from django.test import Client
+from annotate.models import Vote
+from tests.factories import bare_faces, make_study, make_user
+study = make_study("embedded", attributes_asked=["glasses"])
+bare_faces(study, 4)
+coders = [make_user(study=study) for _ in range(3)]
+replies = []
+for coder in coders:
+    client = Client()
+    client.force_login(coder)
+    taken = client.post("/code/embedded/next/", "{}", content_type="application/json")
+    replies.append(taken.status_code)
+    items = taken.json()["items"]
+    while items:
+        body = {"assignment": items[0]["assignment"], "gender": "female", "glasses": "none"}
+        voted = client.post("/code/embedded/submit/", json.dumps(body), content_type="application/json")
+        replies.append(voted.status_code)
+        items = voted.json()["items"] if voted.status_code == 200 else []
+print(json.dumps({"vendor": connection.vendor, "replies": replies, "votes": Vote.objects.count(),
+                  "complete": study.faces.filter(coding_status="complete").count()}))
+"""
+
+
+def test_three_coders_code_every_face_on_sqlite(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"FACET_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", SESSION],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["vendor"] == "sqlite"
+    assert set(figures["replies"]) == {200}, result.stderr[-3000:]
+    assert figures["votes"] == 12 and figures["complete"] == 4  # three agreeing votes each
