@@ -188,3 +188,38 @@ def faces_code(answers_by_face: Mapping[int, Mapping[str, str]]) -> None:
     for face_id, answers in answers_by_face.items():
         k = Face.objects.select_related("study").get(pk=face_id).study.votes_per_face
         votes_cast(face_id, [answers] * k)
+
+
+def untrained_version(
+    study: Study, *, backbone: str, number: int = 1, seed: int = 1, image_size: int | None = None
+):
+    """A ModelVersion whose checkpoint is `backbone` with random weights and an untrained head,
+    saved to the artifacts storage as training saves one: for predictions, which need no
+    training (a 64 px resnet18 is fast, a 224 px resnet50 slow enough to kill)."""
+    from modeling.ml.backbones import backbone_build
+    from modeling.ml.checkpoint import checkpoint_build, checkpoint_bytes
+    from modeling.ml.head import Head
+    from modeling.models import ModelVersion
+    from modeling.services.training import artifact_storage
+
+    built = backbone_build(name=backbone, weights="none", seed=seed, image_size=image_size)
+    data = checkpoint_bytes(
+        checkpoint_build(
+            backbone=built,
+            trunk=built.trunk,
+            head=Head(built.features),
+            config={"hidden": 512},
+            classes=["male", "female"],
+            threshold=0.5,
+            metrics={},
+        )
+    )
+    name = artifact_storage().save(f"models/{study.slug}/v{number}.pt", ContentFile(data))
+    return ModelVersion.objects.create(
+        study=study,
+        number=number,
+        backbone=backbone,
+        weights="none",
+        artifact=name,
+        artifact_sha256=hashlib.sha256(data).hexdigest(),
+    )

@@ -3,12 +3,10 @@ stale sweep across chunks, and two real Celery workers on one run."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,9 +14,6 @@ from annotate.models import JobStatus
 from annotate.roles import Role
 from annotate.services.demo import demo_study_load
 from annotate.services.jobs import ClaimLost, job_beat, job_claim
-from modeling.ml.backbones import backbone_build
-from modeling.ml.checkpoint import checkpoint_build, checkpoint_bytes
-from modeling.ml.head import Head
 from modeling.models import ModelVersion, Prediction, PredictionChunk, PredictionRun
 from modeling.services import prediction
 from modeling.services.prediction import (
@@ -29,31 +24,15 @@ from modeling.services.prediction import (
     predictions_run_plan,
     predictions_runs_sweep,
 )
-from modeling.services.training import artifact_storage
 from tests.conftest import wait_for
-from tests.factories import make_user
+from tests.factories import make_user, untrained_version
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _version(study, *, backbone: str = "resnet18", image_size: int | None = 64) -> ModelVersion:
     """An untrained version of `backbone` (fast at 64 px); predictions need no training."""
-    built = backbone_build(name=backbone, weights="none", seed=1, image_size=image_size)
-    checkpoint = checkpoint_build(
-        backbone=built,
-        trunk=built.trunk,
-        head=Head(built.features),
-        config={"hidden": 512},
-        classes=["male", "female"],
-        threshold=0.5,
-        metrics={},
-    )
-    data = checkpoint_bytes(checkpoint)
-    name = artifact_storage().save(f"models/{study.slug}/chunks.pt", ContentFile(data))
-    sha = hashlib.sha256(data).hexdigest()
-    return ModelVersion.objects.create(
-        study=study, number=1, backbone=backbone, weights="none", artifact=name, artifact_sha256=sha
-    )
+    return untrained_version(study, backbone=backbone, image_size=image_size)
 
 
 def _planned(settings, *, faces: int = 20, chunk: int = 6) -> tuple[PredictionRun, list[int]]:

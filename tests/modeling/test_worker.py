@@ -13,15 +13,12 @@ from django.urls import reverse
 from annotate.models import KnownLabel
 from annotate.roles import Role
 from annotate.services.demo import demo_study_load
-from modeling.ml.backbones import backbone_build
-from modeling.ml.checkpoint import checkpoint_build, checkpoint_save
-from modeling.ml.head import Head
 from modeling.models import ModelVersion, Prediction, PredictionRun, TrainingRun
 from modeling.services.activation import version_activate
 from modeling.services.prediction import predictions_run_create
-from modeling.services.training import artifact_storage, training_run_create
+from modeling.services.training import training_run_create
 from tests.conftest import wait_for
-from tests.factories import make_user
+from tests.factories import make_user, untrained_version
 from tests.modeling.conftest import TINY
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -66,27 +63,7 @@ def test_small_backbone_learns_the_demo_signal_end_to_end(filesystem_broker, sta
 
 def _slow_checkpoint_version(study, number):
     """A version whose checkpoint is a ResNet-50 at 224 px: slow enough on CPU to kill."""
-    backbone = backbone_build(name="resnet50", weights="none", seed=number)
-    head = Head(backbone.features)
-    checkpoint = checkpoint_build(
-        backbone=backbone,
-        trunk=backbone.trunk,
-        head=head,
-        config={"hidden": 512},
-        classes=["male", "female"],
-        threshold=0.5,
-        metrics={},
-    )
-    name = f"models/{study.slug}/v{number}.pt"
-    sha = checkpoint_save(checkpoint, artifact_storage().path(name))
-    return ModelVersion.objects.create(
-        study=study,
-        number=number,
-        backbone="resnet50",
-        weights="none",
-        artifact=name,
-        artifact_sha256=sha,
-    )
+    return untrained_version(study, backbone="resnet50", number=number, seed=number)
 
 
 @pytest.mark.redis
