@@ -492,7 +492,7 @@ class VoteQuerySet(models.QuerySet):
     def counted(self) -> VoteQuerySet:
         """Live votes that count toward consensus, labels and agreement: not retracted, and
         not cast by a coder a researcher excluded from the face's study (CoderExclusion)."""
-        excluded = CoderExclusion.objects.filter(
+        excluded = CoderExclusion.of(
             study_id=OuterRef("face__study_id"), coder_id=OuterRef("coder_id")
         )
         return self.filter(retracted_at__isnull=True).filter(~Exists(excluded))
@@ -646,6 +646,14 @@ class CoderExclusion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["study", "coder"], name="coder_excluded_once")
         ]
+
+    @staticmethod
+    def of(
+        *, study_id: int | OuterRef, coder_id: int | OuterRef
+    ) -> models.QuerySet[CoderExclusion]:
+        """The exclusion that keeps this coder's votes in this study from counting (ids, or
+        OuterRefs): the one rule behind VoteQuerySet.counted and a new vote's `counts`."""
+        return CoderExclusion.objects.filter(study_id=study_id, coder_id=coder_id)
 
 
 class HealthPing(models.Model):

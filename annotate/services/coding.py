@@ -350,7 +350,7 @@ def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[l
     excluded_sql, excluded_params = compiled(
         "coder_excluded",
         lambda study_id, coder_id: queryset_sql(
-            CoderExclusion.objects.filter(study_id=study_id, coder_id=coder_id).values("pk")
+            CoderExclusion.of(study_id=study_id, coder_id=coder_id).values("pk")
         ),
         study_id=vote.face.study_id,
         coder_id=vote.coder_id,
