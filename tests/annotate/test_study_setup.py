@@ -19,11 +19,12 @@ from annotate.models import (
     MemberRole,
     Membership,
     Study,
+    StudySummary,
     Vote,
 )
 from annotate.roles import Role, user_roles
 from annotate.services.studies import study_create, study_update
-from tests.factories import make_faces, make_member, make_study, make_user
+from tests.factories import bare_faces, make_faces, make_member, make_study, make_user
 from tests.test_access_matrix import ROUTES, _concrete
 
 pytestmark = pytest.mark.django_db
@@ -226,6 +227,17 @@ def test_study_create_add_member_and_show(capsys):
     assert "0 faces" in shown
 
 
+def test_refresh_summaries_stores_what_the_pages_show(capsys):
+    study = make_study("big", votes_per_face=1)
+    bare_faces(study, 3)
+    assert not StudySummary.objects.filter(study=study).exists()
+    call_command("study", "refresh-summaries", "big")
+    assert "summaries of study 'big' refreshed" in capsys.readouterr().out
+    overview = StudySummary.objects.get(study=study, kind=StudySummary.Kind.OVERVIEW)
+    assert overview.figures["faces"] == 3 and overview.figures["faces_open"] == 3
+    assert StudySummary.objects.filter(study=study, kind=StudySummary.Kind.AGREEMENT).exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -240,6 +252,7 @@ def test_study_create_add_member_and_show(capsys):
         (["add-member", "taken", "nobody", "--role", "coder"], "no user 'nobody'"),
         (["add-member", "nope", "nobody", "--role", "coder"], "no study 'nope'"),
         (["show", "nope"], "study create nope"),
+        (["refresh-summaries", "nope"], "study create nope"),
     ],
 )
 def test_study_command_refuses_bad_input_in_one_line(args, message):

@@ -1,4 +1,4 @@
-"""`manage.py study create|add-member|show`: study set-up without the admin.
+"""`manage.py study create|add-member|show|refresh-summaries`: study set-up without the admin.
 
 The same services as the web pages (annotate.services.studies, annotate.services.team), so the
 same rules; any refusal is one line (CommandError) and changes nothing.
@@ -16,6 +16,7 @@ from annotate.models import AggregationMethod, MemberRole, Study
 from annotate.selectors.studies import StudyNotFound, study_get, study_overview
 from annotate.selectors.team import study_members
 from annotate.services.studies import study_create
+from annotate.services.summaries import study_summaries_refresh
 from annotate.services.team import member_add
 
 NO_USER = (
@@ -60,8 +61,20 @@ class Command(BaseCommand):
         show = actions.add_parser("show", help="Print a study's settings, members and counts.")
         show.add_argument("slug")
 
+        refresh = actions.add_parser(
+            "refresh-summaries",
+            help="Compute the figures the study, home and agreement pages show, now (after "
+            "deploying, or a bulk change, on a large study: a page computes a missing one itself).",
+        )
+        refresh.add_argument("slug")
+
     def handle(self, *args, action: str, **options) -> None:
-        handler = {"create": self._create, "add-member": self._add, "show": self._show}[action]
+        handler = {
+            "create": self._create,
+            "add-member": self._add,
+            "show": self._show,
+            "refresh-summaries": self._refresh,
+        }[action]
         try:
             handler(**options)
         except ValidationError as exc:
@@ -97,6 +110,11 @@ class Command(BaseCommand):
             raise CommandError(NO_USER.format(username=username))
         member_add(study=study, user=user, role=MemberRole(role))
         self.stdout.write(f"{username} is a {role} of study '{study.slug}'.")
+
+    def _refresh(self, *, slug: str, **options) -> None:
+        study = self._study(slug)
+        count = study_summaries_refresh(study_id=study.pk)
+        self.stdout.write(f"{count} summaries of study '{study.slug}' refreshed.")
 
     def _show(self, *, slug: str, **options) -> None:
         study = self._study(slug)
