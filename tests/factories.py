@@ -2,7 +2,7 @@
 
 Crops are real JPEGs drawn by annotate.synthetic, or, for bare faces, paths with no file
 behind them (fast). Rows a service owns come from that service: memberships from
-annotate.services.team, consensus from annotate.consensus over votes.
+annotate.services.team, votes (and so consensus) from annotate.services.coding.
 """
 
 from __future__ import annotations
@@ -10,21 +10,23 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
-from django.db import transaction
 
-from annotate.consensus import consensus_refresh
-from annotate.models import Consensus, Face, MemberRole, Membership, SourceImage, Study, Vote
+from annotate.assignment import assignments_take, faces_prioritize
+from annotate.labels import ATTRIBUTE_QUESTIONS, Gender
+from annotate.models import Assignment, Consensus, Face, MemberRole, Membership, SourceImage, Study
 from annotate.roles import Role, groups_ensure
+from annotate.services.coding import vote_request_parse, vote_submit
 from annotate.services.team import member_add
 from annotate.synthetic import draw_face, face_specs
 
 _counter = itertools.count(1)
 PASSWORD = "test-pass-123"
+FIRST_IN_QUEUE = 32767  # the largest Face.priority: ahead of validation samples (100)
 
 
 def make_user(
@@ -159,7 +161,7 @@ def make_faces(study: Study, n: int, *, seed: int = 1, **fields) -> list[Face]:
 
 
 def _voters(study: Study, n: int) -> list:
-    """n coders of `study` kept for votes_cast (made on first need, reused after)."""
+    """n coders of `study` kept for faces_vote (made on first need, reused after)."""
     prefix = f"voter-{study.pk}-"
     voters = list(get_user_model().objects.filter(username__startswith=prefix).order_by("pk"))
     for number in range(len(voters), n):
@@ -167,27 +169,94 @@ def _voters(study: Study, n: int) -> list:
     return voters[:n]
 
 
-def votes_cast(
-    face_id: int, answers: Sequence[Mapping[str, str]], *, now: datetime | None = None
-) -> Consensus | None:
-    """One vote per answers dict on the face, each by another coder of its study, then its
-    consensus from the one service that writes it (annotate.consensus.consensus_refresh, which
-    decides at `now` whether a split face still waits for an extra coder)."""
-    with transaction.atomic():
-        face = Face.objects.select_for_update().select_related("study").get(pk=face_id)
-        coders = _voters(face.study, len(answers))
-        Vote.objects.bulk_create(
-            Vote(face=face, coder=coder, **dict(vote))
-            for coder, vote in zip(coders, answers, strict=True)
+def faces_vote(
+    answers_by_face: Mapping[int, Sequence[Mapping[str, str]]], *, coders: Sequence | None = None
+) -> None:
+    """Votes on these faces, cast through the coding service as coders of each face's study
+    would cast them: the i-th answers of every face come from the i-th of `coders` (by default
+    coders of the study kept for this).
+
+    The faces go to the head of the work queue, each coder takes them one lease at a time
+    (assignments_take) and votes (vote_submit); consensus, escalation and the validation hook
+    run as for any vote. Questions the study asks that an answers dict leaves out get their
+    first choice (not for "not a face"). A face that is not open with a free slot is an error.
+    """
+    faces = Face.objects.filter(pk__in=list(answers_by_face)).select_related("study")
+    by_study: dict[int, list[Face]] = {}
+    for face in faces:
+        by_study.setdefault(face.study_id, []).append(face)
+    for study_faces in by_study.values():
+        study = study_faces[0].study
+        if study.gold_rate > 0:
+            raise ValueError("faces_vote: gold faces would mix into the coders' streams")
+        n = max(len(answers_by_face[face.pk]) for face in study_faces)
+        voters = list(coders) if coders is not None else _voters(study, n)
+        with _first_in_queue(study_faces):
+            for i, coder in enumerate(voters[:n]):
+                pending = {face.pk for face in study_faces if len(answers_by_face[face.pk]) > i}
+                while pending:
+                    lease = _lease(study, coder, pending)
+                    answers = _answers_complete(study, answers_by_face[lease.face_id][i])
+                    data = {"assignment": lease.pk, **answers}
+                    request = vote_request_parse(study=study, data=data)
+                    vote_submit(study=study, coder=coder, request=request)
+                    pending.remove(lease.face_id)
+
+
+def lease_take(face: Face, coder) -> Assignment:
+    """`coder`'s lease on `face`, from the one service that hands out work (assignments_take),
+    with the face put first in the work queue for that call."""
+    with _first_in_queue([face]):
+        return _lease(face.study, coder, {face.pk})
+
+
+@contextmanager
+def _first_in_queue(faces: Sequence[Face]) -> Iterator[None]:
+    """The faces at the head of the work queue (faces_prioritize), their priorities back after."""
+    ids = [face.pk for face in faces]
+    priorities: dict[int, list[int]] = {}
+    for priority, pk in Face.objects.filter(pk__in=ids).values_list("priority", "pk"):
+        priorities.setdefault(priority, []).append(pk)
+    faces_prioritize(face_ids=ids, priority=FIRST_IN_QUEUE)
+    try:
+        yield
+    finally:
+        for priority, face_ids in priorities.items():
+            faces_prioritize(face_ids=face_ids, priority=priority)
+
+
+def _lease(study: Study, coder, face_ids: set[int]) -> Assignment:
+    taken = assignments_take(study=study, coder=coder, n=1)
+    if not taken or taken[0].face_id not in face_ids:
+        got = f"face {taken[0].face_id}" if taken else "no face"
+        raise ValueError(
+            f"{coder} was handed {got}, not one of faces {sorted(face_ids)}: are they open "
+            "with a free slot, and does the coder hold no other lease?"
         )
-        return consensus_refresh(face=face, now=now)
+    return taken[0]
+
+
+def _answers_complete(study: Study, given: Mapping[str, str]) -> dict[str, str]:
+    answers = dict(given)
+    if answers.get("gender") != Gender.NOT_FACE:
+        for name in study.attributes_asked:
+            answers.setdefault(name, ATTRIBUTE_QUESTIONS[name].choices.values[0])
+    return answers
+
+
+def votes_cast(
+    face_id: int, answers: Sequence[Mapping[str, str]], *, coders: Sequence | None = None
+) -> Consensus | None:
+    """One vote per answers dict on the face (faces_vote); its consensus after them."""
+    faces_vote({face_id: answers}, coders=coders)
+    return Consensus.objects.filter(face_id=face_id).first()
 
 
 def faces_code(answers_by_face: Mapping[int, Mapping[str, str]]) -> None:
     """Code each face as its study's K coders would when they all give it these answers."""
-    for face_id, answers in answers_by_face.items():
-        k = Face.objects.select_related("study").get(pk=face_id).study.votes_per_face
-        votes_cast(face_id, [answers] * k)
+    faces = Face.objects.filter(pk__in=list(answers_by_face)).select_related("study")
+    k = {face.pk: face.study.votes_per_face for face in faces}
+    faces_vote({face_id: [answers] * k[face_id] for face_id, answers in answers_by_face.items()})
 
 
 def untrained_version(

@@ -14,9 +14,17 @@ from django.utils import timezone
 
 from annotate.access import ACCESS_ATTRIBUTE, PUBLIC
 from annotate.labels import Gender
-from annotate.models import Assignment, AssignmentStatus, Vote
+from annotate.models import Assignment
 from annotate.roles import Role
-from tests.factories import make_faces, make_source_image, make_study, make_user
+from annotate.services.team import member_remove
+from tests.factories import (
+    lease_take,
+    make_faces,
+    make_source_image,
+    make_study,
+    make_user,
+    votes_cast,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -125,18 +133,15 @@ MEDIA_PEOPLE = {  # role, member of: "study" / "elsewhere" / None, own assignmen
 
 
 def _assign(face, coder, kind: str) -> Assignment:
-    now = timezone.now()
-    status = AssignmentStatus.SUBMITTED if kind == "voted" else AssignmentStatus.LEASED
-    minutes = -1 if kind == "expired" else 10
-    assignment = Assignment.objects.create(
-        face=face,
-        coder=coder,
-        status=status,
-        leased_at=now,
-        expires_at=now + timedelta(minutes=minutes),
-    )
+    """`coder`'s lease on `face`, then (by `kind`) their vote on it or a minute past its end."""
     if kind == "voted":
-        Vote.objects.create(face=face, coder=coder, assignment=assignment, gender=Gender.MALE)
+        votes_cast(face.pk, [{"gender": Gender.MALE}], coders=[coder])
+        return Assignment.objects.get(face=face, coder=coder)
+    assignment = lease_take(face, coder)
+    if kind == "expired":  # not yet reclaimed
+        Assignment.objects.filter(pk=assignment.pk).update(
+            expires_at=timezone.now() - timedelta(minutes=1)
+        )
     return assignment
 
 
@@ -152,7 +157,7 @@ def test_media_goes_only_to_members_and_to_coders_holding_the_face(client, perso
         user = make_user(role, study={"study": study, "elsewhere": elsewhere}.get(member_of))
         own = _assign(face, user, assignment) if assignment else None
         if removed:
-            study.members.remove(user)
+            member_remove(study=study, user=user)
         client.force_login(user)
     args = {
         "face_crop": [face.pk],

@@ -19,16 +19,25 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from annotate.assignment import face_votes_reset
 from annotate.filenames import RandomName
 from annotate.ingest.detect import Detection
 from annotate.labels import Gender
-from annotate.models import Assignment, AssignmentStatus, Face, SourceImage, Vote
+from annotate.models import Assignment, Face, SourceImage
 from annotate.roles import Role
 from annotate.selectors.coding import assignment_payload
 from annotate.services.ingest import images_import
 from annotate.services.media import source_display_ensure
+from annotate.services.team import member_remove
 from tests.annotate import hostile
-from tests.factories import make_faces, make_source_image, make_study, make_user
+from tests.factories import (
+    lease_take,
+    make_faces,
+    make_source_image,
+    make_study,
+    make_user,
+    votes_cast,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -88,17 +97,6 @@ def _face_with_source(study, data: bytes | None = None) -> Face:
     return face
 
 
-def _lease(face, coder, *, status=AssignmentStatus.LEASED, minutes=10) -> Assignment:
-    now = timezone.now()
-    return Assignment.objects.create(
-        face=face,
-        coder=coder,
-        status=status,
-        leased_at=now,
-        expires_at=now + timedelta(minutes=minutes),
-    )
-
-
 def _face_urls(face) -> list[str]:
     return [reverse(f"annotate:{view}", args=[face.pk]) for view in ("face_crop", "face_source")]
 
@@ -137,7 +135,7 @@ def test_a_stored_file_of_another_type_is_never_served(client, study):
 def test_a_coder_holding_the_face_gets_the_crop_as_an_inert_image(client, study):
     face = _face_with_source(study)
     coder = make_user(Role.CODER, study=study)
-    _lease(face, coder)
+    lease_take(face, coder)
     client.force_login(coder)
     response = client.get(reverse("annotate:face_crop", args=[face.pk]))
     assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
@@ -151,7 +149,7 @@ def test_a_coder_holding_the_face_gets_the_crop_as_an_inert_image(client, study)
 def test_a_coder_holding_the_face_sees_its_source_with_the_box_drawn(client, study):
     face = _face_with_source(study, hostile.encode(hostile.astronaut(256), "JPEG"))
     coder = make_user(Role.CODER, study=study)
-    _lease(face, coder)
+    lease_take(face, coder)
     client.force_login(coder)
     response = client.get(reverse("annotate:face_source", args=[face.pk]))
     assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
@@ -165,22 +163,23 @@ def test_a_coder_holding_the_face_sees_its_source_with_the_box_drawn(client, stu
 def test_a_coder_who_voted_keeps_seeing_the_face(client, study):
     face = _face_with_source(study)
     coder = make_user(Role.CODER, study=study)
-    assignment = _lease(face, coder, status=AssignmentStatus.SUBMITTED)
-    Vote.objects.create(face=face, coder=coder, assignment=assignment, gender=Gender.FEMALE)
+    votes_cast(face.pk, [{"gender": Gender.FEMALE}], coders=[coder])
     client.force_login(coder)
     assert [client.get(url).status_code for url in _face_urls(face)] == [200, 200]
 
 
-@pytest.mark.parametrize(
-    "status,minutes",
-    [(None, 0), (AssignmentStatus.LEASED, -1), (AssignmentStatus.RELEASED, 10)],
-    ids=["never-leased", "lease-expired", "released"],
-)
-def test_a_coder_of_the_study_without_a_live_lease_or_vote_gets_404(client, study, status, minutes):
+@pytest.mark.parametrize("lease", [None, "expired", "released"])
+def test_a_coder_of_the_study_without_a_live_lease_or_vote_gets_404(client, study, lease):
     face = _face_with_source(study)
     coder = make_user(Role.CODER, study=study)
-    if status is not None:
-        _lease(face, coder, status=status, minutes=minutes)
+    if lease is not None:
+        assignment = lease_take(face, coder)
+    if lease == "expired":  # a minute past its end, not yet reclaimed
+        Assignment.objects.filter(pk=assignment.pk).update(
+            expires_at=timezone.now() - timedelta(minutes=1)
+        )
+    if lease == "released":  # the face's coding started over
+        face_votes_reset(face=face, reason="label error")
     client.force_login(coder)
     assert [client.get(url).status_code for url in _face_urls(face)] == [404, 404]
 
@@ -189,7 +188,7 @@ def test_a_coder_of_another_study_gets_404_even_holding_a_face_there(client, stu
     face = _face_with_source(study)
     elsewhere = make_study()
     coder = make_user(Role.CODER, study=elsewhere)
-    _lease(_face_with_source(elsewhere), coder)
+    lease_take(_face_with_source(elsewhere), coder)
     client.force_login(coder)
     assert [client.get(url).status_code for url in _face_urls(face)] == [404, 404]
 
@@ -197,11 +196,11 @@ def test_a_coder_of_another_study_gets_404_even_holding_a_face_there(client, stu
 def test_removal_from_the_study_revokes_a_coder_at_once(client, study):
     face = _face_with_source(study)
     coder = make_user(Role.CODER, study=study)
-    assignment = _lease(face, coder)
+    assignment = lease_take(face, coder)
     client.force_login(coder)
     urls = [*_face_urls(face), reverse("annotate:code_source", args=[study.slug, assignment.pk])]
     assert [client.get(url).status_code for url in urls] == [200, 200, 200]
-    study.members.remove(coder)
+    member_remove(study=study, user=coder)
     # Same session, same lease: the next request is refused.
     assert [client.get(url).status_code for url in urls] == [404, 404, 403]
 
@@ -216,14 +215,14 @@ def test_removal_from_the_study_revokes_a_researcher_at_once(client, study):
         reverse("annotate:image_original", args=[face.source_image_id]),
     ]
     assert [client.get(url).status_code for url in urls] == [200] * 4
-    study.members.remove(researcher)
+    member_remove(study=study, user=researcher)
     assert [client.get(url).status_code for url in urls] == [404] * 4
 
 
 def test_coders_never_open_a_source_image_file_even_of_a_face_they_hold(client, study):
     face = _face_with_source(study)
     coder = make_user(Role.CODER, study=study)
-    _lease(face, coder)
+    lease_take(face, coder)
     client.force_login(coder)
     for view in ("image_display", "image_original"):
         url = reverse(f"annotate:{view}", args=[face.source_image_id])
@@ -251,7 +250,7 @@ def test_a_missing_or_unreadable_source_file_is_a_404_not_an_error(client, study
 def test_the_coding_payload_names_the_crop_view_and_the_coder_can_fetch_it(client, study):
     face = _face_with_source(study)
     coder = make_user(Role.CODER, study=study)
-    assignment = _lease(face, coder)
+    assignment = lease_take(face, coder)
     payload = assignment_payload(study=study, assignment=assignment)
     assert payload["crop"] == reverse("annotate:face_crop", args=[face.pk])
     client.force_login(coder)
@@ -266,7 +265,7 @@ def test_with_accel_redirect_set_the_view_checks_and_the_web_server_sends(client
     settings.FACET_MEDIA_ACCEL_REDIRECT = "/protected-media/"
     face = _face_with_source(study)
     coder = make_user(Role.CODER, study=study)
-    _lease(face, coder)
+    lease_take(face, coder)
     client.force_login(coder)
     response = client.get(reverse("annotate:face_crop", args=[face.pk]))
     assert response.status_code == 200 and response.content == b""
@@ -305,7 +304,7 @@ def test_coders_get_no_metadata_from_a_photo_that_carries_it(client, study):
     assert ARTIST.encode() in upload and COMMENT in upload  # the test photo really carries it
     face = _face_with_source(study, upload)
     coder = make_user(Role.CODER, study=study)
-    assignment = _lease(face, coder)
+    assignment = lease_take(face, coder)
     client.force_login(coder)
     for url in (
         reverse("annotate:face_source", args=[face.pk]),

@@ -13,18 +13,23 @@ from annotate.labels import Gender
 from annotate.models import (
     SLUG_RESERVED,
     UNKNOWN_ATTRIBUTE,
-    Assignment,
-    AssignmentStatus,
     Face,
     MemberRole,
     Membership,
     Study,
     StudySummary,
-    Vote,
 )
 from annotate.roles import Role, user_roles
 from annotate.services.studies import study_create, study_update
-from tests.factories import bare_faces, make_faces, make_member, make_study, make_user
+from tests.factories import (
+    bare_faces,
+    faces_code,
+    make_faces,
+    make_member,
+    make_study,
+    make_user,
+    votes_cast,
+)
 from tests.test_access_matrix import ROUTES, _concrete
 
 pytestmark = pytest.mark.django_db
@@ -45,19 +50,6 @@ def _form(**overrides) -> dict:
     }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
-
-
-def _vote(face: Face, coder) -> None:
-    now = face.created_at
-    assignment = Assignment.objects.create(
-        face=face,
-        coder=coder,
-        status=AssignmentStatus.SUBMITTED,
-        leased_at=now,
-        expires_at=now,
-        submitted_at=now,
-    )
-    Vote.objects.create(face=face, coder=coder, assignment=assignment, gender=Gender.FEMALE)
 
 
 # --- the home page and invalid slugs ------------------------------------------------------
@@ -144,7 +136,7 @@ def test_coders_cannot_create_studies(client):
 def test_editing_raises_k_for_faces_still_open(client):
     study = make_study(votes_per_face=2)
     open_face, decided = make_faces(study, 2)
-    Face.objects.filter(pk=decided.pk).update(coding_status="complete")
+    faces_code({decided.pk: {"gender": Gender.FEMALE}})
     researcher = make_user(Role.RESEARCHER, study=study)
     client.force_login(researcher)
     assert client.get(reverse("annotate:study_edit", args=[study.slug])).status_code == 200
@@ -163,8 +155,7 @@ def test_k_cannot_drop_below_the_votes_already_given(client):
     study = make_study(votes_per_face=3)
     (face,) = make_faces(study, 1)
     coders = [make_user(Role.CODER, study=study) for _ in range(2)]
-    for coder in coders:
-        _vote(face, coder)
+    votes_cast(face.pk, [{"gender": Gender.FEMALE}] * 2, coders=coders)
     client.force_login(make_user(Role.RESEARCHER, study=study))
     response = client.post(
         reverse("annotate:study_edit", args=[study.slug]), _form(slug=None, votes_per_face="2")
@@ -180,7 +171,7 @@ def test_k_cannot_drop_below_the_votes_already_given(client):
 def test_k_may_drop_to_a_value_faces_still_need_more_votes_for():
     study = make_study(votes_per_face=4)
     (face,) = make_faces(study, 1)
-    _vote(face, make_user(Role.CODER, study=study))
+    votes_cast(face.pk, [{"gender": Gender.FEMALE}], coders=[make_user(Role.CODER, study=study)])
     study_update(study=study, votes_per_face=2)
     assert Face.objects.get(pk=face.pk).votes_target == 2
 

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from annotate.models import SourceImage, Vote
+from annotate.models import Face, FaceStatus, SourceImage
 from annotate.roles import Role
 from modeling.appendix import NO_ROUND, NO_VERSION
 from modeling.estimates import NOTE_NO_VALIDATION, rogan_gladen
@@ -20,7 +20,7 @@ from modeling.exports import coder_pseudonym, export_frame, neutralize_formulas
 from modeling.selectors.estimates import EstimateOptions, estimate_tables
 from modeling.services.validation import validation_results_compute, validation_round_create
 from modeling.templatetags.validation_format import pct
-from tests.factories import make_plain_faces, make_study, make_user
+from tests.factories import make_plain_faces, make_study, make_user, votes_cast
 from tests.modeling.validation_factories import code_faces, make_version, plant
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +40,11 @@ def validated(coding_flow):
     round = validation_results_compute(round_id=round.pk)
     researcher = make_user(Role.RESEARCHER, study=study)
     return study, version, truth, round, researcher
+
+
+def _vote_on_an_open_face(study, coder) -> None:
+    face = Face.objects.filter(study=study, coding_status=FaceStatus.OPEN).order_by("pk").first()
+    votes_cast(face.pk, [{"gender": "male"}], coders=[coder])
 
 
 def test_estimates_equal_an_independent_count_and_the_rogan_gladen_formula(validated):
@@ -107,7 +112,6 @@ def test_estimates_csv_download_round_trips_with_the_page_numbers(client, valida
 @pytest.mark.parametrize("format", ["csv", "parquet"])
 def test_export_command_writes_each_export_that_reads_back(tmp_path, validated, what, format):
     study, version, truth, round, researcher = validated
-    Vote.objects.create(face_id=next(iter(truth)), coder=researcher, gender="female")
     out = tmp_path / f"x.{format}"
     call_command(
         "export",
@@ -173,8 +177,8 @@ def test_validation_export_has_the_page_numbers(client, validated, tmp_path):
 def test_formula_characters_in_text_fields_are_neutralized(client, validated):
     study, version, truth, round, researcher = validated
     SourceImage.objects.filter(study=study, job="nurse").update(job='=HYPERLINK("http://x")')
-    evil = make_user(Role.CODER, username="@SUM(A1)")
-    Vote.objects.create(face_id=next(iter(truth)), coder=evil, gender="male")
+    evil = make_user(Role.CODER, username="@SUM(A1)", study=study)
+    _vote_on_an_open_face(study, evil)
     client.force_login(researcher)
     csv = client.get(
         reverse("modeling:export", args=[study.slug]),
@@ -198,8 +202,8 @@ def test_formula_characters_in_text_fields_are_neutralized(client, validated):
 
 def test_votes_export_pseudonymizes_coders_on_request(validated):
     study, version, truth, round, researcher = validated
-    coder = make_user(Role.CODER, username="alice")
-    Vote.objects.create(face_id=next(iter(truth)), coder=coder, gender="male")
+    coder = make_user(Role.CODER, username="alice", study=study)
+    _vote_on_an_open_face(study, coder)
     plain = export_frame(study=study, what="votes")
     hidden = export_frame(study=study, what="votes", pseudonymize=True)
     assert plain.loc[plain["coder_id"] == coder.pk, "coder"].tolist() == ["alice"]
@@ -351,23 +355,20 @@ def test_error_rates_come_from_the_proportionally_drawn_faces(coding_flow):
 def test_methods_appendix_reports_agreement_as_the_agreement_page_does():
     from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_kappa
 
-    from annotate.models import Vote
     from modeling.appendix import appendix_markdown, methods_appendix
-    from tests.factories import bare_faces, quick_users
+    from tests.factories import bare_faces, faces_vote, quick_users
     from tests.modeling.validation_factories import make_version
 
     study = make_study()
     faces = bare_faces(study, 40)
     coders = quick_users(study, 3)
     rng = np.random.default_rng(4)
-    table = []
+    table, answers = [], {}
     for face in faces:
         labels = rng.choice(["female", "male", "cant_tell"], size=3, p=[0.6, 0.35, 0.05])
-        Vote.objects.bulk_create(
-            Vote(face=face, coder=coder, gender=label)
-            for coder, label in zip(coders, labels, strict=True)
-        )
+        answers[face.pk] = [{"gender": str(label)} for label in labels]
         table.append([int((labels == c).sum()) for c in ("female", "male", "cant_tell")])
+    faces_vote(answers, coders=coders)
     appendix = methods_appendix(study=study, version=make_version(study))
     coding = appendix["coding"]
     assert coding["fleiss_kappa"] == pytest.approx(statsmodels_kappa(np.array(table)))

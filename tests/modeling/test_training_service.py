@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 import torch
 from django.core.exceptions import PermissionDenied
-from django.utils import timezone
 
 from annotate.consensus import face_adjudicate
 from annotate.labels import SUBGROUP_ATTRIBUTES
@@ -31,7 +28,14 @@ from modeling.services.training import (
     training_run_execute,
 )
 from modeling.services.triage import triage_record
-from tests.factories import faces_code, make_faces, make_study, make_user, votes_cast
+from tests.factories import (
+    faces_code,
+    make_faces,
+    make_study,
+    make_user,
+    quick_users,
+    votes_cast,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -44,10 +48,9 @@ SPLIT = [{"gender": "female"}, {"gender": "male"}, {"gender": "cant_tell"}]
 
 
 def _adjudicated(face, researcher, label):
-    """A face split three ways, past the study's wait for an extra coder, then decided by a
-    researcher."""
-    late = timezone.now() + timedelta(minutes=face.study.escalation_wait_minutes + 1)
-    assert votes_cast(face.pk, SPLIT, now=late).status == ConsensusStatus.ADJUDICATION
+    """A face split three ways by the study's only three coders (so no one is left for an
+    extra vote and it goes straight to a researcher), then decided by that researcher."""
+    assert votes_cast(face.pk, SPLIT).status == ConsensusStatus.ADJUDICATION
     face_adjudicate(face=face, researcher=researcher, label=label)
 
 
@@ -58,6 +61,7 @@ def test_training_set_takes_consensus_and_imported_labels_but_never_hidden_truth
     _adjudicated(faces[9], admin, "not_face")
     _adjudicated(faces[1], admin, "female")
     faces_code({faces[0].pk: {"gender": "female"}, faces[8].pk: {"gender": "not_face"}})
+    quick_users(study, 1)  # a coder who could still cast the extra vote
     escalated = votes_cast(faces[2].pk, SPLIT)  # unresolved: not training data
     assert escalated.status == ConsensusStatus.ESCALATED
     _label(faces[3], "male")

@@ -82,11 +82,15 @@ def plant(
 
 
 def code_faces(face_ids, truth: dict[int, dict]) -> None:
-    """Code faces through votes as three (the study's K) agreeing coders would."""
+    """Code faces through votes as three (the study's K) agreeing coders would, answering the
+    attribute questions their study asks from `truth`."""
+    asked_by_face = dict(
+        Face.objects.filter(pk__in=list(face_ids)).values_list("pk", "study__attributes_asked")
+    )
     faces_code(
         {
             face_id: {"gender": truth[face_id]["truth"]}
-            | {k: truth[face_id][k] for k in ("race", "age_band", "glasses", "quality")}
+            | {k: truth[face_id][k] for k in asked_by_face[face_id]}
             for face_id in face_ids
         }
     )
