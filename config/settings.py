@@ -71,6 +71,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Login attempts on one username or from one address one at a time, so parallel tries
+    # cannot all pass axes's count before the first failure is recorded.
+    "annotate.login_serial.LoginAttemptSerialMiddleware",
     # Last, as axes asks: it turns a lockout flagged during the view into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -241,12 +244,13 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-# Login throttling (django-axes) on every login form, the admin's included. Failures are
-# rows in the database, so all web processes share the count. A username is locked after
 # The study, home and agreement pages show stored figures (annotate.services.summaries) up to
 # this many seconds old, then ask a worker to refresh them; 0 computes them on every view.
 FACET_SUMMARY_MAX_AGE_S = env_int("FACET_SUMMARY_MAX_AGE_S", 30, minimum=0)
 
+# Login throttling (django-axes) on every login form, the admin's included. Failures are
+# rows in the database, so all web processes share the count, and attempts on one username
+# or from one address run one at a time (annotate.login_serial). A username is locked after
 # FACET_LOGIN_MAX_FAILURES failures from any addresses, and separately an address after as
 # many failures on any usernames (password spraying), until FACET_LOGIN_COOLOFF_MINUTES
 # pass without a failure or an admin deletes the attempts (admin, or `manage.py axes_reset`).

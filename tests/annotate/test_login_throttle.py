@@ -3,18 +3,27 @@ between processes through the database, unlocked by an admin."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from http.cookiejar import CookieJar
 
 import pytest
 from axes.models import AccessAttempt
+from django.contrib.auth.backends import ModelBackend
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
 from annotate.client_address import forwarded_client
+from annotate.login_serial import login_lock_keys
 from annotate.roles import Role
 from annotate.views.auth import LOCKED_OUT
 from tests.conftest import ROOT, database_url_for_subprocess
@@ -153,6 +162,98 @@ def test_failures_in_another_process_count_here(client, tmp_path):
     # Two more failures here, from another address, reach the username's limit of five.
     assert _fail(client, "shared", address="192.0.2.1").status_code == 200
     _assert_locked(_fail(client, "shared", address="192.0.2.2"))
+
+
+# --- parallel tries ----------------------------------------------------------------------
+
+PARALLEL = 10  # the live test server's listen backlog; twice the limit
+
+
+def _login_form(url: str) -> tuple[urllib.request.OpenerDirector, str]:
+    """A browser-like opener with its own cookies, and the CSRF token of the form at `url`."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    page = opener.open(url).read().decode()
+    return opener, page.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/login/", "/admin/login/"])
+def test_parallel_tries_on_one_account_check_no_more_passwords_than_the_limit(
+    live_server, settings, monkeypatch, path
+):
+    """The probe's case: tries sent at once all passed axes's count before the first failure
+    was recorded (30 of 30 passwords checked). Now each waits for the one before it."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    make_user(Role.ADMIN, username="victim")
+    checked: list[str] = []
+    check_password = ModelBackend.authenticate
+
+    def counting(self, request, username=None, password=None, **kwargs):
+        checked.append(password)
+        return check_password(self, request, username=username, password=password, **kwargs)
+
+    monkeypatch.setattr(ModelBackend, "authenticate", counting)
+    url = f"{live_server.url}{path}"
+    forms = [_login_form(url) for _ in range(PARALLEL)]
+    start = threading.Barrier(PARALLEL)
+
+    def attempt(number: int) -> int:
+        opener, token = forms[number]
+        fields = {"username": "victim", "password": f"guess{number}"}
+        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token}).encode()
+        start.wait()
+        try:
+            return opener.open(url, data=data).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        codes = list(pool.map(attempt, range(PARALLEL)))
+    assert len(checked) == LIMIT, codes
+    assert sorted(set(codes)) == [200, 429] and codes.count(429) >= PARALLEL - LIMIT
+
+
+def test_an_attempt_locks_its_username_before_its_address_whatever_the_case():
+    assert login_lock_keys(username=" Victim ", address="203.0.113.7") == [
+        "facet-login-user:victim",
+        "facet-login-ip:203.0.113.7",
+    ]
+
+
+SQLITE_LOGINS = """
+import json, django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.db import connection
+from django.test import Client
+from annotate.roles import Role
+from tests.factories import PASSWORD, make_user
+make_user(Role.CODER, username="demo")
+client = Client(REMOTE_ADDR="198.51.100.7")
+codes = [client.post("/login/", {"username": "demo", "password": p}).status_code
+         for p in ["wrong"] * 5 + [PASSWORD]]
+fresh = Client(REMOTE_ADDR="198.51.100.8")
+codes.append(fresh.post("/login/", {"username": "admin-less", "password": "x"}).status_code)
+print(json.dumps({"vendor": connection.vendor, "codes": codes}))
+"""
+
+
+@pytest.mark.slow
+def test_logins_on_the_embedded_sqlite_database_are_throttled_too(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"FACET_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", SQLITE_LOGINS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = json.loads(result.stdout.strip().splitlines()[-1])
+    assert shown == {"vendor": "sqlite", "codes": [200, 200, 200, 200, 429, 429, 200]}
 
 
 # --- client address --------------------------------------------------------------------
