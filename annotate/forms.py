@@ -32,6 +32,7 @@ class StudyForm(forms.ModelForm):
             "min_face_px": "Minimum face size (px)",
             "escalation_wait_minutes": "Escalation wait (minutes)",
             "instructions": "Coding instructions",
+            "allow_admin_votes": "Allow admin votes in agreement",
         }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 3}),

@@ -84,6 +84,14 @@ def summary_refresh(key: SummaryKey) -> StudySummary | None:
     return summary
 
 
+def agreement_summaries_forget(*, study_id: int) -> int:
+    """Drop the study's stored agreement figures, so the next view computes them afresh: for a
+    change of which votes agreement counts (Study.allow_admin_votes), after which the stored
+    figures answer another question rather than being merely old. Returns how many."""
+    deleted, _ = StudySummary.objects.filter(study_id=study_id, kind=Kind.AGREEMENT).delete()
+    return deleted
+
+
 def study_summaries_refresh(*, study_id: int) -> int:
     """Refresh every summary the study has (and its overview); returns how many. What a worker
     does for a study all at once, e.g. after a bulk change."""

@@ -102,3 +102,30 @@ def test_vote_export_carries_the_non_blind_column(coded_study):
     flagged = frame.loc[frame["non_blind"].astype(bool), "coder_id"]
     assert set(flagged) == {admin.pk}
     assert len(flagged) == FACES
+
+
+def test_a_researcher_allows_admin_votes_on_the_settings_page_and_agreement_shows_it_at_once(
+    client, settings, coded_study
+):
+    settings.FACET_SUMMARY_MAX_AGE_S = 3600  # the page shows stored figures
+    study, _, _ = coded_study
+    client.force_login(make_user(Role.RESEARCHER, study=study))
+    agreement = reverse("annotate:agreement", args=[study.slug])
+    assert 'data-testid="non-blind-left-out"' in client.get(agreement).content.decode()
+    edit = reverse("annotate:study_edit", args=[study.slug])
+    assert 'name="allow_admin_votes"' in client.get(edit).content.decode()
+    form = {
+        "title": study.title,
+        "votes_per_face": "3",
+        "lease_minutes": "10",
+        "aggregation": "majority",
+        "min_face_px": "24",
+        "escalation_wait_minutes": "60",
+        "allow_admin_votes": "on",
+    }
+    assert client.post(edit, form).status_code == 302
+    study.refresh_from_db()
+    assert study.allow_admin_votes
+    html = client.get(agreement).content.decode()
+    assert 'data-testid="non-blind-left-out"' not in html
+    assert agreement_report(study=study).non_blind_left_out == 0
