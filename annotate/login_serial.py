@@ -11,7 +11,9 @@ are tried however many requests arrive at once, in any number of web processes.
 
 On another database (the embedded SQLite of the demo, one process) a process-wide lock does
 the same. Attempts from one address wait for each other for the length of a password check
-(tenths of a second), which a room of coders behind one NAT logging in at once can bear.
+(tenths of a second), which a room of coders behind one NAT logging in at once can bear; an
+attempt that waits longer than FACET_LOGIN_LOCK_WAIT_S (a flood) is answered 429 unchecked
+rather than holding a web worker until gunicorn kills it.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 
 from annotate.client_address import client_ip
 
 LOGIN_VIEWS = ("login", "admin:login")
+LOGIN_BUSY = "Too many logins are waiting on this account or address."
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
 _process_lock = threading.Lock()
 
 
@@ -55,8 +61,22 @@ class LoginAttemptSerialMiddleware:
         if connection.vendor != "postgresql":
             with _process_lock, transaction.atomic():
                 return self.get_response(request)
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                for key in keys:
-                    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-            return self.get_response(request)
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    wait = f"{settings.FACET_LOGIN_LOCK_WAIT_S}s"
+                    cursor.execute("SELECT current_setting('lock_timeout')")
+                    (usual,) = cursor.fetchone()
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [wait])
+                    for key in keys:
+                        cursor.execute(
+                            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key]
+                        )
+                    # The view's own statements wait as they always do.
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [usual])
+                return self.get_response(request)
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            context = {"message": LOGIN_BUSY, "busy": True}
+            return render(request, "registration/locked_out.html", context, status=429)

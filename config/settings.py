@@ -256,6 +256,8 @@ FACET_SUMMARY_MAX_AGE_S = env_int("FACET_SUMMARY_MAX_AGE_S", 30, minimum=0)
 # pass without a failure or an admin deletes the attempts (admin, or `manage.py axes_reset`).
 FACET_LOGIN_MAX_FAILURES = env_int("FACET_LOGIN_MAX_FAILURES", 5, minimum=1)
 FACET_LOGIN_COOLOFF_MINUTES = env_int("FACET_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+# How long a login attempt waits for the one before it on its username or address; then 429.
+FACET_LOGIN_LOCK_WAIT_S = env_int("FACET_LOGIN_LOCK_WAIT_S", 30, minimum=1)
 # Reverse proxies in front of Facet that append to X-Forwarded-For; 0 trusts no header.
 FACET_TRUSTED_PROXY_COUNT = env_int("FACET_TRUSTED_PROXY_COUNT", 0, minimum=0)
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"

@@ -19,11 +19,12 @@ import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth.backends import ModelBackend
 from django.core.management import call_command
+from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
 from annotate.client_address import forwarded_client
-from annotate.login_serial import login_lock_keys
+from annotate.login_serial import LOGIN_BUSY, login_lock_keys
 from annotate.roles import Role
 from annotate.views.auth import LOCKED_OUT
 from tests.conftest import ROOT, database_url_for_subprocess
@@ -213,6 +214,30 @@ def test_parallel_tries_on_one_account_check_no_more_passwords_than_the_limit(
     assert sorted(set(codes)) == [200, 429] and codes.count(429) >= PARALLEL - LIMIT
 
 
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks are PostgreSQL's")
+def test_an_attempt_that_waits_too_long_for_the_one_before_is_refused_unchecked(
+    client, settings, monkeypatch
+):
+    settings.FACET_LOGIN_LOCK_WAIT_S = 1
+    make_user(Role.CODER, username="flooded")
+    checked: list[str] = []
+    monkeypatch.setattr(ModelBackend, "authenticate", lambda *a, **kw: checked.append("x"))
+    (user_key, _) = login_lock_keys(username="flooded", address=ATTACKER)
+    other = connections.create_connection("default")  # an attempt in another web process
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [user_key])
+        response = _post(client, "/login/", "flooded", PASSWORD, ATTACKER)
+        assert response.status_code == 429 and LOGIN_BUSY in response.content.decode()
+        assert "Try again in a minute." in response.content.decode()
+        assert checked == [] and not AccessAttempt.objects.exists()
+    finally:
+        other.close()  # ends its session, and the lock with it
+    monkeypatch.undo()
+    _assert_logged_in(_post(client, "/login/", "flooded", PASSWORD, ATTACKER), client)
+
+
 def test_an_attempt_locks_its_username_before_its_address_whatever_the_case():
     assert login_lock_keys(username=" Victim ", address="203.0.113.7") == [
         "facet-login-user:victim",
@@ -224,6 +249,7 @@ SQLITE_LOGINS = """
 import json, django
 django.setup()
 from django.core.management import call_command
+from django.db import connection, connections
 call_command("migrate", verbosity=0)
 from django.db import connection
 from django.test import Client
