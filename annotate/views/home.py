@@ -10,6 +10,7 @@ from annotate.access import role_required, study_for_researcher
 from annotate.consensus import escalations_sweep
 from annotate.models import MemberRole
 from annotate.roles import Role, user_roles
+from annotate.selectors.gold import coders_paused
 from annotate.selectors.studies import studies_for_user
 from annotate.selectors.waiting import faces_waiting
 from annotate.services.health import health_ping_send
@@ -50,6 +51,9 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "study": study,
             "overview": overview,
             "waiting": faces_waiting(study=study, total=overview.faces_waiting),
+            # A coder paused (by gold accuracy or by hand) is news the researcher should not
+            # have to open the agreement page to find.
+            "paused": coders_paused(study=study),
         },
     )
 

@@ -319,6 +319,29 @@ def test_coder_below_threshold_is_paused_after_the_minimum_and_not_before(client
     assert "Coder accuracy on gold faces" in page
 
 
+def test_the_study_page_tells_the_researcher_who_was_paused_for_gold_accuracy(client, study):
+    study.gold_rate = 0.5
+    study.gold_min_answers = 2
+    study.gold_min_accuracy = 0.7
+    study.save()
+    gold_faces_made(study, 3, gender="male")
+    bare_faces(study, 10)
+    coder, good = make_user(Role.CODER, study=study), make_user(Role.CODER, study=study)
+    client.force_login(make_user(Role.RESEARCHER, study=study))
+    study_page = reverse("annotate:study_detail", args=[study.slug])
+    assert 'data-testid="study-paused-coders"' not in client.get(study_page).content.decode()
+    while GoldAnswer.objects.filter(coder=good).count() < 2:
+        vote_next(study, good, "male")
+    while GoldAnswer.objects.filter(coder=coder).count() < 2:
+        vote_next(study, coder, "female")  # every gold answer wrong
+    page = client.get(study_page).content.decode()
+    notice = page[page.index('data-testid="study-paused-coders"') :]
+    notice = notice[: notice.index("</section>")]
+    assert coder.username in notice and good.username not in notice
+    assert "Gold accuracy 0% on 2 gold faces, below the study&#x27;s 70%." in notice
+    assert reverse("annotate:gold_list", args=[study.slug]) in notice
+
+
 def test_a_coder_paused_by_a_gold_answer_gets_no_new_face_in_the_reply(client, study):
     study.gold_rate = 0.5
     study.gold_min_answers = 1
