@@ -1,8 +1,10 @@
 """Issue 15's "done when", in headless Chromium: a researcher with only a browser creates a
 study, invites three coders by link (each joins in a browser of their own), imports a zip of
 real photos through a real Celery worker and sees the coders on the team page; two coders
-split on every face, the researcher decides one and marks it gold, and the agreement page
-shows coder accuracy on gold faces."""
+split on a face, the researcher decides it, marks it gold and turns gold checks on; the third
+coder is served it blind among their faces, answers it wrong and is paused; the researcher is
+told on the study page, reads that coder's accuracy and Wilson interval on the agreement page
+and leaves their votes out of consensus with one click."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from playwright.sync_api import expect
 from annotate.models import (
     Assignment,
     AssignmentStatus,
+    CoderExclusion,
     Face,
     FaceStatus,
+    GoldAnswer,
     GoldFace,
     ImportBatch,
     MemberRole,
@@ -26,6 +30,7 @@ from annotate.models import (
     Vote,
 )
 from annotate.roles import Role
+from modeling.evaluation import wilson_bounds
 from tests.conftest import login
 from tests.factories import PASSWORD, make_faces, make_study, make_user
 
@@ -64,12 +69,13 @@ def _join(browser, link: str, username: str, live_url: str):
     return page, errors
 
 
-def _code_all(page, live_url: str, key: str) -> int:
-    """Answer every face the coding page hands out with `key`, one reply at a time; returns
-    how many."""
+def _code_all(page, live_url: str, key: str, limit: int | None = None) -> int:
+    """Answer the faces the coding page hands out with `key`, one reply at a time, until the
+    session summary comes up (nothing left, or the coder was paused) or `limit` faces are
+    answered; returns how many."""
     page.goto(f"{live_url}/code/{SLUG}/")
     coded = 0
-    while True:
+    while limit is None or coded < limit:
         page.wait_for_function(
             "() => document.getElementById('coding').dataset.assignment"
             " || !document.getElementById('summary').hidden"
@@ -84,6 +90,7 @@ def _code_all(page, live_url: str, key: str) -> int:
         page.wait_for_function(
             "a => document.getElementById('coding').dataset.assignment !== a", arg=assignment
         )
+    return coded
 
 
 def test_a_researcher_runs_a_study_from_the_browser(
@@ -141,14 +148,20 @@ def test_a_researcher_runs_a_study_from_the_browser(
         assert row.locator("td").nth(1).inner_text() == "Coder"
         assert row.locator("td").nth(2).inner_text() == "Active"
 
-    # 5. Two coders split on every face (female / male): every face waits for a researcher.
+    # 5. Ana answers every face; Bo answers one, differently, and stops (his other faces go
+    # back): that face waits for a researcher, the others still need a second vote.
+    assert faces >= 3  # the third coder's stream needs two faces besides the gold one
     assert _code_all(coders["ana"][0], live_url, "f") == faces
-    assert _code_all(coders["bo"][0], live_url, "m") == faces
-    assert Vote.objects.filter(face__study__slug=SLUG).count() == 2 * faces
+    bo = coders["bo"][0]
+    assert _code_all(bo, live_url, "m", limit=1) == 1
+    bo.get_by_test_id("stop").click()
+    expect(bo.get_by_test_id("resume")).to_be_enabled()  # the server has answered
+    assert Vote.objects.filter(face__study__slug=SLUG).count() == faces + 1
     waiting = Face.objects.filter(study__slug=SLUG, coding_status=FaceStatus.ADJUDICATION)
-    assert waiting.count() == faces
+    assert waiting.count() == 1
 
-    # 6. The researcher decides one face, marks it gold, and finds accuracy on gold.
+    # 6. The researcher decides that face, marks it gold and turns gold checks on: one face in
+    # two is gold, and a coder below 50 % after one gold face is paused.
     page.goto(f"{live_url}/studies/{SLUG}/adjudication/")
     first = page.locator("[data-testid=adjudication-queue] tr.adjudicate-row").first
     first.locator("select[name=label]").select_option("female")
@@ -161,11 +174,67 @@ def test_a_researcher_runs_a_study_from_the_browser(
     with page.expect_navigation():
         candidates.get_by_role("button", name="Mark as gold").click()
     expect(page.get_by_test_id("gold-faces").locator("tbody tr.adjudicate-row")).to_have_count(1)
+    settings = page.get_by_test_id("gold-settings")
+    settings.locator("input[name=gold_rate]").fill("0.5")
+    settings.locator("input[name=gold_min_answers]").fill("1")
+    settings.locator("input[name=gold_min_accuracy]").fill("0.5")
+    with page.expect_navigation():
+        settings.get_by_role("button", name="Save").click()
+    assert "Gold settings saved" in page.content()
+    gold = GoldFace.objects.get()
+    assert (gold.gender, gold.face.coding_status) == ("female", FaceStatus.COMPLETE)
+
+    # 7. Chen codes "male" throughout; the gold face comes within his first two faces, looking
+    # like any other, and his wrong answer on it pauses him: the reply hands out nothing more.
+    chen_page = coders["chen"][0]
+    chen_coded = _code_all(chen_page, live_url, "m")
+    chen = Membership.objects.get(study__slug=SLUG, user__username="chen")
+    assert chen.paused_at is not None and "Gold accuracy 0% on 1 gold faces" in chen.paused_reason
+    answer = GoldAnswer.objects.get()
+    assert (answer.coder_id, answer.gender, answer.gold_id) == (chen.user_id, "male", gold.pk)
+    chen_votes = Vote.objects.filter(coder_id=chen.user_id)
+    assert chen_votes.count() == chen_coded - 1 <= 1  # the gold answer is no vote
+    assert not chen_votes.filter(face=gold.face).exists()
+    # A vote of Chen's on a face Ana called female is a split waiting for a researcher.
+    split = [v.face_id for v in chen_votes]
+    assert Face.objects.filter(pk__in=split, coding_status=FaceStatus.ADJUDICATION).count() == len(
+        split
+    )
+    chen_page.goto(f"{live_url}/")
+    assert chen_page.get_by_test_id("paused").is_visible()
+
+    # 8. The researcher is told on the study page, and reads Chen's accuracy on gold.
+    page.goto(f"{live_url}/studies/{SLUG}/")
+    notice = page.get_by_test_id("study-paused-coders")
+    expect(notice).to_contain_text("chen")
+    expect(notice).to_contain_text("Gold accuracy 0% on 1 gold faces, below the study's 50%.")
     page.goto(f"{live_url}/studies/{SLUG}/agreement/")
-    gold = page.get_by_test_id("gold-accuracy")
-    expect(gold.get_by_role("heading", name="Coder accuracy on gold faces")).to_be_visible()
-    headers = gold.locator("thead th").all_inner_texts()
-    assert headers[:5] == ["Coder", "Gold answered", "Correct", "Accuracy", "95 % interval"]
+    quality = page.get_by_test_id("gold-accuracy")
+    expect(quality.get_by_role("heading", name="Coder accuracy on gold faces")).to_be_visible()
+    headers = quality.locator("thead th").all_inner_texts()
+    assert headers[:6] == [
+        "Coder",
+        "Gold answered",
+        "Correct",
+        "Accuracy",
+        "95 % interval",
+        "State",
+    ]
+    rows = quality.locator("tbody tr[data-coder]")
+    expect(rows).to_have_count(1)  # only Chen was served gold: Ana and Bo coded before it
+    cells = rows.first.locator("td").all_inner_texts()
+    low, high = wilson_bounds(0, 1)
+    assert cells[:6] == ["chen", "1", "0", "0.000", f"{low:.3f}–{high:.3f}", "paused"]
+    expect(page.get_by_test_id("paused-coders")).to_contain_text("chen")
+
+    # 9. One click leaves Chen's votes out of consensus: recomputed, not deleted.
+    with page.expect_navigation():
+        rows.first.get_by_role("button", name="Exclude this coder's votes").click()
+    expect(page.get_by_test_id("exclusions")).to_contain_text("chen")
+    assert CoderExclusion.objects.get().coder_id == chen.user_id
+    assert chen_votes.filter(retracted_at__isnull=True).count() == chen_coded - 1  # kept
+    # Ana's vote alone counts again: those faces wait for a second vote, not a researcher.
+    assert Face.objects.filter(pk__in=split, coding_status=FaceStatus.OPEN).count() == len(split)
 
     # What the browser did is in the database: nothing was made behind its back.
     members = Membership.objects.filter(study__slug=SLUG)
@@ -174,7 +243,6 @@ def test_a_researcher_runs_a_study_from_the_browser(
     assert members.get(user__username="lead").role == MemberRole.RESEARCHER
     assert SourceImage.objects.filter(study__slug=SLUG).count() == IMAGES
     assert ImportBatch.objects.filter(study__slug=SLUG).count() == 1
-    assert GoldFace.objects.get().gender == "female"
     for coder_page, errors in coders.values():
         coder_page.context.close()
         assert not errors, errors
