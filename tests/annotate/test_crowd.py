@@ -10,12 +10,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
+from annotate.assignment import leases_reclaim
 from annotate.models import (
+    Assignment,
     CrowdLink,
     CrowdWorker,
+    Face,
+    FaceStatus,
     GoldAnswer,
     GoldFace,
+    KnownLabel,
     Membership,
     Vote,
 )
@@ -31,6 +37,7 @@ from annotate.services.crowd import (
     crowd_faces_left,
     crowd_link_create,
 )
+from annotate.services.gold import gold_mark
 from annotate.services.invitations import CROWD_ACCOUNT, invitation_create
 from annotate.services.team import member_remove
 from tests.annotate.coding_helpers import answers_for
@@ -259,6 +266,33 @@ def test_quota_is_not_exceeded_by_a_second_tab(client, study, researcher):
     user = User.objects.get(username="crowd-crowdy-tabs")
     assert Vote.objects.filter(coder=user, retracted_at__isnull=True).count() == 2
     assert _next(client, study)["items"] == []
+
+
+def test_crowd_workers_get_gold_blind_and_the_lease_rules_of_every_coder(client, study, researcher):
+    study.gold_rate = 0.5
+    study.save()
+    (face,) = bare_faces(study, 1, origin=Face.Origin.IMPORTED, coding_status=FaceStatus.COMPLETE)
+    KnownLabel.objects.create(face=face, source="labels.csv", gender="male")
+    gold = gold_mark(face=face, by=researcher)
+    _, token = _link(study, researcher, quota=3)
+    _enter(client, token, "blind")
+    worker = User.objects.get(username="crowd-crowdy-blind")
+    items = _next(client, study)["items"]
+    kinds = {Assignment.objects.get(pk=i["assignment"]).gold: i for i in items}
+    assert set(kinds) == {True, False}  # gold within the first two faces, at the study's rate
+    assert kinds[True].keys() == kinds[False].keys() and "gold" not in str(items).lower()
+    # A lapsed lease goes back to the pool as anyone's does: the face is free for another coder.
+    regular = Assignment.objects.get(pk=kinds[False]["assignment"])
+    Assignment.objects.filter(coder=worker).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert leases_reclaim() == 2
+    assert Face.objects.get(pk=regular.face_id).slots_taken == 0
+    # The gold answer is no vote but counts against the quota, like every face the worker sees.
+    items = _next(client, study)["items"]
+    (gold_item,) = [i for i in items if Assignment.objects.get(pk=i["assignment"]).gold]
+    _vote(client, study, gold_item["assignment"])
+    assert not Vote.objects.filter(coder=worker).exists()
+    assert GoldAnswer.objects.get(coder=worker).gold == gold
+    assert crowd_faces_left(study=study, user=worker) == 2
 
 
 def test_regular_coders_have_no_quota(client, study):
