@@ -20,7 +20,7 @@ from annotate.models import (
     StudySummary,
 )
 from annotate.roles import Role, user_roles
-from annotate.services.studies import study_create, study_update
+from annotate.services.studies import STUDY_SETTINGS, study_create, study_update
 from tests.factories import (
     bare_faces,
     faces_code,
@@ -218,6 +218,34 @@ def test_study_create_add_member_and_show(capsys):
     assert "0 faces" in shown
 
 
+def test_study_create_takes_every_setting_of_the_web_form(capsys):
+    call_command(
+        "study", "create", "full", "--title", "Full", "--description", "About.",
+        "--instructions", "Look closely.", "--k", "2", "--attributes", "",
+        "--aggregation", "dawid_skene", "--lease-minutes", "5", "--min-face-px", "40",
+        "--escalation-wait-minutes", "0",
+    )  # fmt: skip
+    study = Study.objects.get(slug="full")
+    settings = {name: getattr(study, name) for name in STUDY_SETTINGS}
+    assert settings == {
+        "title": "Full",
+        "description": "About.",
+        "instructions": "Look closely.",
+        "votes_per_face": 2,
+        "lease_minutes": 5,
+        "attributes_asked": [],
+        "aggregation": "dawid_skene",
+        "min_face_px": 40,
+        "escalation_wait_minutes": 0,
+    }
+    call_command("study", "create", "plain", "--title", "Plain")
+    plain = Study.objects.get(slug="plain")
+    assert (plain.min_face_px, plain.escalation_wait_minutes) == (
+        Study._meta.get_field("min_face_px").default,
+        Study._meta.get_field("escalation_wait_minutes").default,
+    )
+
+
 def test_refresh_summaries_stores_what_the_pages_show(capsys):
     study = make_study("big", votes_per_face=1)
     bare_faces(study, 3)
@@ -235,6 +263,7 @@ def test_refresh_summaries_stores_what_the_pages_show(capsys):
         (["create", "job ads", "--title", "X"], "slug: Enter a valid"),
         (["create", "new", "--title", "X"], "is reserved"),
         (["create", "ok", "--title", "X", "--k", "0"], "votes_per_face: Ensure this value"),
+        (["create", "ok", "--title", "X", "--min-face-px", "0"], "min_face_px: Ensure this value"),
         (
             ["create", "ok", "--title", "X", "--attributes", "race,hair"],
             UNKNOWN_ATTRIBUTE.format(name="hair", choices="race, age_band, glasses, quality"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Field
 
 from annotate.labels import ATTRIBUTE_QUESTIONS
 from annotate.management.messages import validation_line
@@ -22,6 +23,11 @@ from annotate.services.team import member_add
 NO_USER = (
     "no user {username!r}; create the account first, or invite them from the study's Team page"
 )
+
+
+def _default(name: str) -> object:
+    field = Study._meta.get_field(name)
+    return field.get_default() if isinstance(field, Field) else None
 
 
 def _attributes(raw: str) -> list[str]:
@@ -52,6 +58,18 @@ class Command(BaseCommand):
             help=f"One of: {', '.join(AggregationMethod.values)} (default majority).",
         )
         create.add_argument("--lease-minutes", type=int, default=10, help="Default 10.")
+        # The web form's other settings; left out, the model's defaults apply.
+        create.add_argument(
+            "--min-face-px",
+            type=int,
+            help=f"Minimum face size, px (default {_default('min_face_px')}).",
+        )
+        create.add_argument(
+            "--escalation-wait-minutes",
+            type=int,
+            help="How long a split face waits for an extra coder before a researcher decides "
+            f"it; 0 sends it straight to a researcher (default {_default('escalation_wait_minutes')}).",
+        )
 
         add = actions.add_parser("add-member", help="Add a user to a study with a role.")
         add.add_argument("slug")
@@ -96,6 +114,11 @@ class Command(BaseCommand):
             attributes_asked=_attributes(options["attributes"]),
             aggregation=options["aggregation"],
             lease_minutes=options["lease_minutes"],
+            **{
+                name: options[name]
+                for name in ("min_face_px", "escalation_wait_minutes")
+                if options[name] is not None
+            },
         )
         self.stdout.write(
             f"Study '{study.slug}' created (K={study.votes_per_face}, attributes: "
