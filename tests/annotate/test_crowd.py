@@ -15,6 +15,7 @@ from django.utils import timezone
 from annotate.assignment import leases_reclaim
 from annotate.models import (
     Assignment,
+    AssignmentStatus,
     CrowdLink,
     CrowdWorker,
     Face,
@@ -281,18 +282,18 @@ def test_crowd_workers_get_gold_blind_and_the_lease_rules_of_every_coder(client,
     kinds = {Assignment.objects.get(pk=i["assignment"]).gold: i for i in items}
     assert set(kinds) == {True, False}  # gold within the first two faces, at the study's rate
     assert kinds[True].keys() == kinds[False].keys() and "gold" not in str(items).lower()
-    # A lapsed lease goes back to the pool as anyone's does: the face is free for another coder.
-    regular = Assignment.objects.get(pk=kinds[False]["assignment"])
-    Assignment.objects.filter(coder=worker).update(expires_at=timezone.now() - timedelta(minutes=1))
-    assert leases_reclaim() == 2
-    assert Face.objects.get(pk=regular.face_id).slots_taken == 0
     # The gold answer is no vote but counts against the quota, like every face the worker sees.
-    items = _next(client, study)["items"]
-    (gold_item,) = [i for i in items if Assignment.objects.get(pk=i["assignment"]).gold]
-    _vote(client, study, gold_item["assignment"])
+    _vote(client, study, kinds[True]["assignment"])
     assert not Vote.objects.filter(coder=worker).exists()
     assert GoldAnswer.objects.get(coder=worker).gold == gold
     assert crowd_faces_left(study=study, user=worker) == 2
+    # A lapsed lease goes back to the pool as anyone's does: the face is free for another coder.
+    regular = Assignment.objects.get(pk=kinds[False]["assignment"])
+    live = Assignment.objects.filter(coder=worker, status=AssignmentStatus.LEASED)
+    assert regular in live
+    lapsed = live.update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert leases_reclaim() == lapsed
+    assert Face.objects.get(pk=regular.face_id).slots_taken == 0
 
 
 def test_regular_coders_have_no_quota(client, study):
