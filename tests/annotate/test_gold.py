@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from statsmodels.stats.proportion import proportion_confint
 
 from annotate.assignment import (
@@ -37,6 +38,7 @@ from annotate.selectors.labels import votes_frame
 from annotate.services.coding import LeaseLost, VoteRequest, vote_submit, vote_undo
 from annotate.services.gold import (
     NO_KNOWN_ANSWER,
+    PAUSE_REASON,
     coder_exclude,
     coder_include,
     gold_correct,
@@ -338,7 +340,7 @@ def test_the_study_page_tells_the_researcher_who_was_paused_for_gold_accuracy(cl
     notice = page[page.index('data-testid="study-paused-coders"') :]
     notice = notice[: notice.index("</section>")]
     assert coder.username in notice and good.username not in notice
-    assert "Gold accuracy 0% on 2 gold faces, below the study&#x27;s 70%." in notice
+    assert escape(PAUSE_REASON.format(accuracy=0.0, n=2, threshold=0.7)) in notice
     assert reverse("annotate:gold_list", args=[study.slug]) in notice
 
 

@@ -30,6 +30,7 @@ from annotate.models import (
     Vote,
 )
 from annotate.roles import Role
+from annotate.services.gold import PAUSE_REASON
 from modeling.evaluation import wilson_bounds
 from tests.conftest import login
 from tests.factories import PASSWORD, make_faces, make_study, make_user
@@ -189,7 +190,8 @@ def test_a_researcher_runs_a_study_from_the_browser(
     chen_page = coders["chen"][0]
     chen_coded = _code_all(chen_page, live_url, "m")
     chen = Membership.objects.get(study__slug=SLUG, user__username="chen")
-    assert chen.paused_at is not None and "Gold accuracy 0% on 1 gold faces" in chen.paused_reason
+    assert chen.paused_at is not None
+    assert chen.paused_reason == PAUSE_REASON.format(accuracy=0.0, n=1, threshold=0.5)
     answer = GoldAnswer.objects.get()
     assert (answer.coder_id, answer.gender, answer.gold_id) == (chen.user_id, "male", gold.pk)
     chen_votes = Vote.objects.filter(coder_id=chen.user_id)
@@ -207,7 +209,7 @@ def test_a_researcher_runs_a_study_from_the_browser(
     page.goto(f"{live_url}/studies/{SLUG}/")
     notice = page.get_by_test_id("study-paused-coders")
     expect(notice).to_contain_text("chen")
-    expect(notice).to_contain_text("Gold accuracy 0% on 1 gold faces, below the study's 50%.")
+    expect(notice).to_contain_text(PAUSE_REASON.format(accuracy=0.0, n=1, threshold=0.5))
     page.goto(f"{live_url}/studies/{SLUG}/agreement/")
     quality = page.get_by_test_id("gold-accuracy")
     expect(quality.get_by_role("heading", name="Coder accuracy on gold faces")).to_be_visible()
