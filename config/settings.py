@@ -71,8 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Login attempts on one username or from one address one at a time, so parallel tries
-    # cannot all pass axes's count before the first failure is recorded.
+    # Login attempts on one username one at a time, so parallel tries cannot all pass
+    # axes's count before the first failure is recorded.
     "annotate.login_serial.LoginAttemptSerialMiddleware",
     # Last, as axes asks: it turns a lockout flagged during the view into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -250,13 +250,13 @@ FACET_SUMMARY_MAX_AGE_S = env_int("FACET_SUMMARY_MAX_AGE_S", 30, minimum=0)
 
 # Login throttling (django-axes) on every login form, the admin's included. Failures are
 # rows in the database, so all web processes share the count, and attempts on one username
-# or from one address run one at a time (annotate.login_serial). A username is locked after
+# run one at a time (annotate.login_serial). A username is locked after
 # FACET_LOGIN_MAX_FAILURES failures from any addresses, and separately an address after as
 # many failures on any usernames (password spraying), until FACET_LOGIN_COOLOFF_MINUTES
 # pass without a failure or an admin deletes the attempts (admin, or `manage.py axes_reset`).
 FACET_LOGIN_MAX_FAILURES = env_int("FACET_LOGIN_MAX_FAILURES", 5, minimum=1)
 FACET_LOGIN_COOLOFF_MINUTES = env_int("FACET_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
-# How long a login attempt waits for the one before it on its username or address; then 429.
+# How long a login attempt waits for the one before it on its username; then 429.
 FACET_LOGIN_LOCK_WAIT_S = env_int("FACET_LOGIN_LOCK_WAIT_S", 30, minimum=1)
 # Reverse proxies in front of Facet that append to X-Forwarded-For; 0 trusts no header.
 FACET_TRUSTED_PROXY_COUNT = env_int("FACET_TRUSTED_PROXY_COUNT", 0, minimum=0)

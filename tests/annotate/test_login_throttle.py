@@ -24,7 +24,7 @@ from django.test import Client
 from django.utils import timezone
 
 from annotate.client_address import forwarded_client
-from annotate.login_serial import LOGIN_BUSY, login_lock_keys
+from annotate.login_serial import LOGIN_BUSY, login_lock_key
 from annotate.roles import Role
 from annotate.views.auth import LOCKED_OUT
 from tests.conftest import ROOT, database_url_for_subprocess
@@ -223,7 +223,7 @@ def test_an_attempt_that_waits_too_long_for_the_one_before_is_refused_unchecked(
     make_user(Role.CODER, username="flooded")
     checked: list[str] = []
     monkeypatch.setattr(ModelBackend, "authenticate", lambda *a, **kw: checked.append("x"))
-    (user_key, _) = login_lock_keys(username="flooded", address=ATTACKER)
+    user_key = login_lock_key("flooded")
     other = connections.create_connection("default")  # an attempt in another web process
     try:
         with other.cursor() as cursor:
@@ -238,11 +238,45 @@ def test_an_attempt_that_waits_too_long_for_the_one_before_is_refused_unchecked(
     _assert_logged_in(_post(client, "/login/", "flooded", PASSWORD, ATTACKER), client)
 
 
-def test_an_attempt_locks_its_username_before_its_address_whatever_the_case():
-    assert login_lock_keys(username=" Victim ", address="203.0.113.7") == [
-        "facet-login-user:victim",
-        "facet-login-ip:203.0.113.7",
-    ]
+def test_an_attempt_locks_its_username_whatever_the_case():
+    assert login_lock_key(" Victim ") == login_lock_key("victim") == "facet-login-user:victim"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_logins_on_other_usernames_from_one_address_do_not_wait(live_server, settings, monkeypatch):
+    """A classroom behind one address logs in at once: only attempts on one account queue."""
+    settings.FACET_LOGIN_LOCK_WAIT_S = 2
+    make_user(Role.CODER, username="slow")
+    make_user(Role.CODER, username="classmate")
+    checking, release = threading.Event(), threading.Event()
+    check_password = ModelBackend.authenticate
+
+    def held(self, request, username=None, password=None, **kwargs):
+        if username == "slow":  # this attempt is in its password check until released
+            checking.set()
+            release.wait(20)
+        return check_password(self, request, username=username, password=password, **kwargs)
+
+    monkeypatch.setattr(ModelBackend, "authenticate", held)
+    url = f"{live_server.url}/login/"
+    forms = {name: _login_form(url) for name in ("slow", "classmate")}
+
+    def login(username: str) -> tuple[int, str]:
+        opener, token = forms[username]
+        fields = {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+        try:
+            response = opener.open(url, data=urllib.parse.urlencode(fields).encode())
+            return response.status, response.url
+        except urllib.error.HTTPError as error:
+            return error.code, url
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(login, "slow")
+        assert checking.wait(20)
+        classmate = login("classmate")  # from the same address, while "slow" is checked
+        release.set()
+        assert slow.result()[0] == 200
+    assert classmate[0] == 200 and not classmate[1].endswith("/login/"), classmate
 
 
 SQLITE_LOGINS = """
