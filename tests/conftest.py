@@ -137,6 +137,30 @@ def login(page, live_server, username: str, password: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
+# --- the embedded database, as ./facet demo runs -----------------------------------------
+
+
+def sqlite_script_run(script: str, var_dir: Path) -> tuple[dict, str]:
+    """Run `script` (Python, after django.setup()) in a fresh process on the embedded SQLite
+    database under `var_dir`, as `./facet demo` does, though the suite runs on PostgreSQL;
+    return the JSON object its last line prints, and its stderr."""
+    import json
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"FACET_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
 # --- a real Celery worker process -------------------------------------------------------
 
 

@@ -3,7 +3,6 @@ between processes through the database, unlocked by an admin."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from annotate.client_address import forwarded_client
 from annotate.login_serial import LOGIN_BUSY, login_lock_key
 from annotate.roles import Role
 from annotate.views.auth import LOCKED_OUT
-from tests.conftest import ROOT, database_url_for_subprocess
+from tests.conftest import ROOT, database_url_for_subprocess, sqlite_script_run
 from tests.factories import PASSWORD, make_user
 
 LIMIT = 5  # FACET_LOGIN_MAX_FAILURES's default
@@ -301,18 +300,7 @@ print(json.dumps({"vendor": connection.vendor, "codes": codes}))
 
 @pytest.mark.slow
 def test_logins_on_the_embedded_sqlite_database_are_throttled_too(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env |= {"FACET_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", SQLITE_LOGINS],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    shown = json.loads(result.stdout.strip().splitlines()[-1])
+    shown, _ = sqlite_script_run(SQLITE_LOGINS, tmp_path)
     assert shown == {"vendor": "sqlite", "codes": [200, 200, 200, 200, 429, 429, 200]}
 
 

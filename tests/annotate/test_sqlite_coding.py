@@ -3,14 +3,9 @@ PostgreSQL when it can, so this drives a whole coding session in a subprocess wi
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import sqlite_script_run
 
 pytestmark = pytest.mark.slow
 
@@ -44,18 +39,7 @@ print(json.dumps({"vendor": connection.vendor, "replies": replies, "votes": Vote
 
 
 def test_three_coders_code_every_face_on_sqlite(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env |= {"FACET_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", SESSION],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures, stderr = sqlite_script_run(SESSION, tmp_path)
     assert figures["vendor"] == "sqlite"
-    assert set(figures["replies"]) == {200}, result.stderr[-3000:]
+    assert set(figures["replies"]) == {200}, stderr[-3000:]
     assert figures["votes"] == 12 and figures["complete"] == 4  # three agreeing votes each
