@@ -213,6 +213,7 @@ def test_study_create_add_member_and_show(capsys):
     call_command("study", "show", "ads-2024")
     shown = capsys.readouterr().out
     assert "votes per face (K): 4" in shown
+    assert "admin votes in agreement: left out" in shown
     assert "attributes asked: race, glasses" in shown
     assert "ana: coder, active, 0 faces coded" in shown
     assert "0 faces" in shown
@@ -223,7 +224,7 @@ def test_study_create_takes_every_setting_of_the_web_form(capsys):
         "study", "create", "full", "--title", "Full", "--description", "About.",
         "--instructions", "Look closely.", "--k", "2", "--attributes", "",
         "--aggregation", "dawid_skene", "--lease-minutes", "5", "--min-face-px", "40",
-        "--escalation-wait-minutes", "0",
+        "--escalation-wait-minutes", "0", "--allow-admin-votes",
     )  # fmt: skip
     study = Study.objects.get(slug="full")
     settings = {name: getattr(study, name) for name in STUDY_SETTINGS}
@@ -237,6 +238,7 @@ def test_study_create_takes_every_setting_of_the_web_form(capsys):
         "aggregation": "dawid_skene",
         "min_face_px": 40,
         "escalation_wait_minutes": 0,
+        "allow_admin_votes": True,
     }
     call_command("study", "create", "plain", "--title", "Plain")
     plain = Study.objects.get(slug="plain")

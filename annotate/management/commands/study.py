@@ -70,6 +70,11 @@ class Command(BaseCommand):
             help="How long a split face waits for an extra coder before a researcher decides "
             f"it; 0 sends it straight to a researcher (default {_default('escalation_wait_minutes')}).",
         )
+        create.add_argument(
+            "--allow-admin-votes",
+            action="store_true",
+            help="Count admins' (non-blind) votes in agreement figures (default: left out).",
+        )
 
         add = actions.add_parser("add-member", help="Add a user to a study with a role.")
         add.add_argument("slug")
@@ -119,6 +124,7 @@ class Command(BaseCommand):
                 for name in ("min_face_px", "escalation_wait_minutes")
                 if options[name] is not None
             },
+            allow_admin_votes=options["allow_admin_votes"],
         )
         self.stdout.write(
             f"Study '{study.slug}' created (K={study.votes_per_face}, attributes: "
@@ -152,6 +158,8 @@ class Command(BaseCommand):
         out(f"  attributes asked: {', '.join(study.attributes_asked) or 'none'}")
         out(f"  aggregation: {study.get_aggregation_display()}")
         out(f"  minimum face size: {study.min_face_px} px")
+        admin_votes = "counted" if study.allow_admin_votes else "left out"
+        out(f"  admin votes in agreement: {admin_votes}")
         out(
             f"  counts: {overview.images} images, {overview.faces} faces "
             f"({overview.faces_open} open, {overview.faces_complete} complete, "
