@@ -307,6 +307,11 @@ class Kappa:
     items: int
     excluded: int
 
+    @property
+    def defined(self) -> bool:
+        """Whether κ has a value: NaN with one vote per face, or when every vote is alike."""
+        return not np.isnan(self.kappa)
+
 
 def fleiss_kappa(votes: pd.DataFrame, *, raters: int | None = None) -> Kappa:
     """Fleiss' κ over items with exactly `raters` votes (default: the most common count).

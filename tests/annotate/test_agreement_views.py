@@ -38,6 +38,18 @@ def test_agreement_page_shows_figures_coders_chart_and_confusion(client, study):
         assert response.status_code == 400 and bad.split("=")[0] in response.content.decode()
 
 
+def test_kappa_without_a_value_reads_as_a_dash_with_the_reason_not_nan(client, study):
+    bare_faces(study, 3)
+    coder = make_user(Role.CODER, study=study)
+    while vote_next(study, coder):  # one vote per face so far: no κ can be computed
+        pass
+    client.force_login(make_user(Role.RESEARCHER, study=study))
+    html = client.get(reverse("annotate:agreement", args=[study.slug])).content.decode()
+    kappa = html.split('data-testid="kappa">')[1].split("</dd>")[0]
+    assert "nan" not in kappa.lower()
+    assert kappa.startswith("–") and "not defined on 3 faces with 1 vote each" in kappa
+
+
 def test_agreement_can_be_limited_to_one_import_batch(study):
     batch = ImportBatch.objects.create(study=study)
     image = make_source_image(study, batch=batch)
