@@ -44,6 +44,7 @@ from annotate.services.gold import (
     gold_correct,
     gold_mark,
     gold_mark_imported,
+    gold_settings_set,
 )
 from annotate.services.team import member_pause
 from modeling.exports import _votes
@@ -251,19 +252,31 @@ def test_answering_a_gold_face_changes_no_vote_or_consensus(study):
     assert Vote.objects.count() == before[0]
 
 
-def _answers(coder, golds, genders) -> None:
-    GoldAnswer.objects.bulk_create(
-        [GoldAnswer(gold=g, coder=coder, gender=s) for g, s in zip(golds, genders, strict=True)]
+def _answers(study, coder, golds, genders) -> None:
+    """`coder` answers these gold faces through the coding service as their stream serves
+    them: gold checks on at the highest rate (every other face), the first gold faces by id
+    first; the faces between get a vote."""
+    wanted = {gold.face_id: gender for gold, gender in zip(golds, genders, strict=True)}
+    gold_settings_set(
+        study=study,
+        rate=0.5,
+        min_answers=study.gold_min_answers,
+        min_accuracy=study.gold_min_accuracy,
     )
+    while wanted:
+        (lease,) = assignments_take(study=study, coder=coder, n=1)
+        if lease.gold and lease.face_id not in wanted:
+            raise ValueError(f"{coder} was served gold face {lease.face_id}, not one of {wanted}")
+        answer(study, coder, lease, wanted.pop(lease.face_id) if lease.gold else "male")
 
 
 def test_accuracy_and_wilson_interval_match_a_direct_computation(study):
     golds = gold_faces_made(study, 7, gender="male")
+    bare_faces(study, 8)  # real work, between which gold faces are served
     good, bad = make_user(Role.CODER, study=study), make_user(Role.CODER, study=study)
-    _answers(good, golds, ["male"] * 5 + ["female"] * 2)
-    _answers(bad, golds[:4], ["female"] * 4)
-    GoldAnswer.objects.filter(coder=bad).update(retracted_at=timezone.now())
-    _answers(bad, golds[:3], ["female", "male", "female"])  # live: 1 of 3
+    _answers(study, good, golds, ["male"] * 5 + ["female"] * 2)
+    _answers(study, bad, golds[:4], ["female", "male", "female", "female"])
+    vote_undo(study=study, coder=bad)  # the answer on the fourth is retracted: live 1 of 3
     rows = {r["coder_id"]: r for r in gold_accuracy(study=study)}
     for coder, n, correct in ((good, 7, 5), (bad, 3, 1)):
         row = rows[coder.pk]
@@ -275,8 +288,9 @@ def test_accuracy_and_wilson_interval_match_a_direct_computation(study):
 
 def test_correcting_a_gold_answer_recomputes_accuracy(client, study):
     golds = gold_faces_made(study, 4, gender="male")
+    bare_faces(study, 4)
     coder = make_user(Role.CODER, study=study)
-    _answers(coder, golds, ["male", "male", "female", "female"])
+    _answers(study, coder, golds, ["male", "male", "female", "female"])
     assert gold_accuracy(study=study)[0]["correct"] == 2
     researcher = make_user(Role.RESEARCHER, study=study)
     client.force_login(researcher)
