@@ -324,7 +324,7 @@ def test_researcher_opens_a_link_shown_once_with_a_random_code(client, study, re
 
 
 def test_export_has_one_row_per_worker_with_counts_time_and_gold(client, study, researcher):
-    _, token = _link(study, researcher, quota=3)
+    _, token = _link(study, researcher, quota=4)  # two votes and two gold answers
     _enter(client, token, "=payme")  # refused: not a valid id, so never a formula in the CSV
     _enter(client, token, "w1")
     data = _next(client, study)
@@ -346,7 +346,7 @@ def test_export_has_one_row_per_worker_with_counts_time_and_gold(client, study, 
     by_pid = {row["participant_id"]: row for row in rows}
     assert set(by_pid) == {"w1", "w2"}
     w1, w2 = by_pid["w1"], by_pid["w2"]
-    assert (w1["faces_coded"], w1["quota"], w1["completed"]) == ("4", "3", "True")
+    assert (w1["faces_coded"], w1["quota"], w1["completed"]) == ("4", "4", "True")
     assert w1["first_answer_at"] and w1["last_answer_at"] >= w1["first_answer_at"]
     assert float(w1["active_minutes"]) >= 0
     assert (w1["gold_n"], w1["gold_correct"], w1["gold_accuracy"]) == ("2", "1", "0.5")
