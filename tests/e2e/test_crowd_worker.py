@@ -46,10 +46,12 @@ def test_crowd_worker_codes_their_quota_in_two_tabs_and_gets_the_code(page, live
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
     tab.goto(link)
-    label_current(tab)
+    second = label_current(tab)
+    # The reply to that answer has come: the next face is on screen (or the page moved on).
     tab.wait_for_function(
-        "() => !document.getElementById('coding') || document.getElementById('coding')"
-        ".dataset.assignment"
+        "a => !document.getElementById('coding') || document.getElementById('coding')"
+        ".dataset.assignment !== a",
+        arg=second,
     )
     label_current(tab)
     tab.wait_for_url(done_url)
