@@ -254,8 +254,9 @@ def test_answering_a_gold_face_changes_no_vote_or_consensus(study):
 
 def _answers(study, coder, golds, genders) -> None:
     """`coder` answers these gold faces through the coding service as their stream serves
-    them: gold checks on at the highest rate (every other face), the first gold faces by id
-    first; the faces between get a vote."""
+    them: gold checks on at the highest rate (one face in each two), the first gold faces by
+    id first; the faces between get a vote. With n gold faces to answer the study needs n + 1
+    other faces open to the coder: the n-th block may serve its other face first."""
     wanted = {gold.face_id: gender for gold, gender in zip(golds, genders, strict=True)}
     gold_settings_set(
         study=study,
@@ -264,7 +265,10 @@ def _answers(study, coder, golds, genders) -> None:
         min_accuracy=study.gold_min_accuracy,
     )
     while wanted:
-        (lease,) = assignments_take(study=study, coder=coder, n=1)
+        taken = assignments_take(study=study, coder=coder, n=1)
+        if not taken:  # gold faces are served only while real work remains
+            raise ValueError(f"{coder} ran out of faces with gold faces {wanted} still to answer")
+        lease = taken[0]
         if lease.gold and lease.face_id not in wanted:
             raise ValueError(f"{coder} was served gold face {lease.face_id}, not one of {wanted}")
         answer(study, coder, lease, wanted.pop(lease.face_id) if lease.gold else "male")
@@ -272,7 +276,7 @@ def _answers(study, coder, golds, genders) -> None:
 
 def test_accuracy_and_wilson_interval_match_a_direct_computation(study):
     golds = gold_faces_made(study, 7, gender="male")
-    bare_faces(study, 8)  # real work, between which gold faces are served
+    bare_faces(study, 8)  # real work left until the last gold face is served
     good, bad = make_user(Role.CODER, study=study), make_user(Role.CODER, study=study)
     _answers(study, good, golds, ["male"] * 5 + ["female"] * 2)
     _answers(study, bad, golds[:4], ["female", "male", "female", "female"])
@@ -288,7 +292,7 @@ def test_accuracy_and_wilson_interval_match_a_direct_computation(study):
 
 def test_correcting_a_gold_answer_recomputes_accuracy(client, study):
     golds = gold_faces_made(study, 4, gender="male")
-    bare_faces(study, 4)
+    bare_faces(study, 5)  # real work left until the last gold face is served
     coder = make_user(Role.CODER, study=study)
     _answers(study, coder, golds, ["male", "male", "female", "female"])
     assert gold_accuracy(study=study)[0]["correct"] == 2
