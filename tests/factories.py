@@ -17,12 +17,13 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 
 from annotate.assignment import assignments_take, faces_prioritize
-from annotate.labels import ATTRIBUTE_QUESTIONS, Gender
+from annotate.labels import Gender
 from annotate.models import Assignment, Consensus, Face, MemberRole, Membership, SourceImage, Study
 from annotate.roles import Role, groups_ensure
 from annotate.services.coding import vote_request_parse, vote_submit
 from annotate.services.team import member_add
 from annotate.synthetic import draw_face, face_specs
+from tests.annotate.coding_helpers import answers_for
 
 _counter = itertools.count(1)
 PASSWORD = "test-pass-123"
@@ -178,8 +179,9 @@ def faces_vote(
 
     The faces go to the head of the work queue, each coder takes them one lease at a time
     (assignments_take) and votes (vote_submit); consensus, escalation and the validation hook
-    run as for any vote. Questions the study asks that an answers dict leaves out get their
-    first choice (not for "not a face"). A face that is not open with a free slot is an error.
+    run as for any vote. Questions the study asks that an answers dict leaves out get the
+    answers of `answers_for` (none for "not a face"). A face that is not open with a free slot
+    is an error.
     """
     faces = Face.objects.filter(pk__in=list(answers_by_face)).select_related("study")
     by_study: dict[int, list[Face]] = {}
@@ -237,11 +239,9 @@ def _lease(study: Study, coder, face_ids: set[int]) -> Assignment:
 
 
 def _answers_complete(study: Study, given: Mapping[str, str]) -> dict[str, str]:
-    answers = dict(given)
-    if answers.get("gender") != Gender.NOT_FACE:
-        for name in study.attributes_asked:
-            answers.setdefault(name, ATTRIBUTE_QUESTIONS[name].choices.values[0])
-    return answers
+    if given.get("gender") == Gender.NOT_FACE:  # a coder asked nothing more
+        return dict(given)
+    return answers_for(study, given["gender"]) | dict(given)
 
 
 def votes_cast(
