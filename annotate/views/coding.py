@@ -65,9 +65,10 @@ NESTED_JSON = "The request body is nested too deeply to be a vote."
 
 def _items(
     request: HttpRequest, study: Study, *, crowd: bool = True
-) -> tuple[list[dict], dict[str, int | str]]:
+) -> tuple[list[dict], dict[str, int | str], int | None]:
     """The coder's next faces (the one to code next and the one after it, for the page to
-    prefetch) and their progress line, read by the statement that hands the faces out.
+    prefetch), their progress line, read by the statement that hands the faces out, and the
+    faces a crowd worker's quota has left (None for other coders).
     `crowd=False`: the caller knows the coder is no crowd worker (their grant says so)."""
     # A crowd worker is handed no more faces than their quota has left.
     left = crowd_faces_left(study=study, user=request.user) if crowd else None
@@ -80,7 +81,7 @@ def _items(
     )
     items = [assignment_payload(study=study, assignment=a) for a in taken.leases]
     progress = progress_from_counts(taken.read, leases_held=len(items), claimed=taken.claimed)
-    return items, _crowd_capped(progress, left)
+    return items, _crowd_capped(progress, left), left
 
 
 def _crowd_capped(progress: dict[str, int | str], crowd_left: int | None) -> dict[str, int | str]:
@@ -157,7 +158,7 @@ def code(request: HttpRequest, slug: str) -> HttpResponse:
 def code_next(request: HttpRequest, slug: str) -> HttpResponse:
     study = coder_study(request.user, slug)
     try:
-        items, progress = _items(request, study)
+        items, progress, crowd_left = _items(request, study)
     except DatabaseError:
         logger.exception("handing out work failed in study %s", study.slug)
         return JsonResponse({"error": SERVER_BUSY}, status=503)
@@ -167,7 +168,7 @@ def code_next(request: HttpRequest, slug: str) -> HttpResponse:
         "open": faces_open_count(study=study),
         "progress": progress,
     }
-    if not items and crowd_faces_left(study=study, user=request.user) == 0:
+    if not items and crowd_left == 0:
         body["finished_url"] = reverse("annotate:crowd_done", args=[study.slug])
     return JsonResponse(body)
 
@@ -205,7 +206,7 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
         if exc.status == 409:  # the coder moves on: hand out the next faces with the reply
             study = study or coder_study(request.user, slug)
             try:
-                body["items"], _ = _items(request, study)
+                body["items"], _, _ = _items(request, study)
             except DatabaseError:
                 logger.exception("handing out work failed in study %s", study.slug)
                 body["items"] = []
@@ -220,7 +221,7 @@ def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
         if outcome.paused:
             items, progress = [], _progress(request, study, leases_held=0, crowd_left=None)
         else:
-            items, progress = _items(request, study, crowd=crowd)
+            items, progress, _ = _items(request, study, crowd=crowd)
     except DatabaseError:
         logger.exception("handing out work failed in study %s", study.slug)
         items, progress = [], {}

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -244,8 +246,11 @@ def test_worker_codes_their_quota_then_sees_the_completion_code(client, study, r
     assert len(coded) == 3
     assert crowd_faces_left(study=study, user=user) == 0
     assert Vote.objects.filter(coder=user).count() == 3
-    last = _next(client, study)
+    with CaptureQueriesContext(connection) as queries:
+        last = _next(client, study)
     assert last["items"] == [] and last["finished_url"] == done_url
+    quota_reads = [q for q in queries.captured_queries if "faces_per_worker" in q["sql"]]
+    assert len(quota_reads) == 1  # the quota left is read once, not again for the end
     assert client.get(reverse("annotate:code", args=[study.slug]))["Location"] == done_url
     assert "DONE-42" in client.get(done_url).content.decode()
 
