@@ -256,6 +256,8 @@ def report_figures(report: AgreementReport) -> dict:
         ],
         "non_blind_left_out": report.non_blind_left_out,
         "excluded_left_out": report.excluded_left_out,
+        # Which votes were counted: a change of the setting makes these figures another report.
+        "allow_admin_votes": report.study.allow_admin_votes,
     }
 
 

@@ -16,7 +16,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
 
 from annotate.models import Face, FaceStatus, MemberRole, Study
-from annotate.services.summaries import agreement_summaries_forget
 from annotate.services.team import member_add
 
 logger = logging.getLogger(__name__)
@@ -104,13 +103,11 @@ def study_votes_minimum(*, study: Study) -> int:
 def study_update(*, study: Study, **values: object) -> Study:
     """Change these settings of `study`. K may go up at any time and down to
     study_votes_minimum; faces still open take the new K (complete faces stay complete).
-    Locks the study row, then its open faces. A change of allow_admin_votes drops the stored
-    agreement figures (they counted other votes). Raises ValidationError and changes nothing
-    on bad values."""
+    Locks the study row, then its open faces. Raises ValidationError and changes nothing on
+    bad values."""
     _settings_check(values)
     locked = Study.objects.select_for_update().get(pk=study.pk)
     old_k = locked.votes_per_face
-    old_admin_votes = locked.allow_admin_votes
     for name, value in values.items():
         setattr(locked, name, value)
     locked.full_clean()
@@ -120,8 +117,6 @@ def study_update(*, study: Study, **values: object) -> Study:
         if new_k < minimum:
             raise ValidationError({"votes_per_face": [_k_refusal(study=locked, minimum=minimum)]})
     locked.save(update_fields=list(values))
-    if locked.allow_admin_votes != old_admin_votes:
-        agreement_summaries_forget(study_id=locked.pk)
     if new_k != old_k:
         # Faces waiting for an extra coder after a split keep their K + 1.
         # A face can hold more slots (leases) than a lowered K; it keeps them as its target.

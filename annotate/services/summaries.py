@@ -84,14 +84,6 @@ def summary_refresh(key: SummaryKey) -> StudySummary | None:
     return summary
 
 
-def agreement_summaries_forget(*, study_id: int) -> int:
-    """Drop the study's stored agreement figures, so the next view computes them afresh: for a
-    change of which votes agreement counts (Study.allow_admin_votes), after which the stored
-    figures answer another question rather than being merely old. Returns how many."""
-    deleted, _ = StudySummary.objects.filter(study_id=study_id, kind=Kind.AGREEMENT).delete()
-    return deleted
-
-
 def study_summaries_refresh(*, study_id: int) -> int:
     """Refresh every summary the study has (and its overview); returns how many. What a worker
     does for a study all at once, e.g. after a bulk change."""
@@ -160,7 +152,12 @@ def agreement_read(*, study: Study, batch_id: int | None, question: str) -> Agre
     if batch_id is not None and batch is None:
         # Not a batch of this study: nothing to store, and no faces to read.
         return agreement_report(study=study, batch_id=batch_id, question=question)
-    summary = summary_read(SummaryKey(study.pk, Kind.AGREEMENT, question, batch_id))
+    key = SummaryKey(study.pk, Kind.AGREEMENT, question, batch_id)
+    summary = summary_read(key)
+    if summary.figures.get("allow_admin_votes") != study.allow_admin_votes:
+        # The setting changed since: the stored figures counted other votes, so they are not
+        # merely old but answer another question (whoever changed it, page or Django admin).
+        summary = _refresh_now(key)
     return report_from_figures(
         study=study, batch=batch, figures=summary.figures, as_of=summary.computed_at
     )

@@ -129,3 +129,16 @@ def test_a_researcher_allows_admin_votes_on_the_settings_page_and_agreement_show
     html = client.get(agreement).content.decode()
     assert 'data-testid="non-blind-left-out"' not in html
     assert agreement_report(study=study).non_blind_left_out == 0
+
+
+def test_allowing_admin_votes_in_the_django_admin_shows_at_once_too(client, settings, coded_study):
+    """The Django admin saves the study row itself, past the settings service: the stored
+    figures still answer for the setting they were computed under."""
+    settings.FACET_SUMMARY_MAX_AGE_S = 3600  # the page shows stored figures
+    study, _, _ = coded_study
+    client.force_login(make_user(Role.RESEARCHER, study=study))
+    agreement = reverse("annotate:agreement", args=[study.slug])
+    assert 'data-testid="non-blind-left-out"' in client.get(agreement).content.decode()
+    study.allow_admin_votes = True
+    study.save()  # as ModelAdmin.save_model does
+    assert 'data-testid="non-blind-left-out"' not in client.get(agreement).content.decode()
