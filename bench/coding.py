@@ -2,7 +2,7 @@
 
 Prints one JSON line:
   coders, think_ms, votes_per_s, p50_ms, p95_ms, errors, lost_votes, over_assigned,
-  duplicate_votes, queries_per_vote, cpu_ms_per_vote, offered_per_s
+  duplicate_votes, queries_per_vote, cpu_ms_per_vote, offered_per_s, sessions
 (latencies are of the vote request, which also hands out the next faces). The invariants are
 checked in the database after the run.
 
@@ -11,6 +11,8 @@ per such request, counted in the workers themselves (bench/gunicorn_count.py: a 
 execute wrapper; BEGIN/COMMIT and the connection health check are not in it).
 cpu_ms_per_vote: user + system CPU time of the gunicorn worker processes over the timed part
 (/proc/<pid>/stat), per vote; it includes the few calls for work outside votes.
+sessions: where the web workers read sessions: "redis cache" with --cache-url (cached_db, as
+docker-compose runs; one statement fewer per request), else "database".
 offered_per_s: the load the coders offer, coders / (think time + mean vote latency); with
 think time, votes_per_s should be close to it. By default the coders vote back to back (a closed
 loop: the server's capacity, and by Little's law a mean latency of coders / votes_per_s);
@@ -49,6 +51,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument("--port", type=int, default=int(os.environ.get("FACET_BENCH_PORT", 8120)))
     parser.add_argument(
+        "--cache-url",
+        default=os.environ.get("FACET_CACHE_URL", ""),
+        help="FACET_CACHE_URL for the web workers (sessions read through that Redis, as "
+        "docker-compose runs); default $FACET_CACHE_URL, empty: sessions in the database",
+    )
+    parser.add_argument(
         "--kill-worker-at",
         type=float,
         default=None,
@@ -75,7 +83,7 @@ def main() -> None:
                 workers=args.workers,
                 threads=args.threads,
                 var_dir=var_dir,
-                env={"FACET_BENCH_COUNT_DIR": str(counts)},
+                env={"FACET_BENCH_COUNT_DIR": str(counts), "FACET_CACHE_URL": args.cache_url},
                 config=Path(__file__).with_name("gunicorn_count.py"),
             )
             try:
@@ -134,6 +142,7 @@ def main() -> None:
     )
     result["cpu_ms_per_vote"] = round(cpu * 1000 / votes, 2) if votes else None
     result["offered_per_s"] = round(args.coders / (args.think_ms / 1000 + mean_s), 1)
+    result["sessions"] = "redis cache" if args.cache_url else "database"
     if args.kill_worker_at is not None:
         result["killed_workers"] = 1
     print(json.dumps(result))

@@ -122,6 +122,24 @@ STORAGE_URL_OPTIONS = ("endpoint_url", "region_name", "addressing_style")
 STORAGE_PREFIXES = {"default": "media", "artifacts": "artifacts"}
 
 
+def cache_from_url(url: str, *, name: str = "FACET_CACHE_URL") -> dict:
+    """Django's default cache on the Redis at `url` (redis://host:port/db), which every web
+    process shares (django-redis). An unreachable Redis answers as an empty cache within half
+    a second instead of failing the request, so sessions fall back to the database."""
+    if not url.startswith(("redis://", "rediss://")):
+        raise EnvError(f"{name}={url!r} is not supported; use redis://host:port/db.")
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "facet",
+        "OPTIONS": {
+            "IGNORE_EXCEPTIONS": True,
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+        },
+    }
+
+
 def storages_from_url(url: str | None, *, name: str = "FACET_STORAGE_URL") -> dict[str, dict]:
     """The media ("default") and "artifacts" entries of Django's STORAGES.
 

@@ -103,6 +103,21 @@ def test_the_budget_does_not_grow_with_the_study_or_the_coders_votes(client, stu
     assert set(counts) == {VOTE_BUDGET}
 
 
+@pytest.mark.postgres
+def test_with_sessions_in_the_shared_cache_a_vote_runs_no_session_statement(
+    client, study, coders, session_cache
+):
+    bare_faces(study, 10)
+    coder = logged_in(type(client), coders[0])  # the login wrote the session to the cache too
+    items = post(coder, study, "code_next").json()["items"]
+    with CaptureQueriesContext(connection) as captured:
+        reply = vote(coder, study, items[0]["assignment"])
+    assert reply.status_code == 200, reply.content
+    assert len(reply.json()["items"]) == 2
+    assert not [sql for sql in statements(captured) if "django_session" in sql]
+    assert len(statements(captured)) == VOTE_BUDGET - 1, statements(captured)
+
+
 def _granted(client, study, coder):
     """The coder's client after a call for work, which leaves the process a grant."""
     c = logged_in(type(client), coder)

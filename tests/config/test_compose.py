@@ -117,6 +117,9 @@ def test_shared_storage_and_health_checks():
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"], name
         assert env["DATABASE_URL"].startswith("postgres://")
         assert env["CELERY_BROKER_URL"].startswith("redis://")
+        # Sessions through the one Redis every web process shares, in a db of its own.
+        cache = env["FACET_CACHE_URL"]
+        assert cache.startswith("redis://redis:6379/") and cache != env["CELERY_BROKER_URL"]
         assert "FACET_MEDIA_ACCEL_REDIRECT" not in env  # refused together with the bucket
         mounts = " ".join(SERVICES[name]["volumes"])
         assert "media" not in mounts and "artifacts" not in mounts, name

@@ -100,6 +100,7 @@ def test_invalid_values_name_the_variable(tmp_path):
         "FACET_TRUSTED_PROXY_COUNT": "-1",
         "FACET_SESSION_HOURS": "0",
         "FACET_MEDIA_ACCEL_REDIRECT": "protected-media",
+        "FACET_CACHE_URL": "memcached://127.0.0.1:11211",
     }
     for name, value in cases.items():
         result = run_python(SHOW, {name: value}, tmp_path)
@@ -146,6 +147,29 @@ def test_login_throttle_and_session_length_follow_the_environment(tmp_path):
         1,
         2 * 3600,
     )
+
+
+SHOW_SESSIONS = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'engine': s.SESSION_ENGINE, 'cache': s.CACHES['default']['BACKEND'],"
+    " 'location': s.CACHES['default'].get('LOCATION')}))"
+)
+
+
+def test_sessions_are_read_through_redis_only_when_a_cache_url_is_set(tmp_path):
+    result = run_python(SHOW_SESSIONS, {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["engine"] == "django.contrib.sessions.backends.db"
+    assert shown["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+
+    result = run_python(SHOW_SESSIONS, {"FACET_CACHE_URL": "redis://redis:6379/1"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "engine": "django.contrib.sessions.backends.cached_db",
+        "cache": "django_redis.cache.RedisCache",
+        "location": "redis://redis:6379/1",
+    }
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
