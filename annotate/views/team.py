@@ -62,8 +62,8 @@ from annotate.services.invitations import (
 from modeling.exports import FORMULA_PREFIXES
 
 # Crowd workers and people joining by link are signed in by the link, not by a password
-# check, so Django's own backend is named (axes, first in the list, only guards passwords).
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+# check, so the model backend is named (axes, first in the list, only guards passwords).
+MODEL_BACKEND = "annotate.backends.ModelBackend"
 CSV_TOO_LARGE = f"The CSV file is larger than {MAX_ACCOUNTS_CSV_BYTES // 1024} KB."
 ALREADY_MEMBER = "You are already a member of {study}."
 USERNAME_TAKEN = "A user with that username already exists."
