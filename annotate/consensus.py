@@ -147,6 +147,7 @@ def consensus_refresh(
         )
     consensus = Consensus(
         face=face,
+        study_id=face.study_id,
         label=label if status != ConsensusStatus.ESCALATED else "",
         status=status,
         counts=counts,

@@ -15,8 +15,10 @@ refreshed once after the build, as a worker would (`refresh_s`), and kept fresh 
 (FACET_SUMMARY_MAX_AGE_S=3600: in production a worker refreshes them in the background), so
 the times are those of the pages themselves.
 
-Prints one JSON line: the times at each size and the ratio of each page at the largest size
-to its time at the smallest.
+Prints one JSON line: the times at each size, the ratio of each page at the largest size
+to its time at the smallest, and the smallest study's pages measured again once the largest
+shares the database with it (`<small>_beside_<large>`: a study's pages must not slow down
+because another study is large).
     .venv/bin/python bench/pages.py [--sizes 10000,100000,1000000] [--repeat 7]
 """
 
@@ -87,9 +89,9 @@ FILL_SQL = [
     WHERE f.study_id = %(study)s
     """,
     """
-    INSERT INTO annotate_consensus (face_id, label, status, counts, n_votes, agreement,
-        attributes, updated_at)
-    SELECT face_id,
+    INSERT INTO annotate_consensus (face_id, study_id, label, status, counts, n_votes,
+        agreement, attributes, updated_at)
+    SELECT face_id, %(study)s,
         CASE WHEN top_n > 1 THEN top_label ELSE '' END,
         CASE WHEN top_n > 1 THEN 'agreed' ELSE 'adjudication' END,
         counts, n, top_n::float / n, '{}', now()
@@ -220,23 +222,33 @@ def first_view_ms(url: str, researcher_id: int, env: dict[str, str]) -> float:
     return round(statistics.median(times), 1)
 
 
-def measure(faces: int, repeat: int, env: dict[str, str]) -> dict:
+def pages_ms(slug: str, researcher_id: int, repeat: int) -> dict[str, float]:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
+    client = Client()
+    client.force_login(get_user_model().objects.get(pk=researcher_id))
+    urls = page_urls(slug)
+    return {f"{page}_ms": median_ms(client, urls[page], repeat) for page in PAGES}
+
+
+def measure(faces: int, repeat: int, env: dict[str, str]) -> dict:
     started = time.perf_counter()
     study, researcher_id = build(faces)
     build_s = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     summaries_refresh(study)
     refresh_s = round(time.perf_counter() - started, 1)
-    slug = study.slug
-    client = Client()
-    client.force_login(get_user_model().objects.get(pk=researcher_id))
-    urls = page_urls(slug)
-    times = {f"{page}_ms": median_ms(client, urls[page], repeat) for page in PAGES}
-    times["first_study_ms"] = first_view_ms(urls["study"], researcher_id, env)
-    return {"faces": faces, "build_s": build_s, "refresh_s": refresh_s, **times}
+    times = pages_ms(study.slug, researcher_id, repeat)
+    times["first_study_ms"] = first_view_ms(page_urls(study.slug)["study"], researcher_id, env)
+    return {
+        "faces": faces,
+        "build_s": build_s,
+        "refresh_s": refresh_s,
+        **times,
+        "slug": study.slug,
+        "researcher_id": researcher_id,
+    }
 
 
 def main() -> None:
@@ -271,6 +283,9 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         try:
             results = [measure(n, args.repeat, env) for n in sizes]
+            # The smallest study again, now that the largest shares the database with it.
+            small = results[0]
+            beside = pages_ms(small["slug"], small["researcher_id"], args.repeat)
         finally:
             connection.close()
             if not args.keep:
@@ -278,7 +293,9 @@ def main() -> None:
     small, large = results[0], results[-1]
     line: dict = {"database": "postgresql", "sizes": [r["faces"] for r in results]}
     for r in results:
-        line[str(r["faces"])] = {k: v for k, v in r.items() if k != "faces"}
+        hidden = ("faces", "slug", "researcher_id")
+        line[str(r["faces"])] = {k: v for k, v in r.items() if k not in hidden}
+    line[f"{small['faces']}_beside_{large['faces']}"] = beside
     for key in ("study_ms", "agreement_ms", "home_ms", "first_study_ms"):
         line[f"{key.removesuffix('_ms')}_ratio"] = round(large[key] / max(small[key], 0.1), 2)
     print(json.dumps(line))

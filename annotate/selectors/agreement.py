@@ -323,7 +323,5 @@ def adjudication_queue(*, study: Study, limit: int = 200):
 
 def recent_consensus(*, study: Study, limit: int = 30):
     return (
-        Consensus.objects.filter(face__study=study)
-        .select_related("face")
-        .order_by("-updated_at")[:limit]
+        Consensus.objects.filter(study=study).select_related("face").order_by("-updated_at")[:limit]
     )

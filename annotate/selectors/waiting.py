@@ -91,13 +91,13 @@ def faces_waiting(
         .values("at")
     )
     # Ordered by when the consensus row last changed (the split, or the move to a
-    # researcher), one status at a time along the consensus_waiting index, so only the rows
+    # researcher), one status at a time along the consensus_study_waiting index, so only the rows
     # shown are read, however many wait.
     rows = sorted(
         (
             face
             for status in WAITING_STATUSES
-            for face in faces.filter(consensus__status=status)
+            for face in faces.filter(consensus__study=study, consensus__status=status)
             .select_related("consensus", "source_image")
             .annotate(split_at=Subquery(last_vote), in_progress=Exists(lease_live))
             .order_by("consensus__updated_at", "consensus__face")[:limit]

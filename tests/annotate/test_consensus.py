@@ -90,3 +90,24 @@ def test_undo_of_the_kth_vote_reopens_the_face_and_keeps_the_vote_row(study):
     face.refresh_from_db()
     assert face.consensus.counts == {"female": 3}
     assert Face.objects.get(pk=face.pk).coding_status == FaceStatus.COMPLETE
+
+
+def test_a_study_s_consensus_rows_and_waiting_faces_are_read_as_its_own(study):
+    from annotate.selectors.agreement import recent_consensus
+    from annotate.selectors.waiting import faces_waiting
+    from tests.factories import faces_vote
+
+    other = make_study(attributes_asked=["race", "glasses"])
+    split = [{"gender": "female"}, {"gender": "male"}, {"gender": "cant_tell"}]
+    mine, theirs = bare_faces(study, 2), bare_faces(other, 3)
+    faces_vote({mine[0].pk: [{"gender": "female"}] * 3, mine[1].pk: split})
+    faces_vote({face.pk: split for face in theirs})  # newer rows, in another study
+
+    # The writer copies each face's study onto its row; the reads keep to their study.
+    assert {c.face_id: c.study_id for c in Consensus.objects.all()} == {
+        **{face.pk: study.pk for face in mine},
+        **{face.pk: other.pk for face in theirs},
+    }
+    assert {c.face_id for c in recent_consensus(study=study)} == {face.pk for face in mine}
+    waiting = faces_waiting(study=study)
+    assert [w.face.pk for w in waiting.faces] == [mine[1].pk] and waiting.total == 1
