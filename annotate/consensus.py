@@ -12,7 +12,7 @@ coders per face:
 - K or more live votes and one label is the unique most frequent: agreed
   (or, when that label is "not a face", the face is excluded from training and validation);
 - K votes and a tie at the top: one extra coder is asked (votes_target = K + 1, escalated),
-  but only while a coder who could take it exists (`coder_for_extra_vote_exists`) and for at
+  but only while a coder who could take it exists (`extra_vote_outlook`) and for at
   most `Study.escalation_wait_minutes` after the K-th vote (plus the lease of an extra coder
   already at work); otherwise the face goes straight to a researcher (adjudication queue);
 - still tied after the extra vote: the face waits for a researcher.
@@ -48,7 +48,7 @@ from annotate.models import (
     Study,
     Vote,
 )
-from annotate.selectors.waiting import coder_for_extra_vote_exists
+from annotate.selectors.waiting import extra_vote_outlook
 
 logger = logging.getLogger(__name__)
 
@@ -174,16 +174,15 @@ def _extra_vote_expected(*, face: Face, votes: list[Vote], now: datetime) -> boo
     already, the study's wait since the K-th vote has not run out, and a coder who could take
     it exists; with none, waiting would never end.
     """
-    if Assignment.objects.filter(
-        face=face, status=AssignmentStatus.LEASED, expires_at__gt=now
-    ).exists():
+    leased, coder_free = extra_vote_outlook(face=face, now=now)
+    if leased:
         return True
     if face.coding_status == FaceStatus.ADJUDICATION:
         return False
     split_at = max(v.created_at for v in votes)
     if now >= split_at + timedelta(minutes=face.study.escalation_wait_minutes):
         return False
-    return coder_for_extra_vote_exists(face=face)
+    return coder_free
 
 
 def escalations_review(*, face_ids: list[int], now: datetime | None = None) -> int:

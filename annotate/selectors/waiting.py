@@ -13,9 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Exists, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
+from annotate.compiled_sql import compiled, queryset_sql
 from annotate.models import Assignment, AssignmentStatus, ConsensusStatus, Face, Study, Vote
 from annotate.roles import Role
 
@@ -26,22 +29,57 @@ WAITING_STATUSES = (ConsensusStatus.ESCALATED, ConsensusStatus.ADJUDICATION)
 WAITING_LIMIT = 50
 
 
-def coder_for_extra_vote_exists(*, face: Face) -> bool:
-    """Whether someone could take a split face's extra vote: an active study member in the
-    coder role who holds no slot on it (has not voted on it and is not labeling it now), the
-    same rule by which annotate.assignment hands out work."""
-    holding = Assignment.objects.filter(face=face, coder=OuterRef("pk"), status__in=SLOT_STATUSES)
+def _coders_for_extra_vote(*, face_id: int, study_id: int) -> QuerySet:
+    """Who could take a split face's extra vote: an active study member in the coder role,
+    not paused (annotate.access), who holds no slot on it (has not voted on it and is not
+    labeling it now), the same rule by which annotate.assignment hands out work."""
+    holding = Assignment.objects.filter(
+        face_id=face_id, coder=OuterRef("pk"), status__in=SLOT_STATUSES
+    )
     return (
-        face.study.members.filter(
+        get_user_model()
+        .objects.filter(
             is_active=True,
             groups__name=Role.CODER,
-            # A paused member takes no faces (annotate.access).
-            memberships__study=face.study,
+            memberships__study_id=study_id,
             memberships__paused_at__isnull=True,
         )
         .filter(~Exists(holding))
-        .exists()
     )
+
+
+def coder_for_extra_vote_exists(*, face: Face) -> bool:
+    """Whether someone could take a split face's extra vote (see _coders_for_extra_vote)."""
+    return _coders_for_extra_vote(face_id=face.pk, study_id=face.study_id).exists()
+
+
+def _extra_vote_outlook_sql(*, face_id: int, study_id: int, now: datetime) -> tuple[str, tuple]:
+    lease_live = Assignment.objects.filter(
+        face_id=face_id, status=AssignmentStatus.LEASED, expires_at__gt=now
+    )
+    coders = _coders_for_extra_vote(face_id=face_id, study_id=study_id)
+    return queryset_sql(
+        Face.objects.filter(pk=face_id)
+        .annotate(leased=Exists(lease_live), coder=Exists(coders))
+        .values_list("leased", "coder")
+    )
+
+
+def extra_vote_outlook(*, face: Face, now: datetime) -> tuple[bool, bool]:
+    """For a split face: whether someone holds a live lease on it now, and whether a coder
+    who could take its extra vote exists. One statement, built once per process: a tie at
+    K votes asks it inside the vote."""
+    sql, params = compiled(
+        "extra_vote_outlook",
+        _extra_vote_outlook_sql,
+        face_id=face.pk,
+        study_id=face.study_id,
+        now=now,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        leased, coder = cursor.fetchone()
+    return bool(leased), bool(coder)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.assignment import VALIDATION_PRIORITY, faces_prioritize
+from annotate.compiled_sql import compiled, queryset_sql
 from annotate.labels import CLASSES, POSITIVE_CLASS, SUBGROUP_ATTRIBUTES
 from annotate.models import Face
 from config.celery import BrokerUnavailable, broker_check
@@ -287,14 +288,31 @@ def validation_rounds_after_consensus(*, face: Face) -> list[int]:
     returns their ids.
 
     Called by the consensus service after the commit in which `face`'s coding became final.
-    Round membership is one query on the rounds' sample rows (ValidationItem), so a face in no
-    round costs that query and nothing more. An unreachable broker is logged, not raised: the
-    vote is committed, and the results are computed when the round's page is opened.
+    Round membership is one statement on the rounds' sample rows (ValidationItem), so a face
+    in no round costs that statement and nothing more. An unreachable broker is logged, not
+    raised: the vote is committed, and the results are computed when the round's page is
+    opened.
     """
+    # Every completing vote asks this, almost always of a face in no round: the statement is
+    # built once per process, not by the ORM each time.
+    sql, params = compiled(
+        "open_rounds_of_face",
+        lambda face_id: queryset_sql(
+            ValidationRound.objects.filter(
+                items__face_id=face_id, status=ValidationRound.Status.OPEN
+            )
+            .values("pk")
+            .distinct()
+        ),
+        face_id=face.pk,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        round_ids = [row[0] for row in cursor.fetchall()]
+    if not round_ids:
+        return []
     started = []
-    for round in ValidationRound.objects.filter(
-        items__face=face, status=ValidationRound.Status.OPEN
-    ).distinct():
+    for round in ValidationRound.objects.filter(pk__in=round_ids).order_by("pk"):
         if not validation_round_progress(round=round).complete:
             continue
         try:
