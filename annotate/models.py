@@ -500,6 +500,10 @@ class VoteQuerySet(models.QuerySet):
 
 class Vote(models.Model):
     face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="votes")
+    # The face's study, copied so a coder's votes in a study are counted on an index alone:
+    # joined to their faces, the count on every vote grew with the coder's votes (25 ms of
+    # database time a vote at 8,000).
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+", editable=False)
     coder = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="votes"
     )
@@ -532,7 +536,15 @@ class Vote(models.Model):
                 name="vote_once_per_coder",
             )
         ]
-        indexes = [models.Index(fields=["coder", "created_at"], name="vote_coder_time")]
+        indexes = [
+            models.Index(fields=["coder", "created_at"], name="vote_coder_time"),
+            # The coder's progress line on every vote (annotate.selectors.coding).
+            models.Index(
+                fields=["coder", "study", "created_at"],
+                condition=Q(retracted_at__isnull=True),
+                name="vote_coder_study_live",
+            ),
+        ]
 
 
 class ConsensusStatus(models.TextChoices):

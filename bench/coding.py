@@ -32,6 +32,44 @@ from pathlib import Path
 
 import _stack
 
+PRIOR_FACES = """
+INSERT INTO annotate_face (study_id, origin, crop, crop_sha256, original_name, detector,
+    detector_score, phash, crop_print, coding_status, votes_target, slots_taken, priority,
+    created_at)
+SELECT %(study)s, 'imported', 'faces/prior-' || g || '.jpg', lpad(g::text, 64, 'p'), '', '', 0,
+    '', '', 'complete', %(coders)s, %(coders)s, 0, now() - interval '30 days'
+FROM generate_series(1, %(n)s) AS g
+RETURNING id
+"""
+PRIOR_VOTES = """
+WITH a AS (
+    INSERT INTO annotate_assignment (face_id, coder_id, status, leased_at, expires_at,
+        submitted_at, gold)
+    SELECT f, c, 'submitted', now() - interval '30 days', now() - interval '30 days',
+        now() - interval '30 days', false
+    FROM unnest(%(faces)s::bigint[]) AS f, unnest(%(coder_ids)s::bigint[]) AS c
+    RETURNING id, face_id, coder_id
+)
+INSERT INTO annotate_vote (face_id, study_id, coder_id, assignment_id, gender, race, age_band,
+    glasses, quality, seconds_taken, created_at, non_blind)
+SELECT face_id, %(study)s, coder_id, id, 'female', '', '', '', '', 2.0,
+    now() - interval '30 days', false
+FROM a
+"""
+
+
+def prior_votes_add(*, study, per_coder: int) -> None:
+    """`per_coder` faces every coder of the study voted on before (all coders on the same
+    faces, each face complete with as many votes as coders), then fresh planner statistics."""
+    from django.db import connection
+
+    coder_ids = list(study.memberships.filter(role="coder").values_list("user_id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(PRIOR_FACES, {"study": study.pk, "coders": len(coder_ids), "n": per_coder})
+        faces = [row[0] for row in cursor.fetchall()]
+        cursor.execute(PRIOR_VOTES, {"study": study.pk, "faces": faces, "coder_ids": coder_ids})
+        cursor.execute("VACUUM ANALYZE")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -63,6 +101,13 @@ def main() -> None:
         help="SIGKILL one web worker this many seconds in, while votes are in flight "
         "(a crash test: every acknowledged vote must be in the database; adds killed_workers)",
     )
+    parser.add_argument(
+        "--prior-votes",
+        type=int,
+        default=0,
+        help="votes every coder cast in the study before the run, on faces coded to the end "
+        "(coders who have worked for weeks: their progress line counts them on every vote)",
+    )
     _stack.database_arguments(parser, "coding")
     args = parser.parse_args()
     name = _stack.database_name(args, "coding")
@@ -75,6 +120,8 @@ def main() -> None:
             study = _stack.study_populate(
                 faces=args.faces, coders=args.coders, attributes=attributes
             )
+            if args.prior_votes:
+                prior_votes_add(study=study, per_coder=args.prior_votes)
             counts = var_dir / "counts"
             counts.mkdir()
             server = _stack.gunicorn_start(
@@ -143,6 +190,8 @@ def main() -> None:
     result["cpu_ms_per_vote"] = round(cpu * 1000 / votes, 2) if votes else None
     result["offered_per_s"] = round(args.coders / (args.think_ms / 1000 + mean_s), 1)
     result["sessions"] = "redis cache" if args.cache_url else "database"
+    if args.prior_votes:
+        result["prior_votes"] = args.prior_votes
     if args.kill_worker_at is not None:
         result["killed_workers"] = 1
     print(json.dumps(result))

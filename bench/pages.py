@@ -78,9 +78,9 @@ FILL_SQL = [
     WHERE f.study_id = %(study)s AND (f.id %% 10 <> 0 OR j < (f.id / 10) %% 3)
     """,
     """
-    INSERT INTO annotate_vote (face_id, coder_id, assignment_id, gender, race, age_band,
-        glasses, quality, seconds_taken, created_at, non_blind)
-    SELECT a.face_id, a.coder_id, a.id,
+    INSERT INTO annotate_vote (face_id, study_id, coder_id, assignment_id, gender, race,
+        age_band, glasses, quality, seconds_taken, created_at, non_blind)
+    SELECT a.face_id, %(study)s, a.coder_id, a.id,
         CASE WHEN abs(hashtext(a.face_id || ':' || a.coder_id)) %% 100 < 47 THEN 'female'
              WHEN abs(hashtext(a.face_id || ':' || a.coder_id)) %% 100 < 94 THEN 'male'
              ELSE 'cant_tell' END,

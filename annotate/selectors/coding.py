@@ -69,15 +69,15 @@ def _today_start(now: datetime | None = None) -> datetime:
 
 def coder_progress_counts(*, study: Study, coder, since: datetime) -> QuerySet:
     """The coder's live counts as one bounded single-row `.values()` query: `total` and
-    `today` (their live votes, the `vote_coder_time` index), `gold_total` and `gold_today`
-    (their live gold answers, which count as faces done: a gold face must look like any
-    other) and `free`, the open faces with a free slot they hold none of (the rule
-    annotate.assignment hands work out by), counted up to OPEN_COUNT_CAP + 1 over the
-    `face_work_queue` index; `today` counts from `since`. The submit reply carries it, read
-    in the statement that hands out the next faces (annotate.assignment
-    .assignments_take_reading), so its cost must not grow with the study or the coder's
-    votes."""
-    votes = Vote.objects.filter(face__study=study, coder=coder, retracted_at__isnull=True)
+    `today` (their live votes, counted on the `vote_coder_study_live` index alone),
+    `gold_total` and `gold_today` (their live gold answers, which count as faces done: a gold
+    face must look like any other) and `free`, the open faces with a free slot they hold none
+    of (the rule annotate.assignment hands work out by), counted up to OPEN_COUNT_CAP + 1 over
+    the `face_work_queue` index; `today` counts from `since`. The submit reply carries it,
+    read in the statement that hands out the next faces (annotate.assignment
+    .assignments_take_reading), so its cost must not grow with the study, and grows with the
+    coder's votes only as index entries counted."""
+    votes = Vote.objects.filter(study=study, coder=coder, retracted_at__isnull=True)
     gold = GoldAnswer.objects.filter(
         gold__face__study=study, coder=coder, retracted_at__isnull=True
     )

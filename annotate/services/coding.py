@@ -308,6 +308,7 @@ def _vote_record(
         raise LeaseLost(LEASE_LOST)
     vote = Vote(
         face=face,
+        study_id=face.study_id,
         coder=coder,
         assignment=assignment,
         seconds_taken=request.seconds,
