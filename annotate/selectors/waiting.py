@@ -129,8 +129,8 @@ def faces_waiting(
         .values("at")
     )
     # Ordered by when the consensus row last changed (the split, or the move to a
-    # researcher), one status at a time along the consensus_study_waiting index, so only the rows
-    # shown are read, however many wait.
+    # researcher), one status at a time along the consensus_study_waiting index, so only the
+    # rows shown are read, however many wait and however large the other studies are.
     rows = sorted(
         (
             face
