@@ -2,7 +2,8 @@
 
 Prints one JSON line:
   coders, think_ms, votes_per_s, p50_ms, p95_ms, errors, lost_votes, over_assigned,
-  duplicate_votes, queries_per_vote, cpu_ms_per_vote, offered_per_s, sessions
+  duplicate_votes, queries_per_vote, cpu_ms_per_vote, offered_per_s, bare_request_cpu_ms,
+  cpu_vote_to_bare, sessions
 (latencies are of the vote request, which also hands out the next faces). The invariants are
 checked in the database after the run.
 
@@ -11,6 +12,10 @@ per such request, counted in the workers themselves (bench/gunicorn_count.py: a 
 execute wrapper; BEGIN/COMMIT and the connection health check are not in it).
 cpu_ms_per_vote: user + system CPU time of the gunicorn worker processes over the timed part
 (/proc/<pid>/stat), per vote; it includes the few calls for work outside votes.
+bare_request_cpu_ms: this run's baseline, measured after the timed part on the same workers:
+CPU per request for a missing page (404) asked by signed-in coders (the same middleware,
+session and user as a vote, and nothing else); cpu_vote_to_bare is cpu_ms_per_vote over it,
+a figure that holds when the machine's speed drifts (not with --kill-worker-at).
 sessions: where the web workers read sessions: "redis cache" with --cache-url (cached_db, as
 docker-compose runs; one statement fewer per request), else "database".
 offered_per_s: the load the coders offer, coders / (think time + mean vote latency); with
@@ -56,6 +61,23 @@ SELECT face_id, %(study)s, coder_id, id, 'female', '', '', '', '', 2.0,
     now() - interval '30 days', false
 FROM a
 """
+
+
+BARE_CLIENTS = 4
+BARE_REQUESTS = 400
+
+
+def bare_request_cpu_ms(base: str, sessions: list, workers: list[int]) -> float:
+    """This run's baseline: web-worker CPU per request for a page that does not exist, asked
+    by signed-in coders, so it passes the same middleware, session and user as a vote."""
+
+    def ask(session) -> None:
+        for _ in range(BARE_REQUESTS // len(sessions)):
+            session.get(f"{base}/no-such-page/", timeout=30)
+
+    before = _stack.cpu_seconds(workers)
+    _stack.threads_run([threading.Thread(target=ask, args=(s,)) for s in sessions])
+    return (_stack.cpu_seconds(workers) - before) * 1000 / BARE_REQUESTS
 
 
 def prior_votes_add(*, study, per_coder: int) -> None:
@@ -162,6 +184,12 @@ def main() -> None:
                     killer.join()
                 elapsed = time.monotonic() - started
                 cpu = _stack.cpu_seconds(workers) - cpu_before
+                # A killed worker's replacement is not among `workers`: no baseline then.
+                bare_ms = (
+                    bare_request_cpu_ms(server.url, sessions[:BARE_CLIENTS], workers)
+                    if args.kill_worker_at is None
+                    else None
+                )
             finally:
                 server.stop()
             totals = [json.loads(f.read_text()) for f in counts.glob("*.json")]
@@ -189,6 +217,9 @@ def main() -> None:
     )
     result["cpu_ms_per_vote"] = round(cpu * 1000 / votes, 2) if votes else None
     result["offered_per_s"] = round(args.coders / (args.think_ms / 1000 + mean_s), 1)
+    if bare_ms is not None and votes:
+        result["bare_request_cpu_ms"] = round(bare_ms, 2)
+        result["cpu_vote_to_bare"] = round(cpu * 1000 / votes / bare_ms, 2)
     result["sessions"] = "redis cache" if args.cache_url else "database"
     if args.prior_votes:
         result["prior_votes"] = args.prior_votes

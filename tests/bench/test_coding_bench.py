@@ -1,0 +1,30 @@
+"""A short run of bench/coding.py on the stack docker-compose runs (gunicorn, PostgreSQL,
+sessions through Redis): what it reports, and the statement budget the issue sets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.bench.running import bench_line
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+
+def test_a_vote_takes_at_most_six_statements_with_sessions_in_redis(redis_url):
+    figures, stderr = bench_line(
+        "coding.py",
+        "--coders", "4", "--seconds", "4", "--faces", "200", "--workers", "2",
+        "--cache-url", redis_url,
+    )  # fmt: skip
+    line = json.dumps(figures)
+    assert figures["sessions"] == "redis cache"
+    assert figures["votes_per_s"] > 0, line
+    for key in ("errors", "lost_votes", "over_assigned", "duplicate_votes"):
+        assert figures[key] == 0, (key, line, stderr)
+    # Counted inside the web workers: the vote, its consensus and the next two faces.
+    assert 4 <= figures["queries_per_vote"] <= 6, line
+    # This run's baseline: a missing page through the same middleware, session and user.
+    assert 0 < figures["bare_request_cpu_ms"] < figures["cpu_ms_per_vote"], line
+    assert figures["cpu_vote_to_bare"] > 1, line
