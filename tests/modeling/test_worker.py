@@ -10,10 +10,16 @@ import time
 import pytest
 from django.urls import reverse
 
-from annotate.models import KnownLabel
+from annotate.models import JobStatus, KnownLabel
 from annotate.roles import Role
 from annotate.services.demo import demo_study_load
-from modeling.models import ModelVersion, Prediction, PredictionRun, TrainingRun
+from modeling.models import (
+    ModelVersion,
+    Prediction,
+    PredictionChunk,
+    PredictionRun,
+    TrainingRun,
+)
 from modeling.services.activation import version_activate
 from modeling.services.prediction import predictions_run_create
 from modeling.services.training import training_run_create
@@ -111,10 +117,15 @@ def test_worker_killed_during_prediction_keeps_versions_apart_and_a_retry_comple
     env = {**ONE_THREAD, "FACET_PREDICT_CHUNK": "4"}
     worker = start_worker(redis_broker, queues="gpu", extra_env=env)
     first = version_activate(version=v1, user=admin)
+    # Killed while it works on a chunk: between two chunks nothing of the run is running,
+    # and a run whose chunks only wait for a worker is not lost.
     wait_for(
-        lambda: PredictionRun.objects.filter(pk=first.pk, done__gte=4).exists(),
+        lambda: (
+            PredictionRun.objects.filter(pk=first.pk, done__gte=4).exists()
+            and PredictionChunk.objects.filter(run=first, status=JobStatus.RUNNING).exists()
+        ),
         timeout=120,
-        message="the first chunk of predictions",
+        message="the first chunk of predictions, and a chunk at work",
     )
     worker.kill()
     partial = Prediction.objects.filter(version=v1).count()
