@@ -48,11 +48,6 @@ def _coders_for_extra_vote(*, face_id: int, study_id: int) -> QuerySet:
     )
 
 
-def coder_for_extra_vote_exists(*, face: Face) -> bool:
-    """Whether someone could take a split face's extra vote (see _coders_for_extra_vote)."""
-    return _coders_for_extra_vote(face_id=face.pk, study_id=face.study_id).exists()
-
-
 def _extra_vote_outlook_sql(*, face_id: int, study_id: int, now: datetime) -> tuple[str, tuple]:
     lease_live = Assignment.objects.filter(
         face_id=face_id, status=AssignmentStatus.LEASED, expires_at__gt=now

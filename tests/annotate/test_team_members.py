@@ -261,9 +261,11 @@ def test_migration_0009_keeps_every_member_and_gives_researchers_their_role():
 
 
 def test_a_paused_coder_does_not_hold_a_split_face_open(study, coder):
-    from annotate.selectors.waiting import coder_for_extra_vote_exists
+    from django.utils import timezone
+
+    from annotate.selectors.waiting import extra_vote_outlook
 
     (face,) = make_faces(study, 1)
-    assert coder_for_extra_vote_exists(face=face)
+    assert extra_vote_outlook(face=face, now=timezone.now()) == (False, True)
     member_pause(study=study, user=coder, reason="away")
-    assert not coder_for_extra_vote_exists(face=face)
+    assert extra_vote_outlook(face=face, now=timezone.now()) == (False, False)
