@@ -448,8 +448,9 @@ def worker_pids(server: Server) -> list[int]:
     return pids
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU time of these processes so far (/proc/<pid>/stat utime + stime)."""
+def cpu_seconds(pids: list[int], *, reaped: bool = False) -> float:
+    """User plus system CPU time of these processes so far (/proc/<pid>/stat utime + stime);
+    with `reaped`, also that of their children that ended (cutime + cstime)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
@@ -458,4 +459,67 @@ def cpu_seconds(pids: list[int]) -> float:
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])
+        if reaped:
+            total += int(fields[13]) + int(fields[14])
     return total / ticks
+
+
+@contextlib.contextmanager
+def statistics_kept(url: str, every_s: float):
+    """ANALYZE the tables coding writes every `every_s` seconds while the block runs, as
+    autovacuum does on a live server (after 50 rows and 10 % changed, once a minute): a run
+    is shorter than its nap, and a plan made on statistics from before the first lease
+    believes those tables empty. 0: never (a new database's first minute)."""
+    import psycopg
+
+    stop = threading.Event()
+
+    def keep() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.wait(every_s):
+                conn.execute(f"ANALYZE {', '.join(CODING_TABLES)}")
+
+    thread = threading.Thread(target=keep, daemon=True) if every_s > 0 else None
+    if thread is not None:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join()
+
+
+CODING_TABLES = ("annotate_assignment", "annotate_vote", "annotate_face", "annotate_consensus")
+
+
+def database_cpu_seconds() -> float:
+    """CPU time of the PostgreSQL server on this machine so far: every process named
+    postgres, with the backends that ended (the server process counts its reaped children,
+    so a connection closed mid-run loses nothing)."""
+    return cpu_seconds(named_pids("postgres"), reaped=True)
+
+
+def named_pids(name: str) -> list[int]:
+    """Processes whose command name (/proc/<pid>/comm) is `name`, e.g. the database's."""
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                pids.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def box_cpu() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def box_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time (all cores) that was busy between two box_cpu()."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0

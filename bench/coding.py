@@ -2,8 +2,9 @@
 
 Prints one JSON line:
   coders, think_ms, votes_per_s, p50_ms, p95_ms, errors, lost_votes, over_assigned,
-  duplicate_votes, queries_per_vote, cpu_ms_per_vote, offered_per_s, bare_request_cpu_ms,
-  cpu_vote_to_bare, sessions
+  duplicate_votes, queries_per_vote, cpu_ms_per_vote, client_cpu_ms_per_vote,
+  database_cpu_ms_per_vote, box_busy, offered_per_s, bare_request_cpu_ms, cpu_vote_to_bare,
+  sessions, analyze_every_s
 (latencies are of the vote request, which also hands out the next faces). The invariants are
 checked in the database after the run.
 
@@ -12,10 +13,19 @@ per such request, counted in the workers themselves (bench/gunicorn_count.py: a 
 execute wrapper; BEGIN/COMMIT and the connection health check are not in it).
 cpu_ms_per_vote: user + system CPU time of the gunicorn worker processes over the timed part
 (/proc/<pid>/stat), per vote; it includes the few calls for work outside votes.
+client_cpu_ms_per_vote: CPU of this process (the coders' HTTP clients) per vote, and
+database_cpu_ms_per_vote: of every PostgreSQL process on the machine, backends that ended in
+the run included (the server process counts its reaped children); box_busy: the share of all
+cores busy over the timed part (/proc/stat). The coders share the machine with the server: a
+crowd's browsers would not.
 bare_request_cpu_ms: this run's baseline, measured after the timed part on the same workers:
 CPU per request for a missing page (404) asked by signed-in coders (the same middleware,
 session and user as a vote, and nothing else); cpu_vote_to_bare is cpu_ms_per_vote over it,
 a figure that holds when the machine's speed drifts (not with --kill-worker-at).
+analyze_every_s: the run ANALYZEs the tables coding writes this often (--analyze-every,
+default 10 s), as autovacuum does on a live server once a minute: a run is shorter than that,
+and plans made on statistics from before the first lease believe those tables empty (0: never,
+a new database's first minute).
 sessions: where the web workers read sessions: "redis cache" with --cache-url (cached_db, as
 docker-compose runs; one statement fewer per request), else "database".
 offered_per_s: the load the coders offer, coders / (think time + mean vote latency); with
@@ -130,6 +140,13 @@ def main() -> None:
         help="votes every coder cast in the study before the run, on faces coded to the end "
         "(coders who have worked for weeks: their progress line counts them on every vote)",
     )
+    parser.add_argument(
+        "--analyze-every",
+        type=float,
+        default=10,
+        help="seconds between ANALYZEs of the tables coding writes during the run, standing "
+        "in for autovacuum (default 10; 0: never, the plans of a new database's first minute)",
+    )
     _stack.database_arguments(parser, "coding")
     args = parser.parse_args()
     name = _stack.database_name(args, "coding")
@@ -163,6 +180,9 @@ def main() -> None:
                 )
                 workers = _stack.worker_pids(server)
                 cpu_before = _stack.cpu_seconds(workers)
+                client_before = time.process_time()
+                box_before = _stack.box_cpu()
+                database_before = _stack.database_cpu_seconds()
                 started = time.monotonic()
                 threads = _stack.coder_threads(
                     sessions,
@@ -179,11 +199,15 @@ def main() -> None:
                         args.kill_worker_at, os.kill, (workers[0], signal.SIGKILL)
                     )
                     killer.start()
-                _stack.threads_run(threads)
+                with _stack.statistics_kept(url, args.analyze_every):
+                    _stack.threads_run(threads)
                 if killer is not None:
                     killer.join()
                 elapsed = time.monotonic() - started
                 cpu = _stack.cpu_seconds(workers) - cpu_before
+                client_cpu = time.process_time() - client_before
+                box_busy = _stack.box_busy(box_before, _stack.box_cpu())
+                database_cpu = _stack.database_cpu_seconds() - database_before
                 # A killed worker's replacement is not among `workers`: no baseline then.
                 bare_ms = (
                     bare_request_cpu_ms(server.url, sessions[:BARE_CLIENTS], workers)
@@ -216,11 +240,15 @@ def main() -> None:
         round(sum(t["vote_statements"] for t in totals) / requests, 2) if requests else None
     )
     result["cpu_ms_per_vote"] = round(cpu * 1000 / votes, 2) if votes else None
+    result["client_cpu_ms_per_vote"] = round(client_cpu * 1000 / votes, 2) if votes else None
+    result["database_cpu_ms_per_vote"] = round(database_cpu * 1000 / votes, 2) if votes else None
+    result["box_busy"] = round(box_busy, 2)
     result["offered_per_s"] = round(args.coders / (args.think_ms / 1000 + mean_s), 1)
     if bare_ms is not None and votes:
         result["bare_request_cpu_ms"] = round(bare_ms, 2)
         result["cpu_vote_to_bare"] = round(cpu * 1000 / votes / bare_ms, 2)
     result["sessions"] = "redis cache" if args.cache_url else "database"
+    result["analyze_every_s"] = args.analyze_every
     if args.prior_votes:
         result["prior_votes"] = args.prior_votes
     if args.kill_worker_at is not None:
