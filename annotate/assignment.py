@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
-from annotate.compiled_sql import compiled, queryset_sql
+from annotate.compiled_sql import compiled, prepared_cursor, queryset_sql
 from annotate.consensus import escalations_review, escalations_sweep
 from annotate.models import (
     Assignment,
@@ -238,7 +238,7 @@ def assignments_take_reading(
 
 
 def _row(sql: str, params: tuple) -> dict:
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         names = [column[0] for column in cursor.description]  # DB-API: the name comes first
         return dict(zip(names, cursor.fetchone(), strict=True))
@@ -345,7 +345,7 @@ def _claim(
 ) -> Taken | None:
     """Run `_claim_sql`; None when expired leases must be reclaimed first."""
     sql, params = _claim_sql(study=study, coder=coder, n=n, now=now, also=also)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         names = [column[0] for column in cursor.description][8:]  # DB-API: the name first
         rows = cursor.fetchall()

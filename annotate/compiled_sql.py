@@ -6,17 +6,30 @@ is kept per process: `compiled(key, build, **values)` calls `build(**stand_ins)`
 stand-in for each value (a negative id, a date in 1901 no real row has), finds where each
 stand-in lands among the statement's parameters, and from then on returns the kept text with
 the real values put there. `key` names everything that changes the text; the values do not.
+
+On PostgreSQL the kept text has every other parameter (statuses, limits) written in as a
+literal, and `prepared_cursor()` runs it as a statement the server prepares once per
+connection: parsing and planning the claim of the next faces cost the server more than running
+it. A prepared statement keeps one plan for all values, so the constants must be in its text:
+the planner then knows their frequencies, and can use a partial index whose condition they
+imply (the claim probes `assignment_once_per_coder`, unique where status <> 'released', with
+status IN ('leased', 'submitted')); PostgreSQL's manual: "parameterized query clauses do not
+work with a partial index".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+import re
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper
 
 Build = Callable[..., tuple[str, tuple]]
-_kept: dict[Hashable, tuple[str, tuple[tuple[str | None, object], ...]]] = {}
+_kept: dict[Hashable, tuple[str, tuple[str, ...]]] = {}
 STAND_IN_MISSING = "The stand-in for {name!r} is not a parameter of the statement {key!r}."
 STAND_IN_INLINE = "The stand-in for {name!r} is written into the text of the statement {key!r}."
 NOT_A_VALUE = "Only ids (int) and times (datetime) can be stood in for; {name!r} is {kind}."
@@ -43,23 +56,96 @@ def compiled(key: Hashable, build: Build, **values: int | datetime) -> tuple[str
 
     Only on PostgreSQL, whose driver takes times as they are: SQLite's backend turns them into
     text while compiling, so a stand-in could not be found; the embedded database builds each
-    statement afresh."""
+    statement afresh. Run the statement with `prepared_cursor()`."""
     if connection.vendor != "postgresql":
         return build(**values)
     kept = _kept.get(key)
     if kept is None:
         stand_ins = _stand_ins(values)
         sql, params = build(**stand_ins)
-        names = {stand_in: name for name, stand_in in stand_ins.items()}
-        slots = tuple((names.get(p) if _is_value(p) else None, p) for p in params)
         for name, stand_in in stand_ins.items():
-            if not any(slot == name for slot, _ in slots):
+            if not any(_is_value(p) and p == stand_in for p in params):
                 raise ValueError(STAND_IN_MISSING.format(name=name, key=key))
             if isinstance(stand_in, int) and str(stand_in) in sql:
                 raise ValueError(STAND_IN_INLINE.format(name=name, key=key))
-        kept = _kept[key] = (sql, slots)
-    sql, slots = kept
-    return sql, tuple(values[name] if name else p for name, p in slots)
+        kept = _kept[key] = _constants_written(sql, params, stand_ins)
+    sql, names = kept
+    return sql, tuple(values[name] for name in names)
+
+
+def compiled_rows(key: Hashable, build: Build, **values: int | datetime) -> list[tuple]:
+    """The rows of the statement `compiled()` keeps, run prepared (`prepared_cursor`)."""
+    sql, params = compiled(key, build, **values)
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _constants_written(
+    sql: str, params: tuple, stand_ins: Mapping[str, int | datetime]
+) -> tuple[str, tuple[str, ...]]:
+    """`sql` with every parameter but the stand-ins written in as a literal (quoted by the
+    driver, as its client-side binding does), and the names of the values its remaining
+    placeholders take, in order."""
+    literals = psycopg.ClientCursor(connection.connection)
+    text = literals.mogrify(sql, params)
+    names = {literals.mogrify("%s", (value,)): name for name, value in stand_ins.items()}
+    # A stand-in's literal is a whole number or a quoted 1901 time: it cannot start inside
+    # another literal, and `(?![0-9])` keeps -7000000000001 from matching -70000000000012.
+    found = re.compile("|".join(f"{re.escape(literal)}(?![0-9])" for literal in names))
+    parts, order, last = [], [], 0
+    for match in found.finditer(text):
+        parts += [text[last : match.start()].replace("%", "%%"), "%s"]
+        order.append(names[match.group(0)])
+        last = match.end()
+    parts.append(text[last:].replace("%", "%%"))
+    return "".join(parts), tuple(order)
+
+
+class _Preparing(psycopg.Cursor):
+    """psycopg's server-side binding cursor, every statement prepared on its first run."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+class _PreparedDebugWrapper(CursorDebugWrapper):
+    """Django's query-logging cursor, logging the statement with its values written in, as
+    for any other: psycopg keeps no text of a prepared run for Django to read back."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self.db.ops.compose_sql(sql, params), params):
+            return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
+
+
+@contextmanager
+def prepared_cursor() -> Iterator:
+    """A Django cursor (execute wrappers and query logging as usual) whose statements
+    PostgreSQL prepares once per connection and plans from then on without parsing them
+    again; for the statements `compiled()` keeps. Elsewhere Django's own cursor.
+
+    psycopg drops its prepared statements at every ROLLBACK on the connection (a statement
+    may depend on what was rolled back); the next run prepares again. The connection's
+    `prepare_threshold` (config.env.database_from_url) keeps psycopg from preparing any
+    other statement on its own."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = _Preparing(connection.connection)
+    # What Django's connection.cursor() does with the driver's cursor (the stubs' type for
+    # the argument is the wrapper it makes).
+    wrapped = (
+        _PreparedDebugWrapper(raw, connection)
+        if connection.queries_logged
+        else connection.make_cursor(raw)  # type: ignore[arg-type]
+    )
+    with wrapped as cursor:
+        yield cursor
 
 
 def queryset_sql(queryset) -> tuple[str, tuple]:

@@ -65,6 +65,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+# psycopg prepares a statement once it has run this many times on a connection, or at once
+# when the caller asks (annotate.compiled_sql.prepared_cursor, for the vote path). Django's
+# default, None, refuses even that. No statement runs this often, so only asked ones are
+# prepared: an ORM statement with its constants as parameters would get a generic plan blind
+# to the partial indexes.
+PREPARE_ONLY_ASKED = 2**31 - 1
+
+
 def database_from_url(url: str, *, name: str = "DATABASE_URL") -> dict:
     """Django DATABASES entry from `postgres://user:pass@host:port/db` or `sqlite:///path`."""
     parsed = urlparse(url)
@@ -91,7 +99,7 @@ def database_from_url(url: str, *, name: str = "DATABASE_URL") -> dict:
             "PORT": str(port or ""),
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": options,
+            "OPTIONS": {"prepare_threshold": PREPARE_ONLY_ASKED, **options},
         }
     raise EnvError(
         f"Environment variable {name}={url!r} has scheme {parsed.scheme!r}; "

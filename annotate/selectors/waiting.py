@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Exists, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from annotate.compiled_sql import compiled, queryset_sql
+from annotate.compiled_sql import compiled_rows, queryset_sql
 from annotate.models import Assignment, AssignmentStatus, ConsensusStatus, Face, Study, Vote
 from annotate.roles import Role
 
@@ -64,16 +63,13 @@ def extra_vote_outlook(*, face: Face, now: datetime) -> tuple[bool, bool]:
     """For a split face: whether someone holds a live lease on it now, and whether a coder
     who could take its extra vote exists. One statement, built once per process: a tie at
     K votes asks it inside the vote."""
-    sql, params = compiled(
+    [(leased, coder)] = compiled_rows(
         "extra_vote_outlook",
         _extra_vote_outlook_sql,
         face_id=face.pk,
         study_id=face.study_id,
         now=now,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        leased, coder = cursor.fetchone()
     return bool(leased), bool(coder)
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from annotate.access import Grant, grant_checks, grant_holds
 from annotate.assignment import slot_retake
-from annotate.compiled_sql import compiled, queryset_sql
+from annotate.compiled_sql import compiled, compiled_rows, prepared_cursor, queryset_sql
 from annotate.consensus import consensus_refresh, live_votes_query, live_votes_split
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Gender
 from annotate.models import (
@@ -216,18 +216,16 @@ def _granted_lock_sql(assignment_id: int, study_id: int, user_id: int) -> tuple[
 def _granted_lock(*, grant: Grant, assignment_id: int) -> Assignment | None:
     """The lock statement of `_assignment_lock` for a grant, compiled once per process: the
     assignment, its face (both locked) and its study, with the grant's checks as attributes."""
-    sql, params = compiled(
+    rows = compiled_rows(
         "granted_lock",
         _granted_lock_sql,
         assignment_id=assignment_id,
         study_id=grant.study_id,
         user_id=grant.user_id,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
+    if not rows:
         return None
+    [row] = rows
     a, f = len(_ASSIGNMENT), len(_ASSIGNMENT) + len(_FACE)
     s = f + len(_STUDY)
     # Converted as the ORM would: the study's JSON fields come back as text.
@@ -379,7 +377,7 @@ def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[l
         *excluded_params,
         *live_params,
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     assignment.status, assignment.submitted_at = AssignmentStatus.SUBMITTED, now

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotate.assignment import VALIDATION_PRIORITY, faces_prioritize
-from annotate.compiled_sql import compiled, queryset_sql
+from annotate.compiled_sql import compiled_rows, queryset_sql
 from annotate.labels import CLASSES, POSITIVE_CLASS, SUBGROUP_ATTRIBUTES
 from annotate.models import Face
 from config.celery import BrokerUnavailable, broker_check
@@ -295,7 +295,7 @@ def validation_rounds_after_consensus(*, face: Face) -> list[int]:
     """
     # Every completing vote asks this, almost always of a face in no round: the statement is
     # built once per process, not by the ORM each time.
-    sql, params = compiled(
+    rows = compiled_rows(
         "open_rounds_of_face",
         lambda face_id: queryset_sql(
             ValidationRound.objects.filter(
@@ -306,9 +306,7 @@ def validation_rounds_after_consensus(*, face: Face) -> list[int]:
         ),
         face_id=face.pk,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        round_ids = [row[0] for row in cursor.fetchall()]
+    round_ids = [row[0] for row in rows]
     if not round_ids:
         return []
     started = []

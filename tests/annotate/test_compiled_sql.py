@@ -1,13 +1,21 @@
-"""Statements compiled once per process run again with the new values, never the old ones."""
+"""Statements compiled once per process run again with the new values, never the old ones;
+on PostgreSQL with their constants written in, prepared once per connection by the server."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 
-from annotate.compiled_sql import STAND_IN_INLINE, STAND_IN_MISSING, compiled, queryset_sql
-from annotate.models import Face
+from annotate.compiled_sql import (
+    STAND_IN_INLINE,
+    STAND_IN_MISSING,
+    compiled,
+    compiled_rows,
+    queryset_sql,
+)
+from annotate.models import Face, FaceStatus
 from tests.factories import bare_faces, make_study
 
 pytestmark = pytest.mark.django_db
@@ -39,3 +47,49 @@ def test_a_value_written_into_the_text_is_refused():
     with pytest.raises(ValueError) as inline:
         compiled("test-inline-2", lambda n: (f"SELECT %s WHERE {n} < 0", (n,)), n=3)
     assert str(inline.value) == STAND_IN_INLINE.format(name="n", key="test-inline-2")
+
+
+def _open_faces_like_sql(study_id: int):
+    return queryset_sql(
+        Face.objects.filter(
+            study_id=study_id, coding_status=FaceStatus.OPEN, crop__contains="50%"
+        ).values("pk")
+    )
+
+
+def _prepared() -> list[str]:
+    """The statements the server holds prepared for this connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.postgres
+def test_constants_are_written_into_the_text_and_only_the_values_stay_parameters():
+    study = make_study()
+    wanted, done, *_ = bare_faces(study, 4)  # the other two: crops without "50%"
+    Face.objects.filter(pk=wanted.pk).update(crop="faces/50%-off.jpg")
+    Face.objects.filter(pk=done.pk).update(crop="faces/50%-on.jpg", coding_status="complete")
+    sql, params = compiled("test-constants", _open_faces_like_sql, study_id=study.pk)
+    assert params == (study.pk,)
+    assert "'open'" in sql  # the status, and the LIKE pattern with its % doubled for the driver
+    assert "%%50" in sql
+    assert [
+        row[0] for row in compiled_rows("test-constants", _open_faces_like_sql, study_id=study.pk)
+    ] == [wanted.pk]
+
+
+@pytest.mark.postgres
+def test_compiled_statements_are_prepared_by_the_server_and_orm_statements_are_not():
+    study = make_study()
+    faces = bare_faces(study, 3)
+    Face.objects.filter(study=study).update(crop="faces/50%.jpg")
+    for _ in range(3):
+        rows = compiled_rows("test-prepared", _open_faces_like_sql, study_id=study.pk)
+        assert sorted(row[0] for row in rows) == sorted(f.pk for f in faces)
+    for _ in range(10):  # far more runs than psycopg's usual threshold for preparing
+        assert Face.objects.filter(study=study).count() == 3
+    prepared = [s for s in _prepared() if "annotate_face" in s]
+    # One statement, prepared with its value as the only parameter and its constants in it.
+    assert len(prepared) == 1, prepared
+    assert "$1" in prepared[0] and "$2" not in prepared[0] and "'open'" in prepared[0]
