@@ -41,6 +41,7 @@ from annotate.models import (
     Adjudication,
     Assignment,
     AssignmentStatus,
+    CoderExclusion,
     Consensus,
     ConsensusStatus,
     Face,
@@ -73,11 +74,14 @@ def _attributes(votes: list[Vote]) -> dict[str, str]:
 
 
 def live_votes_query(*, face_id: int):
-    """The face's live votes, each with `counts`: whether it counts (`Vote.objects.counted()`)."""
-    counted = Vote.objects.counted().filter(pk=OuterRef("pk"))
+    """The face's live votes, each with `counts`: whether it counts (`Vote.objects.counted()`:
+    a live vote counts unless its coder is excluded from the study). The check reads the
+    vote's own row: asked as "is this vote among the counted ones", a plan prepared once
+    (annotate.compiled_sql) hashed every counted vote in the database on each call."""
+    excluded = CoderExclusion.of(study_id=OuterRef("study_id"), coder_id=OuterRef("coder_id"))
     return (
         Vote.objects.filter(face_id=face_id, retracted_at__isnull=True)
-        .annotate(counts=Exists(counted))
+        .annotate(counts=~Exists(excluded))
         .order_by("pk")
     )
 

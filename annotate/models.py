@@ -492,9 +492,7 @@ class VoteQuerySet(models.QuerySet):
     def counted(self) -> VoteQuerySet:
         """Live votes that count toward consensus, labels and agreement: not retracted, and
         not cast by a coder a researcher excluded from the face's study (CoderExclusion)."""
-        excluded = CoderExclusion.of(
-            study_id=OuterRef("face__study_id"), coder_id=OuterRef("coder_id")
-        )
+        excluded = CoderExclusion.of(study_id=OuterRef("study_id"), coder_id=OuterRef("coder_id"))
         return self.filter(retracted_at__isnull=True).filter(~Exists(excluded))
 
 
