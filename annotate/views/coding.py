@@ -90,7 +90,7 @@ def _crowd_capped(progress: dict[str, int | str], crowd_left: int | None) -> dic
         available = progress["available"]
         if not isinstance(available, str):
             progress["available"] = min(available, crowd_left)
-        elif crowd_left <= OPEN_COUNT_CAP:  # "1000+" free faces: the quota is the bound
+        elif crowd_left <= OPEN_COUNT_CAP:  # "100+" free faces: the quota is the bound
             progress["available"] = crowd_left
     return progress
 

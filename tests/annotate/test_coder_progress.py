@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate.models import Vote
+from annotate.models import Face, Vote
+from annotate.selectors.coding import OPEN_COUNT_CAP
 from annotate.roles import Role
 from tests.annotate.coding_helpers import vote_next
 from tests.factories import bare_faces, make_study, make_user
@@ -43,6 +44,21 @@ def submit(client, study, assignment_id, gender="female"):
     response = post(client, study, "code_submit", body)
     assert response.status_code == 200, response.content
     return response.json()
+
+
+def test_faces_left_are_counted_up_to_the_cap_and_exactly_below_it(client, study, coder):
+    """Above OPEN_COUNT_CAP faces to take the reply says "100+" (it said 101 when the call
+    claimed faces at the cap); at the cap or below, the exact number, held faces included."""
+    faces = bare_faces(study, OPEN_COUNT_CAP + 2)
+    client.force_login(coder)
+    first = post(client, study, "code_next").json()
+    assert first["progress"]["available"] == f"{OPEN_COUNT_CAP}+"
+    held = {item["assignment"] for item in first["items"]}
+    # One face coded by others, one by this vote: 100 open faces left, 2 of them held.
+    Face.objects.filter(pk__in=[f.pk for f in faces[-1:]]).update(coding_status="complete")
+    reply = submit(client, study, first["items"][0]["assignment"])
+    assert reply["progress"]["available"] == OPEN_COUNT_CAP
+    assert len(held) == 2
 
 
 def test_submit_and_undo_replies_carry_counts_that_follow_the_votes(client, study, coder):
