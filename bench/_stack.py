@@ -7,6 +7,8 @@ the benchmark database is dropped unless asked to keep it.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json as _json
 import logging
 import os
 import random
@@ -370,10 +372,60 @@ def coder_run(
             time.sleep(0.05)
 
 
+class JsonClient:
+    """A logged-in coder's HTTP client for the timed part: one kept-alive connection and the
+    session's cookies and CSRF headers, on http.client. The coders share the cores with the
+    server they measure, and through requests they cost 1.2 ms of CPU a vote (this: 0.33)."""
+
+    def __init__(self, session, base: str) -> None:
+        parsed = urlparse(base)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.headers = {
+            "Cookie": "; ".join(f"{c.name}={c.value}" for c in session.cookies),
+            "X-CSRFToken": session.headers["X-CSRFToken"],
+            "Referer": session.headers["Referer"],
+            "Content-Type": "application/json",
+        }
+        self.conn: http.client.HTTPConnection | None = None
+
+    def post(self, url: str, json: object, timeout: float) -> JsonReply:
+        path = urlparse(url).path
+        body = _json.dumps(json).encode()
+        for attempt in (1, 2):  # a kept-alive connection the server closed: once more
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            try:
+                self.conn.request("POST", path, body=body, headers=self.headers)
+                response = self.conn.getresponse()
+                return JsonReply(response.status, response.read())
+            except (http.client.RemoteDisconnected, ConnectionError):
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+@dataclass
+class JsonReply:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self):
+        return _json.loads(self.content)
+
+
 def coder_threads(sessions, **kwargs) -> list[threading.Thread]:
-    """One thread per logged-in session running coder_run with the same keyword arguments."""
+    """One thread per logged-in session running coder_run with the same keyword arguments,
+    each on its own JsonClient (`base` is among the arguments)."""
     return [
-        threading.Thread(target=coder_run, kwargs={"session": session, **kwargs})
+        threading.Thread(
+            target=coder_run, kwargs={"session": JsonClient(session, kwargs["base"]), **kwargs}
+        )
         for session in sessions
     ]
 
