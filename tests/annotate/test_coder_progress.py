@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotate.models import Face, Vote
-from annotate.selectors.coding import OPEN_COUNT_CAP
 from annotate.roles import Role
+from annotate.selectors.coding import OPEN_COUNT_CAP
 from tests.annotate.coding_helpers import vote_next
 from tests.factories import bare_faces, make_study, make_user
 
