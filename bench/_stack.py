@@ -389,21 +389,19 @@ class JsonClient:
         self.conn: http.client.HTTPConnection | None = None
 
     def post(self, url: str, json: object, timeout: float) -> JsonReply:
-        path = urlparse(url).path
-        body = _json.dumps(json).encode()
-        for attempt in (1, 2):  # a kept-alive connection the server closed: once more
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-            try:
-                self.conn.request("POST", path, body=body, headers=self.headers)
-                response = self.conn.getresponse()
-                return JsonReply(response.status, response.read())
-            except (http.client.RemoteDisconnected, ConnectionError):
-                self.conn.close()
-                self.conn = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        path, body = urlparse(url).path, _json.dumps(json).encode()
+        try:
+            return self._post(path, body, timeout)
+        except (http.client.RemoteDisconnected, ConnectionError):
+            self.conn = None  # the server closed the kept-alive connection: once more, anew
+            return self._post(path, body, timeout)
+
+    def _post(self, path: str, body: bytes, timeout: float) -> JsonReply:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        self.conn.request("POST", path, body=body, headers=self.headers)
+        response = self.conn.getresponse()
+        return JsonReply(response.status, response.read())
 
 
 @dataclass
@@ -524,6 +522,9 @@ def statistics_kept(url: str, every_s: float):
     believes those tables empty. 0: never (a new database's first minute)."""
     import psycopg
 
+    if every_s <= 0:
+        yield
+        return
     stop = threading.Event()
 
     def keep() -> None:
@@ -531,15 +532,13 @@ def statistics_kept(url: str, every_s: float):
             while not stop.wait(every_s):
                 conn.execute(f"ANALYZE {', '.join(CODING_TABLES)}")
 
-    thread = threading.Thread(target=keep, daemon=True) if every_s > 0 else None
-    if thread is not None:
-        thread.start()
+    thread = threading.Thread(target=keep, daemon=True)
+    thread.start()
     try:
         yield
     finally:
         stop.set()
-        if thread is not None:
-            thread.join()
+        thread.join()
 
 
 CODING_TABLES = ("annotate_assignment", "annotate_vote", "annotate_face", "annotate_consensus")
