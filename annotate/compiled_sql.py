@@ -20,13 +20,14 @@ work with a partial index".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper
+from django.db.models import Field
 
 Build = Callable[..., tuple[str, tuple]]
 _kept: dict[Hashable, tuple[str, tuple[str, ...]]] = {}
@@ -87,6 +88,7 @@ def _constants_written(
     """`sql` with every parameter but the stand-ins written in as a literal (quoted by the
     driver, as its client-side binding does), and the names of the values its remaining
     placeholders take, in order."""
+    connection.ensure_connection()
     literals = psycopg.ClientCursor(connection.connection)
     text = literals.mogrify(sql, params)
     names = {literals.mogrify("%s", (value,)): name for name, value in stand_ins.items()}
@@ -146,6 +148,16 @@ def prepared_cursor() -> Iterator:
     )
     with wrapped as cursor:
         yield cursor
+
+
+def quoted_columns(fields: Iterable[Field]) -> str:
+    """The fields' columns as a comma-separated SQL list, for statements written out."""
+    return ", ".join(connection.ops.quote_name(_column(f)) for f in fields)
+
+
+def _column(field: Field) -> str:
+    assert field.column is not None  # a concrete field always has its column
+    return field.column
 
 
 def queryset_sql(queryset) -> tuple[str, tuple]:

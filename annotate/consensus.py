@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import cache
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from annotate.aggregation import majority_label
+from annotate.compiled_sql import prepared_cursor, quoted_columns
 from annotate.labels import ATTRIBUTE_QUESTIONS, Gender
 from annotate.models import (
     Adjudication,
@@ -159,15 +161,53 @@ def consensus_refresh(
         agreement=agreement,
         attributes=_attributes(votes),
     )
-    # One upsert statement (the face's row lock keeps it from racing another writer).
-    Consensus.objects.bulk_create(
-        [consensus],
-        update_conflicts=True,
-        unique_fields=["face"],
-        update_fields=[*_CONSENSUS_FIELDS, "updated_at"],
-    )
-    _face_status_set(face, face_status, target=target)
+    _consensus_write(consensus, face, face_status, target=target)
     return consensus
+
+
+def _consensus_write(consensus: Consensus, face: Face, status: str, *, target: int) -> None:
+    """Upsert the face's Consensus row and set its coding status (`_face_status_set`); the
+    face's row lock keeps this from racing another writer. On PostgreSQL one statement
+    (`_consensus_write_sql`), prepared by the server: through the ORM the two cost a vote that
+    completes a face more web-worker CPU than the rest of its writes."""
+    if connection.vendor != "postgresql":
+        Consensus.objects.bulk_create(
+            [consensus],
+            update_conflicts=True,
+            unique_fields=["face"],
+            update_fields=[*_CONSENSUS_FIELDS, "updated_at"],
+        )
+        _face_status_set(face, status, target=target)
+        return
+    consensus.updated_at = timezone.now()  # auto_now, as save() would set it
+    db = connections[DEFAULT_DB_ALIAS]
+    values = [field.get_db_prep_save(getattr(consensus, field.attname), db) for field in _COLUMNS]
+    with prepared_cursor() as cursor:
+        cursor.execute(_consensus_write_sql(), (*values, status, target, face.pk, status, target))
+    consensus._state.adding, consensus._state.db = False, db.alias  # saved, as bulk_create sets
+    _face_status_written(face, status, target=target)
+
+
+_COLUMNS = list(Consensus._meta.concrete_fields)
+
+
+@cache
+def _consensus_write_sql() -> str:
+    """The upsert of a Consensus row (`_COLUMNS`), and the face's status and target where
+    they change."""
+    quote = connection.ops.quote_name
+    updated = [f for f in _COLUMNS if f.name in (*_CONSENSUS_FIELDS, "updated_at")]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (quoted_columns([f]) for f in updated))
+    return " ".join(
+        [
+            f"WITH upsert AS (INSERT INTO {quote(Consensus._meta.db_table)}",
+            f"({quoted_columns(_COLUMNS)})",
+            f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})",
+            f"ON CONFLICT ({quoted_columns([Consensus._meta.pk])}) DO UPDATE SET {updates})",
+            f"UPDATE {quote(Face._meta.db_table)} SET coding_status = %s, votes_target = %s",
+            "WHERE id = %s AND (coding_status <> %s OR votes_target <> %s)",
+        ]
+    )
 
 
 def _extra_vote_expected(*, face: Face, votes: list[Vote], now: datetime) -> bool:
@@ -271,9 +311,14 @@ def _validation_hook_after_commit(face: Face) -> None:
 def _face_status_set(face: Face, status: str, *, target: int) -> None:
     if face.coding_status != status or face.votes_target != target:
         Face.objects.filter(pk=face.pk).update(coding_status=status, votes_target=target)
-        if status in FINAL_FACE_STATUSES and face.coding_status != status:
-            _validation_hook_after_commit(face)
-        face.coding_status, face.votes_target = status, target
+        _face_status_written(face, status, target=target)
+
+
+def _face_status_written(face: Face, status: str, *, target: int) -> None:
+    """`face` as its row now is: validation hears of a face its coding made final."""
+    if status in FINAL_FACE_STATUSES and face.coding_status != status:
+        _validation_hook_after_commit(face)
+    face.coding_status, face.votes_target = status, target
 
 
 @transaction.atomic

@@ -14,14 +14,20 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from django.db import connection, transaction
-from django.db.models import Field
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from annotate.access import Grant, grant_checks, grant_holds
 from annotate.assignment import slot_retake
-from annotate.compiled_sql import compiled, compiled_rows, prepared_cursor, queryset_sql
+from annotate.compiled_sql import (
+    compiled,
+    compiled_rows,
+    prepared_cursor,
+    queryset_sql,
+    quoted_columns,
+)
 from annotate.consensus import consensus_refresh, live_votes_query, live_votes_split
 from annotate.labels import ATTRIBUTE_QUESTIONS, GENDER_QUESTION, Gender
 from annotate.models import (
@@ -326,9 +332,14 @@ def _vote_record(
     return VoteOutcome(vote, duplicate=False, late=late, study=study)
 
 
-def _column(field: Field) -> str:
-    assert field.column is not None  # a concrete field always has its column
-    return field.column
+_VOTE_WRITTEN = [f for f in Vote._meta.concrete_fields if not f.primary_key]
+_VOTE_READ = [f.attname for f in Vote._meta.concrete_fields]
+
+
+@cache
+def _vote_columns() -> tuple[str, str]:
+    """The columns `_vote_write` inserts and those it reads back, as SQL lists."""
+    return quoted_columns(_VOTE_WRITTEN), quoted_columns(Vote._meta.concrete_fields)
 
 
 def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[list[Vote], int]:
@@ -336,11 +347,9 @@ def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[l
     (annotate.consensus.live_votes_query, with the new one) in one statement; the caller holds
     the face's lock, taken by an earlier statement, so this one's snapshot has every vote
     committed before. Sets vote.pk; returns what annotate.consensus.live_votes returns."""
-    fields = [f for f in Vote._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(_column(f)) for f in fields)
-    names = [f.attname for f in Vote._meta.concrete_fields]
-    returning = ", ".join(connection.ops.quote_name(_column(f)) for f in Vote._meta.concrete_fields)
-    values = [f.get_db_prep_save(getattr(vote, f.attname), connection) for f in fields]
+    db = connections[DEFAULT_DB_ALIAS]
+    columns, returning = _vote_columns()
+    values = [f.get_db_prep_save(getattr(vote, f.attname), db) for f in _VOTE_WRITTEN]
     live_sql, live_params = compiled(
         "live_votes",
         lambda face_id: queryset_sql(live_votes_query(face_id=face_id)),
@@ -356,7 +365,7 @@ def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[l
     )
     sql = f"""
     WITH new AS (
-        INSERT INTO {Vote._meta.db_table} ({columns}) VALUES ({", ".join(["%s"] * len(fields))})
+        INSERT INTO {Vote._meta.db_table} ({columns}) VALUES ({", ".join(["%s"] * len(_VOTE_WRITTEN))})
         RETURNING {returning}
     ),
     submitted AS (
@@ -383,8 +392,8 @@ def _vote_write(*, vote: Vote, assignment: Assignment, now: datetime) -> tuple[l
     assignment.status, assignment.submitted_at = AssignmentStatus.SUBMITTED, now
     votes = []
     for row in rows:
-        voted = Vote.from_db(connection.alias, names, row[: len(names)])
-        voted.counts = row[len(names)]  # type: ignore[attr-defined]  # as live_votes_query
+        voted = Vote.from_db(db.alias, _VOTE_READ, row[: len(_VOTE_READ)])
+        voted.counts = row[len(_VOTE_READ)]  # type: ignore[attr-defined]  # as live_votes_query
         votes.append(voted)
     vote.pk = next(v.pk for v in votes if v.assignment_id == assignment.pk)
     vote._state.adding = False
