@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
@@ -340,6 +340,10 @@ def _claim_text(
     return sql, params
 
 
+_LEASE_READ = ["id", "face_id", "coder_id", "status", "expires_at", "gold"]
+_FACE_READ = ["id", "study_id", "crop", "source_image_id", "box_x"]
+
+
 def _claim(
     *, study: Study, coder, n: int, now: datetime, also: tuple[str, tuple] | None
 ) -> Taken | None:
@@ -356,19 +360,16 @@ def _claim(
     for _, pk, face_id, expires_at, fresh, crop, source_image_id, box_x, *_ in rows:
         if pk is None:
             continue
-        face = Face(
-            pk=face_id, study=study, crop=crop, source_image_id=source_image_id, box_x=box_x
+        # The fields the statement read; the others load on use, as a .only() query's would.
+        lease = Assignment.from_db(
+            DEFAULT_DB_ALIAS,
+            _LEASE_READ,
+            (pk, face_id, coder.pk, AssignmentStatus.LEASED, expires_at, False),
         )
-        leases.append(
-            Assignment(
-                pk=pk,
-                face=face,
-                coder=coder,
-                status=AssignmentStatus.LEASED,
-                expires_at=expires_at,
-                gold=False,
-            )
+        lease.face = Face.from_db(
+            DEFAULT_DB_ALIAS, _FACE_READ, (face_id, study.pk, crop, source_image_id, box_x)
         )
+        leases.append(lease)
         claimed += fresh
     read = dict(zip(names, rows[0][8:], strict=True)) if rows and also is not None else {}
     return Taken(leases, read, claimed)
