@@ -119,6 +119,19 @@ def test_the_upload_page_takes_bodies_up_to_the_upload_limit_and_no_more(client,
 
 
 @pytest.mark.django_db
+def test_an_upload_limit_below_the_ordinary_one_still_binds_the_upload_page(client, settings):
+    # Bodies within both limits skip the look at the view; this one is within the ordinary
+    # limit only.
+    settings.FACET_MAX_UPLOAD_BYTES = 2048
+    study = make_study()
+    client.force_login(make_user(Role.RESEARCHER, study=study))
+    upload = SimpleUploadedFile("notes.txt", b"x" * 8192, "text/plain")
+    response = client.post(reverse("annotate:import_new", args=[study.slug]), {"archive": upload})
+    assert response.status_code == 413
+    assert "at most 2,048 bytes" in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_a_chunked_body_without_a_length_is_refused(client):
     response = client.generic(
         "POST", reverse("login"), b"", HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH=""
