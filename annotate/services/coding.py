@@ -200,7 +200,11 @@ def _assignment_lock(
 
 _ASSIGNMENT = [f.attname for f in Assignment._meta.concrete_fields]
 _FACE = [f.attname for f in Face._meta.concrete_fields]
-_STUDY = [f.attname for f in Study._meta.concrete_fields]
+# The study's free text (a codebook can run to pages) is not read on every vote: it loads if
+# something asks for it.
+_STUDY = [
+    f.attname for f in Study._meta.concrete_fields if f.name not in ("description", "instructions")
+]
 _GRANT = ("grant_member", "grant_coder", "grant_admin", "grant_crowd")
 
 

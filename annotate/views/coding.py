@@ -175,19 +175,26 @@ def code_next(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _vote(request: HttpRequest, slug: str) -> tuple[Study, VoteOutcome, bool]:
     """The vote in the request, its study and whether the coder may be a crowd worker:
-    through the process's grant for this coder and study when there is one (its check rides
-    on the vote's own lock statement), else the long way."""
+    through the process's grant for this coder and study (its check rides on the vote's own
+    lock statement), else the long way. A coder's first vote in this process asks for the
+    grant first: each web process learns each coder so, and a crowd arriving at once would
+    otherwise cast a vote the long way in every process."""
     data = _payload(request)
+    study = None
     grant = coder_grant(request.user, slug)
+    if grant is None:
+        study = coder_study(request.user, slug)  # refuses who may not code; grants a coder
+        grant = coder_grant(request.user, slug)
     if grant is not None:
         try:
             outcome = vote_submit_granted(grant=grant, coder=request.user, data=data)
         except GrantLapsed:
             grant_forget(grant)
+            study = None  # decided again, the long way
         else:
             assert outcome.study is not None
             return outcome.study, outcome, grant.crowd
-    study = coder_study(request.user, slug)
+    study = study or coder_study(request.user, slug)
     vote_request = vote_request_parse(study=study, data=data)
     return study, vote_submit(study=study, coder=request.user, request=vote_request), True
 

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse, set_script_prefix
 from django.utils import timezone
 
-from annotate.access import NOT_A_MEMBER, PAUSED, ROLE_REFUSED, coder_grant
+from annotate.access import NOT_A_MEMBER, PAUSED, ROLE_REFUSED, coder_grant, grant_forget
 from annotate.models import Assignment, AssignmentStatus, Membership, Vote
 from annotate.roles import Role, groups_ensure
 from annotate.selectors.coding import url_with_id
@@ -80,6 +80,8 @@ def test_a_vote_and_its_next_two_faces_take_five_statements_six_when_it_complete
     assert reply.status_code == 200, reply.content
     assert len(reply.json()["items"]) == 2  # the next face and the one after, for prefetch
     assert len(statements(plain)) == VOTE_BUDGET, statements(plain)
+    # The study's codebook text (pages, in a real study) is not read on every vote.
+    assert not [sql for sql in statements(plain) if "instructions" in sql]
 
     # The second coder's first face is the one the first coder just voted on: K = 2.
     assert other[0]["crop"] == items[0]["crop"]
@@ -191,6 +193,24 @@ def test_a_grant_does_not_open_another_coders_assignment(client, study, coders):
     reply = vote(c, study, theirs[0]["assignment"])
     assert reply.status_code == 403
     assert not Vote.objects.exists()
+
+
+@pytest.mark.postgres
+def test_a_coders_first_vote_in_a_process_asks_for_the_grant_then_votes_through_it(
+    client, study, coders
+):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    grant_forget(coder_grant(coders[0], study.slug))  # as in a web process that never saw them
+    with CaptureQueriesContext(connection) as captured:
+        reply = vote(c, study, items[0]["assignment"])
+    assert reply.status_code == 200, reply.content
+    # The endpoint's role check and the grant's query, then the vote's own budget: not the
+    # long way's ORM lock.
+    assert len(statements(captured)) == VOTE_BUDGET + 2, statements(captured)
+    assert not [sql for sql in statements(captured) if sql.endswith("FOR NO KEY UPDATE")]
+    assert coder_grant(coders[0], study.slug) is not None
+    assert Vote.objects.get().assignment_id == items[0]["assignment"]
 
 
 def test_payload_urls_kept_per_process_are_the_urls_reverse_gives():
