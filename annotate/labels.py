@@ -7,6 +7,7 @@ without importing Django; the TextChoices below are the database's view of the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.db import models
 
@@ -70,6 +71,11 @@ class Question:
     title: str
     choices: type[models.TextChoices]
     keys: dict[str, str]  # keystroke -> value
+
+    @cached_property
+    def values(self) -> frozenset[str]:
+        """The allowed answers (asked on every vote: the enum builds its list anew each time)."""
+        return frozenset(self.choices.values)
 
 
 GENDER_QUESTION = Question(

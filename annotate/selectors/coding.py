@@ -7,7 +7,7 @@ coders' votes, the consensus, or any model's prediction.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
 from django.contrib.auth import get_user_model
@@ -82,9 +82,24 @@ class _RowCount(Subquery):
 
 
 def _today_start(now: datetime | None = None) -> datetime:
-    """Midnight of today in the site's time zone (TIME_ZONE), as an aware datetime."""
+    """Midnight of today in the current time zone (TIME_ZONE), as an aware datetime; the day
+    last asked for is kept (every vote asks)."""
+    global _day
     now = now or timezone.now()
-    return timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
+    zone = timezone.get_current_timezone()
+    kept = _day
+    if kept is not None and kept[0] is zone and kept[1] <= now < kept[2]:
+        return kept[1]
+    day = timezone.localdate(now, zone)
+    start, end = (
+        timezone.make_aware(datetime.combine(d, time.min), zone)
+        for d in (day, day + timedelta(days=1))
+    )
+    _day = (zone, start, end)
+    return start
+
+
+_day: tuple[tzinfo, datetime, datetime] | None = None  # zone, midnight, the next midnight
 
 
 def coder_progress_counts(*, study: Study, coder, since: datetime) -> QuerySet:

@@ -112,13 +112,15 @@ def vote_request_parse(*, study: Study, data: object) -> VoteRequest:
             raise InvalidVote(UNEXPECTED_FIELD.format(field=str(field)[:40]))
     assignment_id = _assignment_id(data.get("assignment"))
 
-    answers = {"gender": _choice(data, GENDER_QUESTION.key, GENDER_QUESTION.title, Gender.values)}
+    answers = {
+        "gender": _choice(data, GENDER_QUESTION.key, GENDER_QUESTION.title, GENDER_QUESTION.values)
+    }
     for name in asked:
         question = ATTRIBUTE_QUESTIONS[name]
         if answers["gender"] == Gender.NOT_FACE and not data.get(name):
             answers[name] = ""
             continue
-        answers[name] = _choice(data, name, question.title, question.choices.values)
+        answers[name] = _choice(data, name, question.title, question.values)
 
     seconds = data.get("seconds")
     if seconds in (None, ""):
@@ -148,7 +150,7 @@ def _assignment_id(raw_id: object) -> int:
     return assignment_id
 
 
-def _choice(data: Mapping, key: str, title: str, values: list[str]) -> str:
+def _choice(data: Mapping, key: str, title: str, values: frozenset[str]) -> str:
     value = data.get(key)
     if value in (None, ""):
         raise InvalidVote(MISSING_ANSWER.format(question=title))

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
 from annotate.aggregation import (
@@ -64,6 +66,16 @@ def test_majority_label_is_none_on_a_tie_or_nothing():
     assert majority_label(["a", "b", "a"]) == "a"
     assert majority_label(["a", "b"]) is None
     assert majority_label([]) is None
+
+
+@given(st.lists(st.sampled_from(["female", "male", "not_face", "unsure"]), max_size=12))
+def test_majority_label_is_the_label_more_frequent_than_every_other(labels):
+    more_frequent = [
+        label
+        for label in set(labels)
+        if all(labels.count(label) > labels.count(other) for other in set(labels) - {label})
+    ]
+    assert majority_label(labels) == (more_frequent[0] if more_frequent else None)
 
 
 def test_missing_columns_are_named():

@@ -4,7 +4,8 @@ an undo names, and what the counts cost a vote."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from annotate.models import Face, Vote
 from annotate.roles import Role
-from annotate.selectors.coding import OPEN_COUNT_CAP
+from annotate.selectors.coding import OPEN_COUNT_CAP, _today_start
 from tests.annotate.coding_helpers import vote_next
 from tests.factories import bare_faces, make_study, make_user
 
@@ -149,3 +150,22 @@ def test_counts_ride_on_the_claim_of_the_next_faces_and_do_not_grow_with_votes(
     # No statement of its own: the counts are read by the statement that claims the faces.
     counting = [sql for sql in later if "COUNT(" in sql]
     assert len(counting) == 1 and "INSERT INTO annotate_assignment" in counting[0]
+
+
+@pytest.mark.parametrize(
+    "zone", ["UTC", "Europe/Berlin", "America/Sao_Paulo", "Australia/Lord_Howe"]
+)
+def test_todays_start_kept_per_process_is_the_local_midnight_of_each_time_asked(zone):
+    # Hour by hour over a week around a daylight-saving change, with another zone in between.
+    first = (
+        datetime(2026, 3, 26, tzinfo=UTC) if "Berlin" in zone else datetime(2026, 4, 2, tzinfo=UTC)
+    )
+    with timezone.override(ZoneInfo(zone)):
+        for hours in range(0, 7 * 24, 1):
+            now = first + timedelta(hours=hours, minutes=17)
+            midnight = datetime.combine(timezone.localdate(now), time.min)
+            assert _today_start(now) == timezone.make_aware(midnight)
+            if hours % 24 == 5:
+                with timezone.override(ZoneInfo("Asia/Tokyo")):
+                    tokyo = datetime.combine(timezone.localdate(now), time.min)
+                    assert _today_start(now) == timezone.make_aware(tokyo)
