@@ -340,8 +340,11 @@ def _claim_text(
     return sql, params
 
 
-_LEASE_READ = ["id", "face_id", "coder_id", "status", "expires_at", "gold"]
-_FACE_READ = ["id", "study_id", "crop", "source_image_id", "box_x"]
+def _read(model, **values):
+    """A `model` row of which only `values` were read (by field attname), as from_db builds
+    it: from_db takes the values in the model's field order, whatever order it is told."""
+    names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
+    return model.from_db(DEFAULT_DB_ALIAS, names, [values[name] for name in names])
 
 
 def _claim(
@@ -361,13 +364,22 @@ def _claim(
         if pk is None:
             continue
         # The fields the statement read; the others load on use, as a .only() query's would.
-        lease = Assignment.from_db(
-            DEFAULT_DB_ALIAS,
-            _LEASE_READ,
-            (pk, face_id, coder.pk, AssignmentStatus.LEASED, expires_at, False),
+        lease = _read(
+            Assignment,
+            id=pk,
+            face_id=face_id,
+            coder_id=coder.pk,
+            status=AssignmentStatus.LEASED,
+            expires_at=expires_at,
+            gold=False,
         )
-        lease.face = Face.from_db(
-            DEFAULT_DB_ALIAS, _FACE_READ, (face_id, study.pk, crop, source_image_id, box_x)
+        lease.face = _read(
+            Face,
+            id=face_id,
+            study_id=study.pk,
+            crop=crop,
+            source_image_id=source_image_id,
+            box_x=box_x,
         )
         leases.append(lease)
         claimed += fresh
