@@ -15,22 +15,34 @@ the other coding endpoints make for role, study and membership), and the stateme
 the voted assignment checks that the grant still holds (`grant_checks`). A removal, a pause
 or a changed role makes that check fail: the vote writes nothing, the grant is forgotten and
 the request is decided the long way, so it is refused at once.
+
+The grant also remembers the user as they were loaded and verified when it was made, so a vote
+(`vote_endpoint`) whose session names that user with the same session hash acts as them
+without loading their row: the lock statement checks that the row still has that password and
+is active and no superuser (`grant_user`), which is all Django's session check and backend read
+it for. A changed password, a deactivation or a new superuser makes the check fail like any
+other, and the request is decided again with the user loaded as on any other request.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import MD5
 from django.http import Http404, HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
+from django.utils.crypto import constant_time_compare
 
 from annotate.models import CrowdWorker, MemberRole, Membership, Study
 from annotate.roles import Role, user_roles
@@ -150,10 +162,35 @@ class Grant:
     study_id: int
     slug: str
     crowd: bool  # a crowd worker of the study (annotate.services.crowd: a quota applies)
+    user_row: tuple  # the user's field values (`_USER_FIELDS`) as loaded when granted
+    session_hash: str  # the session hash those values give (Django's session check)
+
+    def user(self):
+        """The user as granted, a new object each call (a request may change its own)."""
+        return get_user_model().from_db(DEFAULT_DB_ALIAS, _user_fields(), self.user_row)
 
 
 _grants: dict[tuple[int, str], Grant] = {}
 GRANTS_MAX = 50_000
+# The one backend whose users a grant stands in for (settings.AUTHENTICATION_BACKENDS).
+USER_BACKEND = "annotate.backends.ModelBackend"
+# Set on a request whose user is a grant's (`vote_endpoint`), not yet checked by its vote.
+USER_FROM_GRANT = "facet_user_from_grant"
+
+
+class GrantedUserLapsed(Exception):
+    """A grant no longer holds for a request that acts as the grant's user (`vote_endpoint`):
+    nothing was written; the request is decided again with the user loaded."""
+
+
+def _user_fields() -> list[str]:
+    return [f.attname for f in get_user_model()._meta.concrete_fields]
+
+
+def password_md5(user) -> str:
+    """What `grant_checks` compares the user's row with: the digest of the password hash, so
+    no statement (nor a log of one) carries the hash itself."""
+    return hashlib.md5(user.password.encode(), usedforsecurity=False).hexdigest()
 
 
 def coder_grant(user, slug: str) -> Grant | None:
@@ -166,14 +203,19 @@ def grant_forget(grant: Grant) -> None:
     _grants.pop((grant.user_id, grant.slug), None)
 
 
-def grant_checks(*, user_id: int, study: str) -> dict[str, Exists]:
+def grant_checks(*, user_id: int, password: str, study: str) -> dict[str, Exists]:
     """Annotations that say whether a grant still holds, for the statement that locks the
-    voted assignment (`study`: the path from it to the study's id): `grant_member` (an
-    unpaused membership), `grant_coder` (the coder group), `grant_admin` (the admin group;
-    an admin's vote is flagged non-blind, so a grant never covers one) and `grant_crowd`
-    (whether the user is a crowd worker there, which the grant remembers)."""
+    voted assignment (`study`: the path from it to the study's id): `grant_user` (the user's
+    row is active, no superuser, and has the password whose `password_md5` is `password`),
+    `grant_member` (an unpaused membership), `grant_coder` (the coder group), `grant_admin`
+    (the admin group; an admin's vote is flagged non-blind, so a grant never covers one) and
+    `grant_crowd` (whether the user is a crowd worker there, which the grant remembers)."""
     groups = Group.objects.filter(user=user_id)
+    users = get_user_model()._default_manager.annotate(password_md5=MD5("password"))
     return {
+        "grant_user": Exists(
+            users.filter(pk=user_id, is_active=True, is_superuser=False, password_md5=password)
+        ),
         "grant_crowd": _crowd_worker(user_id=user_id, study=study),
         "grant_member": Exists(
             Membership.objects.filter(
@@ -192,7 +234,8 @@ def _crowd_worker(*, user_id: int, study: str) -> Exists:
 def grant_holds(grant: Grant, row) -> bool:
     """Whether a row annotated with `grant_checks` (and carrying its study) still grants."""
     return (
-        row.grant_member
+        row.grant_user
+        and row.grant_member
         and row.grant_coder
         and not row.grant_admin
         and row.grant_crowd == grant.crowd
@@ -240,8 +283,61 @@ def coder_study(user, slug: str) -> Study:
         return row  # a grant's vote statement locks rows, which only PostgreSQL can
     if len(_grants) >= GRANTS_MAX:
         _grants.clear()
-    _grants[(user.pk, slug)] = Grant(user.pk, row.pk, slug, row.grant_crowd)
+    _grants[(user.pk, slug)] = Grant(
+        user.pk,
+        row.pk,
+        slug,
+        row.grant_crowd,
+        user_row=tuple(getattr(user, name) for name in _user_fields()),
+        session_hash=user.get_session_auth_hash(),
+    )
     return row
+
+
+def _granted_user(request: HttpRequest, slug: str):
+    """The user of a grant in study `slug` whose user the request's session names, with the
+    session hash those values give and through `USER_BACKEND`; else None."""
+    session = request.session
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend, session_hash = session[BACKEND_SESSION_KEY], session[HASH_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return None
+    grant = _grants.get((user_id, slug))
+    if (
+        grant is None
+        or backend != USER_BACKEND
+        or backend not in settings.AUTHENTICATION_BACKENDS
+        or not isinstance(session_hash, str)
+        or not constant_time_compare(session_hash, grant.session_hash)
+    ):
+        return None
+    return grant.user()
+
+
+def vote_endpoint(view: View) -> View:
+    """`coder_endpoint` for the vote: when the process holds a grant for the session's user
+    (`_granted_user`), the request acts as that user without loading their row, and the vote's
+    lock statement checks the row (`grant_checks`). Where a grant lapses for such a request,
+    the view raises GrantedUserLapsed before writing anything, and the request is decided
+    again with the user loaded, as on any other request."""
+    checked = coder_endpoint(view)
+
+    @wraps(checked)
+    def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponseBase:
+        user = _granted_user(request, slug)
+        if user is not None:
+            loaded = request.user  # the middleware's lazy user, not loaded yet
+            request.user = user
+            setattr(request, USER_FROM_GRANT, True)
+            try:
+                return checked(request, slug, *args, **kwargs)
+            except GrantedUserLapsed:
+                request.user = loaded
+                setattr(request, USER_FROM_GRANT, False)
+        return checked(request, slug, *args, **kwargs)
+
+    return wrapper
 
 
 def coder_endpoint(view: View) -> View:

@@ -3,7 +3,8 @@
 Building and compiling a queryset costs more CPU than running a small indexed statement. The
 vote path runs the same few statements with other ids and times on every vote, so their text
 is kept per process: `compiled(key, build, **values)` calls `build(**stand_ins)` once, with a
-stand-in for each value (a negative id, a date in 1901 no real row has), finds where each
+stand-in for each value (a negative id, a date in 1901 no real row has, a text no real row
+holds), finds where each
 stand-in lands among the statement's parameters, and from then on returns the kept text with
 the real values put there. `key` names everything that changes the text; the values do not.
 
@@ -33,26 +34,37 @@ Build = Callable[..., tuple[str, tuple]]
 _kept: dict[Hashable, tuple[str, tuple[str, ...]]] = {}
 STAND_IN_MISSING = "The stand-in for {name!r} is not a parameter of the statement {key!r}."
 STAND_IN_INLINE = "The stand-in for {name!r} is written into the text of the statement {key!r}."
-NOT_A_VALUE = "Only ids (int) and times (datetime) can be stood in for; {name!r} is {kind}."
+NOT_A_VALUE = (
+    "Only ids (int), times (datetime) and texts (str) can be stood in for; {name!r} is {kind}."
+)
 
 
-def _stand_ins(values: Mapping[str, object]) -> dict[str, int | datetime]:
-    stand_ins: dict[str, int | datetime] = {}
+Value = int | datetime | str
+
+
+def _stand_ins(values: Mapping[str, object]) -> dict[str, Value]:
+    stand_ins: dict[str, Value] = {}
     for i, (name, value) in enumerate(values.items()):
         if isinstance(value, datetime):
             stand_ins[name] = datetime(1901, 1, 1, tzinfo=UTC) + timedelta(seconds=i + 1)
         elif isinstance(value, int) and not isinstance(value, bool):
-            stand_ins[name] = -(7_000_000_000_000 + i)
+            # In the range of a 32-bit key too (auth_user's): Django turns a lookup out of a
+            # field's range into a constant false, with no parameter to find.
+            stand_ins[name] = -(1_000_000_000 + i)
+        elif isinstance(value, str):
+            stand_ins[name] = f"facet-stand-in-{i}-{name}"
         else:
             raise TypeError(NOT_A_VALUE.format(name=name, kind=type(value).__name__))
     return stand_ins
 
 
 def _is_value(param: object) -> bool:
-    return isinstance(param, datetime) or (isinstance(param, int) and not isinstance(param, bool))
+    return isinstance(param, datetime | str) or (
+        isinstance(param, int) and not isinstance(param, bool)
+    )
 
 
-def compiled(key: Hashable, build: Build, **values: int | datetime) -> tuple[str, tuple]:
+def compiled(key: Hashable, build: Build, **values: Value) -> tuple[str, tuple]:
     """The statement `build` makes, with `values` as its parameters (see the module).
 
     Only on PostgreSQL, whose driver takes times as they are: SQLite's backend turns them into
@@ -67,14 +79,14 @@ def compiled(key: Hashable, build: Build, **values: int | datetime) -> tuple[str
         for name, stand_in in stand_ins.items():
             if not any(_is_value(p) and p == stand_in for p in params):
                 raise ValueError(STAND_IN_MISSING.format(name=name, key=key))
-            if isinstance(stand_in, int) and str(stand_in) in sql:
+            if not isinstance(stand_in, datetime) and str(stand_in) in sql:
                 raise ValueError(STAND_IN_INLINE.format(name=name, key=key))
         kept = _kept[key] = _constants_written(sql, params, stand_ins)
     sql, names = kept
     return sql, tuple(values[name] for name in names)
 
 
-def compiled_rows(key: Hashable, build: Build, **values: int | datetime) -> list[tuple]:
+def compiled_rows(key: Hashable, build: Build, **values: Value) -> list[tuple]:
     """The rows of the statement `compiled()` keeps, run prepared (`prepared_cursor`)."""
     sql, params = compiled(key, build, **values)
     with prepared_cursor() as cursor:
@@ -83,7 +95,7 @@ def compiled_rows(key: Hashable, build: Build, **values: int | datetime) -> list
 
 
 def _constants_written(
-    sql: str, params: tuple, stand_ins: Mapping[str, int | datetime]
+    sql: str, params: tuple, stand_ins: Mapping[str, Value]
 ) -> tuple[str, tuple[str, ...]]:
     """`sql` with every parameter but the stand-ins written in as a literal (quoted by the
     driver, as its client-side binding does), and the names of the values its remaining
@@ -92,8 +104,9 @@ def _constants_written(
     literals = psycopg.ClientCursor(connection.connection)
     text = literals.mogrify(sql, params)
     names = {literals.mogrify("%s", (value,)): name for name, value in stand_ins.items()}
-    # A stand-in's literal is a whole number or a quoted 1901 time: it cannot start inside
-    # another literal, and `(?![0-9])` keeps -7000000000001 from matching -70000000000012.
+    # A stand-in's literal is a whole number, a quoted 1901 time or a quoted text named after
+    # its value: it cannot start inside another literal, and `(?![0-9])` keeps
+    # -1000000001 from matching -10000000012.
     found = re.compile("|".join(f"{re.escape(literal)}(?![0-9])" for literal in names))
     parts, order, last = [], [], 0
     for match in found.finditer(text):

@@ -18,7 +18,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.access import coder_endpoint, coder_grant, coder_study, grant_forget
+from annotate.access import (
+    USER_FROM_GRANT,
+    GrantedUserLapsed,
+    coder_endpoint,
+    coder_grant,
+    coder_study,
+    grant_forget,
+    vote_endpoint,
+)
 from annotate.assignment import LEASES_PER_CODER, assignments_take_reading, leases_live
 from annotate.models import Assignment, AssignmentStatus, Study
 from annotate.selectors.codebook import codebook_for_coder
@@ -190,6 +198,8 @@ def _vote(request: HttpRequest, slug: str) -> tuple[Study, VoteOutcome, bool]:
             outcome = vote_submit_granted(grant=grant, coder=request.user, data=data)
         except GrantLapsed:
             grant_forget(grant)
+            if getattr(request, USER_FROM_GRANT, False):
+                raise GrantedUserLapsed from None  # decided again with the user loaded
             study = None  # decided again, the long way
         else:
             assert outcome.study is not None
@@ -199,7 +209,7 @@ def _vote(request: HttpRequest, slug: str) -> tuple[Study, VoteOutcome, bool]:
     return study, vote_submit(study=study, coder=request.user, request=vote_request), True
 
 
-@coder_endpoint
+@vote_endpoint
 @require_POST
 def code_submit(request: HttpRequest, slug: str) -> HttpResponse:
     """Record a vote; the reply carries the coder's next two faces (the next one to code and

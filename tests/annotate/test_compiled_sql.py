@@ -15,7 +15,7 @@ from annotate.compiled_sql import (
     compiled_rows,
     queryset_sql,
 )
-from annotate.models import Face, FaceStatus
+from annotate.models import Face, FaceStatus, Study
 from tests.factories import bare_faces, make_study
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +38,20 @@ def test_each_call_gets_its_own_values_in_the_kept_text():
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             assert sorted(r[0] for r in cursor.fetchall()) == sorted(f.pk for f in faces)
+
+
+@pytest.mark.postgres
+def test_a_text_value_is_a_parameter_of_the_kept_text_too():
+    one, two = make_study(), make_study()
+
+    def build(slug: str, pk: int):
+        return queryset_sql(Study.objects.filter(slug=slug, pk__gte=pk).values("pk"))
+
+    for study in (one, two, one):
+        sql, params = compiled("test-slug", build, slug=study.slug, pk=0)
+        assert set(params) == {study.slug, 0} and study.slug not in sql
+        assert compiled_rows("test-slug", build, slug=study.slug, pk=0) == [(study.pk,)]
+    assert compiled_rows("test-slug", build, slug="it's-no-study", pk=0) == []
 
 
 def test_a_value_written_into_the_text_is_refused():

@@ -6,26 +6,28 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.contrib.auth import HASH_SESSION_KEY, get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse, set_script_prefix
 from django.utils import timezone
 
 from annotate.access import NOT_A_MEMBER, PAUSED, ROLE_REFUSED, coder_grant, grant_forget
-from annotate.models import Assignment, AssignmentStatus, Membership, Vote
+from annotate.models import Assignment, AssignmentStatus, Face, Membership, Vote
 from annotate.roles import Role, groups_ensure
 from annotate.selectors.coding import url_with_id
 from annotate.services.coding import UNEXPECTED_FIELD
 from annotate.services.team import member_remove
-from tests.factories import bare_faces, make_study, make_user
+from tests.factories import bare_faces, make_plain_faces, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 
-# Statements of a vote whose face stays open: session, user, lock (with the grant's check),
-# vote + assignment + the face's live votes, claim of the next faces + progress.
-VOTE_BUDGET = 5
+# Statements of a vote whose face stays open: session, lock (with the grant's checks, the
+# user's row among them: annotate.access.vote_endpoint), vote + assignment + the face's live
+# votes, claim of the next faces + progress.
+VOTE_BUDGET = 4
 # A vote that completes its face adds one: the consensus upsert with the face's new status.
-COMPLETING_BUDGET = 6
+COMPLETING_BUDGET = 5
 
 
 def post(client, study, name, body=None):
@@ -67,7 +69,7 @@ def logged_in(client_class, user):
 
 
 @pytest.mark.postgres
-def test_a_vote_and_its_next_two_faces_take_five_statements_six_when_it_completes_the_face(
+def test_a_vote_and_its_next_two_faces_take_four_statements_five_when_it_completes_the_face(
     client, study, coders
 ):
     bare_faces(study, 10)
@@ -80,6 +82,8 @@ def test_a_vote_and_its_next_two_faces_take_five_statements_six_when_it_complete
     assert reply.status_code == 200, reply.content
     assert len(reply.json()["items"]) == 2  # the next face and the one after, for prefetch
     assert len(statements(plain)) == VOTE_BUDGET, statements(plain)
+    # The user is the grant's; the lock statement checks their row.
+    assert not [sql for sql in statements(plain) if sql.startswith('SELECT "auth_user"')]
     # The study's codebook text (pages, in a real study) is not read on every vote.
     assert not [sql for sql in statements(plain) if "instructions" in sql]
 
@@ -173,6 +177,49 @@ def test_a_coder_made_admin_votes_non_blind_not_through_the_grant(client, study,
     assert Vote.objects.get().non_blind
 
 
+def _refused_to_login(reply, study, items) -> None:
+    """The vote was answered as to a visitor signed out, and wrote nothing."""
+    assert reply.status_code == 302 and reply["Location"].startswith(reverse("login"))
+    assert not Vote.objects.exists()
+    assert Assignment.objects.get(pk=items[0]["assignment"]).status == AssignmentStatus.LEASED
+
+
+def test_a_coder_whose_password_changed_elsewhere_is_signed_out_at_the_next_vote(
+    client, study, coders
+):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    coders[0].set_password("changed-elsewhere-42")
+    coders[0].save(update_fields=["password"])
+    _refused_to_login(vote(c, study, items[0]["assignment"]), study, items)
+    assert coder_grant(coders[0], study.slug) is None
+
+
+def test_a_coder_deactivated_a_moment_ago_is_signed_out_at_the_next_vote(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    get_user_model().objects.filter(pk=coders[0].pk).update(is_active=False)
+    _refused_to_login(vote(c, study, items[0]["assignment"]), study, items)
+
+
+def test_a_session_whose_hash_does_not_match_gets_no_grant_and_is_signed_out(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    session = c.session
+    session[HASH_SESSION_KEY] = "0" * len(session[HASH_SESSION_KEY])
+    session.save()
+    _refused_to_login(vote(c, study, items[0]["assignment"]), study, items)
+
+
+def test_a_coder_made_superuser_votes_non_blind_with_the_user_loaded(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    get_user_model().objects.filter(pk=coders[0].pk).update(is_superuser=True)
+    reply = vote(c, study, items[0]["assignment"])
+    assert reply.status_code == 200, reply.content
+    assert Vote.objects.get().non_blind
+
+
 def test_a_vote_is_checked_against_the_study_as_it_is_now(client, study, coders):
     bare_faces(study, 4)
     c, items = _granted(client, study, coders[0])
@@ -205,12 +252,29 @@ def test_a_coders_first_vote_in_a_process_asks_for_the_grant_then_votes_through_
     with CaptureQueriesContext(connection) as captured:
         reply = vote(c, study, items[0]["assignment"])
     assert reply.status_code == 200, reply.content
-    # The endpoint's role check and the grant's query, then the vote's own budget: not the
-    # long way's ORM lock.
-    assert len(statements(captured)) == VOTE_BUDGET + 2, statements(captured)
+    # The user's row, the endpoint's role check and the grant's query, then the vote's own
+    # budget: not the long way's ORM lock.
+    assert len(statements(captured)) == VOTE_BUDGET + 3, statements(captured)
     assert not [sql for sql in statements(captured) if sql.endswith("FOR NO KEY UPDATE")]
     assert coder_grant(coders[0], study.slug) is not None
     assert Vote.objects.get().assignment_id == items[0]["assignment"]
+
+
+def test_the_faces_handed_out_name_their_own_crop_and_source(client, study, coders):
+    (boxed,) = make_plain_faces(study, 1)  # in a source image, with its box
+    Face.objects.filter(pk=boxed.pk).update(box_x=3, box_y=4, box_w=20, box_h=20)
+    bare_faces(study, 1)  # no source image
+    c = logged_in(type(client), coders[0])
+    items = post(c, study, "code_next").json()["items"]
+    assert len(items) == 2
+    for item in items:
+        face = Assignment.objects.select_related("face").get(pk=item["assignment"]).face
+        assert item["crop"] == reverse("annotate:face_crop", args=[face.pk])
+        assert item["source"] == (
+            reverse("annotate:code_source", args=[study.slug, item["assignment"]])
+            if face.pk == boxed.pk
+            else None
+        )
 
 
 def test_payload_urls_kept_per_process_are_the_urls_reverse_gives():
