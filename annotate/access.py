@@ -162,7 +162,7 @@ class Grant:
     study_id: int
     slug: str
     crowd: bool  # a crowd worker of the study (annotate.services.crowd: a quota applies)
-    user_row: tuple  # the user's field values (`_USER_FIELDS`) as loaded when granted
+    user_row: tuple  # the user's field values (`_user_fields()`) as loaded when granted
     session_hash: str  # the session hash those values give (Django's session check)
 
     def user(self):
