@@ -4,9 +4,8 @@ Building and compiling a queryset costs more CPU than running a small indexed st
 vote path runs the same few statements with other ids and times on every vote, so their text
 is kept per process: `compiled(key, build, **values)` calls `build(**stand_ins)` once, with a
 stand-in for each value (a negative id, a date in 1901 no real row has, a text no real row
-holds), finds where each
-stand-in lands among the statement's parameters, and from then on returns the kept text with
-the real values put there. `key` names everything that changes the text; the values do not.
+holds), finds where each stand-in lands among the statement's parameters, and from then on
+returns the kept text with the real values put there. `key` names everything that changes the text; the values do not.
 
 On PostgreSQL the kept text has every other parameter (statuses, limits) written in as a
 literal, and `prepared_cursor()` runs it as a statement the server prepares once per

@@ -19,8 +19,9 @@ the run included (the server process counts its reaped children); box_busy: the 
 cores busy over the timed part (/proc/stat). The coders share the machine with the server: a
 crowd's browsers would not.
 bare_request_cpu_ms: this run's baseline, measured after the timed part on the same workers:
-CPU per request for a missing page (404) asked by signed-in coders (the same middleware,
-session and user as a vote, and nothing else); cpu_vote_to_bare is cpu_ms_per_vote over it,
+CPU per request for a missing page (404) asked by signed-in coders (the same middleware and
+session as a vote, and the user's row, which a vote through its grant does not load:
+annotate.access.vote_endpoint); cpu_vote_to_bare is cpu_ms_per_vote over it,
 a figure that holds when the machine's speed drifts (not with --kill-worker-at).
 analyze_every_s: the run ANALYZEs the tables coding writes this often (--analyze-every,
 default 10 s), as autovacuum does on a live server once a minute: a run is shorter than that,
@@ -79,7 +80,8 @@ BARE_REQUESTS = 400
 
 def bare_request_cpu_ms(base: str, sessions: list, workers: list[int]) -> float:
     """This run's baseline: web-worker CPU per request for a page that does not exist, asked
-    by signed-in coders, so it passes the same middleware, session and user as a vote."""
+    by signed-in coders, so it passes the same middleware and session as a vote (and loads the
+    user's row, which a vote through its grant does not)."""
 
     def ask(session) -> None:
         for _ in range(BARE_REQUESTS // len(sessions)):

@@ -45,6 +45,11 @@ def body_limit(request: HttpRequest) -> int:
         view = None
     if getattr(view, ACCEPTS_UPLOAD, False):
         return settings.FACET_MAX_UPLOAD_BYTES
+    return _ordinary_limit()
+
+
+def _ordinary_limit() -> int:
+    """The largest body of a view that takes no upload."""
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE + BODY_MARGIN
 
 
@@ -70,9 +75,7 @@ class RequestSizeLimitMiddleware:
         size = int(raw)
         # A body no view refuses needs no look at the view (resolving the path cost as
         # much as the rest of this middleware stack on a vote).
-        if size > min(
-            settings.DATA_UPLOAD_MAX_MEMORY_SIZE + BODY_MARGIN, settings.FACET_MAX_UPLOAD_BYTES
-        ):
+        if size > min(_ordinary_limit(), settings.FACET_MAX_UPLOAD_BYTES):
             limit = body_limit(request)
             if size > limit:
                 return _refuse(BODY_TOO_LARGE.format(size=size, limit=limit), 413)

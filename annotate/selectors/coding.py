@@ -28,6 +28,7 @@ PAYLOAD_KEYS = ("assignment", "crop", "source", "expires_at")
 # them, and at 1000 the count was most of the database's work on a vote. A coder pacing
 # their work learns as much from "100+".
 OPEN_COUNT_CAP = 100
+MORE_THAN_CAP = f"{OPEN_COUNT_CAP}+"
 
 
 def study_questions(*, study: Study) -> list[Question]:
@@ -142,7 +143,7 @@ def progress_from_counts(
     the free faces, less `claimed` (faces the same statement handed out, still free in its
     snapshot), shown as "100+" above the cap."""
     if counts["free"] > OPEN_COUNT_CAP:  # the claimed ones are among them, and held now
-        available: int | str = f"{OPEN_COUNT_CAP}+"
+        available: int | str = MORE_THAN_CAP
     else:
         available = max(0, counts["free"] - claimed) + leases_held
     return {
@@ -202,4 +203,4 @@ def faces_open_count(*, study: Study) -> str:
     """Open faces in the study for the coder's progress line, counted up to a cap ("100+"),
     so the cost does not grow with the study."""
     n = study.faces.filter(coding_status=FaceStatus.OPEN)[: OPEN_COUNT_CAP + 1].count()
-    return f"{OPEN_COUNT_CAP}+" if n > OPEN_COUNT_CAP else str(n)
+    return MORE_THAN_CAP if n > OPEN_COUNT_CAP else str(n)

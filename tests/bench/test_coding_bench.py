@@ -26,7 +26,7 @@ def test_a_vote_takes_at_most_six_statements_with_sessions_in_redis(redis_url):
     # Counted inside the web workers: the vote (its user checked by its lock statement), its
     # consensus and the next two faces: 3 statements, 5 when the vote completes its face.
     assert 3 <= figures["queries_per_vote"] <= 6, line
-    # This run's baseline: a missing page through the same middleware, session and user.
+    # This run's baseline: a missing page through the same middleware and session.
     assert 0 < figures["bare_request_cpu_ms"] < figures["cpu_ms_per_vote"], line
     assert figures["cpu_vote_to_bare"] > 1, line
     # Where the rest of the machine went: the coders' own process, and PostgreSQL with the
