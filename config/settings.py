@@ -133,6 +133,9 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("FACET_STATIC_ROOT", str(VAR_DIR / "static")))
+# Served by WhiteNoise at the site's root: what browsers ask for there (/favicon.ico), on
+# every page, the admin's included.
+WHITENOISE_ROOT = BASE_DIR / "public"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("FACET_MEDIA_ROOT", str(VAR_DIR / "media")))
 # Media is served only through views that check access (annotate.views.media). With a web
