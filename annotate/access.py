@@ -210,7 +210,6 @@ def grant_checks(*, user_id: int, password: str, study: str) -> dict[str, Exists
     `grant_member` (an unpaused membership), `grant_coder` (the coder group), `grant_admin`
     (the admin group; an admin's vote is flagged non-blind, so a grant never covers one) and
     `grant_crowd` (whether the user is a crowd worker there, which the grant remembers)."""
-    groups = Group.objects.filter(user=user_id)
     users = get_user_model()._default_manager.annotate(password_md5=MD5("password"))
     return {
         "grant_user": Exists(
@@ -222,6 +221,14 @@ def grant_checks(*, user_id: int, password: str, study: str) -> dict[str, Exists
                 study_id=OuterRef(study), user_id=user_id, paused_at__isnull=True
             )
         ),
+        **_role_checks(user_id),
+    }
+
+
+def _role_checks(user_id: int) -> dict[str, Exists]:
+    """`grant_coder` and `grant_admin`: whether the user is in the coder, the admin group."""
+    groups = Group.objects.filter(user=user_id)
+    return {
         "grant_coder": Exists(groups.filter(name=Role.CODER)),
         "grant_admin": Exists(groups.filter(name=Role.ADMIN)),
     }
@@ -248,12 +255,10 @@ def coder_study(user, slug: str) -> Study:
     the study when `user` may code in it, else PermissionDenied (a refused role is told so
     before anything about the study) or 404. A user who codes as a plain coder is remembered
     (`coder_grant`) for the vote endpoint."""
-    groups = Group.objects.filter(user=user.pk)
     row = (
         Study.objects.filter(slug=slug)
         .annotate(
-            grant_coder=Exists(groups.filter(name=Role.CODER)),
-            grant_admin=Exists(groups.filter(name=Role.ADMIN)),
+            **_role_checks(user.pk),
             grant_member=Exists(Membership.objects.filter(study=OuterRef("pk"), user=user.pk)),
             grant_crowd=_crowd_worker(user_id=user.pk, study="pk"),
             grant_paused=Exists(
