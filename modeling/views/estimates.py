@@ -141,7 +141,13 @@ def exports(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "modeling/exports.html",
-        {"study": study, "whats": WHAT_CHOICES, "formats": FORMAT_CHOICES},
+        {
+            "study": study,
+            "whats": WHAT_CHOICES,
+            "formats": FORMAT_CHOICES,
+            # The appendix describes a model version: without one its downloads are refused.
+            "appendix_missing": None if study.model_versions.exists() else NO_VERSION,
+        },
     )
 
 

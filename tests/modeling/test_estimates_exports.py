@@ -248,8 +248,14 @@ def test_without_validation_or_active_version_the_page_and_command_say_so(client
     assert page.status_code == 200 and NO_VERSION in page.content.decode()
     markdown = client.get(url, {"format": "md"})
     assert markdown.status_code == 404 and markdown.content.decode() == NO_VERSION
+    exports = reverse("modeling:exports", args=[study.slug])
+    html = client.get(exports).content.decode()
+    assert NO_VERSION in html and f"{url}?download=1" not in html
     faces = make_plain_faces(study, 40)
     version = make_version(study, active=True)
+    html = client.get(exports).content.decode()
+    assert NO_VERSION not in html and f"{url}?download=1" in html
+    assert client.get(url, {"download": "1"}).status_code == 200
     plant(faces, version, coded=False)
     table = estimate_tables(version=version, options=FAST).tables["country"]
     assert (table["note"] == NOTE_NO_VALIDATION).all()
