@@ -13,4 +13,3 @@ def test_the_favicon_is_an_icon_served_to_anyone():
     body = b"".join(response.streaming_content)
     assert body.startswith(ICO_HEADER)
     assert response["Content-Type"] in ("image/x-icon", "image/vnd.microsoft.icon")
-
