@@ -37,13 +37,14 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.db.models.functions import MD5
 from django.http import Http404, HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils.crypto import constant_time_compare
 
+from annotate.compiled_sql import compiled_rows, from_db_row, queryset_sql
 from annotate.models import CrowdWorker, MemberRole, Membership, Study
 from annotate.roles import Role, user_roles
 
@@ -255,20 +256,7 @@ def coder_study(user, slug: str) -> Study:
     the study when `user` may code in it, else PermissionDenied (a refused role is told so
     before anything about the study) or 404. A user who codes as a plain coder is remembered
     (`coder_grant`) for the vote endpoint."""
-    row = (
-        Study.objects.filter(slug=slug)
-        .annotate(
-            **_role_checks(user.pk),
-            grant_member=Exists(Membership.objects.filter(study=OuterRef("pk"), user=user.pk)),
-            grant_crowd=_crowd_worker(user_id=user.pk, study="pk"),
-            grant_paused=Exists(
-                Membership.objects.filter(
-                    Q(paused_at__isnull=False), study=OuterRef("pk"), user=user.pk
-                )
-            ),
-        )
-        .first()
-    )
+    row = _study_with_checks(slug=slug, user_id=user.pk)
     admin = user.is_superuser or (row is not None and row.grant_admin)
     if row is None:
         # Whether the role is refused does not depend on the study: say it before the 404.
@@ -297,6 +285,38 @@ def coder_study(user, slug: str) -> Study:
         session_hash=user.get_session_auth_hash(),
     )
     return row
+
+
+_STUDY_FIELDS = [f.attname for f in Study._meta.concrete_fields]
+_STUDY_CHECKS = ("grant_coder", "grant_admin", "grant_member", "grant_crowd", "grant_paused")
+
+
+def _study_with_checks(*, slug: str, user_id: int) -> Study | None:
+    """Study `slug` with what coder_study decides on as attributes (`_STUDY_CHECKS`), in one
+    statement compiled once per process: every coding endpoint asks it, a crowd's first call
+    in each web process among them."""
+    rows = compiled_rows("coder_study", _study_with_checks_sql, slug=slug, user_id=user_id)
+    if not rows:
+        return None
+    [row] = rows
+    study = from_db_row(Study, _STUDY_FIELDS, row[: len(_STUDY_FIELDS)])
+    for name, value in zip(_STUDY_CHECKS, row[len(_STUDY_FIELDS) :], strict=True):
+        setattr(study, name, value)
+    return study
+
+
+def _study_with_checks_sql(slug: str, user_id: int) -> tuple[str, tuple]:
+    mine = Membership.objects.filter(study=OuterRef("pk"), user=user_id)
+    return queryset_sql(
+        Study.objects.filter(slug=slug)
+        .annotate(
+            **_role_checks(user_id),
+            grant_member=Exists(mine),
+            grant_crowd=_crowd_worker(user_id=user_id, study="pk"),
+            grant_paused=Exists(mine.filter(paused_at__isnull=False)),
+        )
+        .values(*_STUDY_FIELDS, *_STUDY_CHECKS)
+    )
 
 
 def _granted_user(request: HttpRequest, slug: str):

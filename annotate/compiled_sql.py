@@ -20,14 +20,14 @@ work with a partial index".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper
-from django.db.models import Field
+from django.db.models import Field, Model
 
 Build = Callable[..., tuple[str, tuple]]
 _kept: dict[Hashable, tuple[str, tuple[str, ...]]] = {}
@@ -170,6 +170,22 @@ def quoted_columns(fields: Iterable[Field]) -> str:
 def _column(field: Field) -> str:
     assert field.column is not None  # a concrete field always has its column
     return field.column
+
+
+def from_db_row(model: type[Model], names: Sequence[str], values: Sequence) -> Model:
+    """An instance of `model` from its fields' database values (`names`: attnames), each
+    converted as the ORM's compiler converts a column it reads: the backend's converters (on
+    SQLite, times come back as naive text), then the field's (JSON fields come back as text)."""
+    converted = []
+    for name, value in zip(names, values, strict=True):
+        column = model._meta.get_field(name).get_col(model._meta.db_table)
+        for converter in (
+            *connection.ops.get_db_converters(column),
+            *column.get_db_converters(connection),
+        ):
+            value = converter(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, names, converted)
 
 
 def queryset_sql(queryset) -> tuple[str, tuple]:

@@ -24,6 +24,7 @@ from annotate.assignment import slot_retake
 from annotate.compiled_sql import (
     compiled,
     compiled_rows,
+    from_db_row,
     prepared_cursor,
     queryset_sql,
     quoted_columns,
@@ -244,8 +245,7 @@ def _granted_lock(*, grant: Grant, coder, assignment_id: int) -> Assignment | No
     [row] = rows
     a, f = len(_ASSIGNMENT), len(_ASSIGNMENT) + len(_FACE)
     s = f + len(_STUDY)
-    # Converted as the ORM would: the study's JSON fields come back as text.
-    study = Study.from_db(connection.alias, _STUDY, _converted(Study, _STUDY, row[f:s]))
+    study = from_db_row(Study, _STUDY, row[f:s])
     face = Face.from_db(connection.alias, _FACE, row[a:f])
     face.study = study
     assignment = Assignment.from_db(connection.alias, _ASSIGNMENT, row[:a])
@@ -253,17 +253,6 @@ def _granted_lock(*, grant: Grant, coder, assignment_id: int) -> Assignment | No
     for name, value in zip(_GRANT, row[s:], strict=True):
         setattr(assignment, name, value)
     return assignment
-
-
-def _converted(model, names: list[str], values: tuple) -> list:
-    """Database values of `model`'s fields as the ORM hands them to from_db."""
-    out = []
-    for name, value in zip(names, values, strict=True):
-        field = model._meta.get_field(name)
-        for converter in field.get_db_converters(connection):
-            value = converter(value, field, connection)
-        out.append(value)
-    return out
 
 
 @transaction.atomic

@@ -7,18 +7,26 @@ import json
 
 import pytest
 from django.contrib.auth import HASH_SESSION_KEY, get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse, set_script_prefix
 from django.utils import timezone
 
-from annotate.access import NOT_A_MEMBER, PAUSED, ROLE_REFUSED, coder_grant, grant_forget
-from annotate.models import Assignment, AssignmentStatus, Face, Membership, Vote
+from annotate.access import (
+    NOT_A_MEMBER,
+    PAUSED,
+    ROLE_REFUSED,
+    coder_grant,
+    coder_study,
+    grant_forget,
+)
+from annotate.models import Assignment, AssignmentStatus, Face, Membership, Study, Vote
 from annotate.roles import Role, groups_ensure
 from annotate.selectors.coding import url_with_id
 from annotate.services.coding import UNEXPECTED_FIELD
 from annotate.services.team import member_remove
-from tests.factories import bare_faces, make_plain_faces, make_study, make_user
+from tests.factories import bare_faces, make_member, make_plain_faces, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -258,6 +266,21 @@ def test_a_coders_first_vote_in_a_process_asks_for_the_grant_then_votes_through_
     assert not [sql for sql in statements(captured) if sql.endswith("FOR NO KEY UPDATE")]
     assert coder_grant(coders[0], study.slug) is not None
     assert Vote.objects.get().assignment_id == items[0]["assignment"]
+
+
+def test_the_study_the_coding_endpoints_decide_on_is_the_row_as_the_orm_reads_it(study, coders):
+    # One statement compiled once per process, each call with its own study and user.
+    other = make_study(attributes_asked=["glasses", "quality"], votes_per_face=3)
+    make_member(other, coders[0])
+    Study.objects.filter(pk=other.pk).update(description="What *counts* as a face", gold_rate=0.2)
+    for each in (study, other, study):
+        mine = coder_study(coders[0], each.slug)
+        row = Study.objects.get(pk=each.pk)
+        for field in Study._meta.concrete_fields:
+            assert getattr(mine, field.attname) == getattr(row, field.attname), field.name
+    assert coder_study(coders[1], study.slug).pk == study.pk
+    with pytest.raises(PermissionDenied, match=NOT_A_MEMBER):
+        coder_study(coders[1], other.slug)
 
 
 def test_the_faces_handed_out_name_their_own_crop_and_source(client, study, coders):
