@@ -257,52 +257,64 @@ def coder_study(user, slug: str) -> Study:
     before anything about the study) or 404. A user who codes as a plain coder is remembered
     (`coder_grant`) for the vote endpoint."""
     row = _study_with_checks(slug=slug, user_id=user.pk)
-    admin = user.is_superuser or (row is not None and row.grant_admin)
+    admin = user.is_superuser or (row is not None and row.admin)
     if row is None:
         # Whether the role is refused does not depend on the study: say it before the 404.
         if not admin and Role.CODER not in user_roles(user):
             raise PermissionDenied(ROLE_REFUSED)
         raise Http404("No study with this name.")
-    if not admin and not row.grant_coder:
+    study = row.study
+    if not admin and not row.coder:
         raise PermissionDenied(ROLE_REFUSED)
     if admin:
-        return row
-    if not row.grant_member:
+        return study
+    if not row.member:
         raise PermissionDenied(NOT_A_MEMBER)
-    if row.grant_paused:
-        membership = Membership.objects.get(study=row, user=user.pk)
+    if row.paused:
+        membership = Membership.objects.get(study=study, user=user.pk)
         raise PermissionDenied(_refusal(membership, None))
     if connection.vendor != "postgresql":
-        return row  # a grant's vote statement locks rows, which only PostgreSQL can
+        return study  # a grant's vote statement locks rows, which only PostgreSQL can
     if len(_grants) >= GRANTS_MAX:
         _grants.clear()
     _grants[(user.pk, slug)] = Grant(
         user.pk,
-        row.pk,
+        study.pk,
         slug,
-        row.grant_crowd,
+        row.crowd,
         user_row=tuple(getattr(user, name) for name in _user_fields()),
         session_hash=user.get_session_auth_hash(),
     )
-    return row
+    return study
+
+
+@dataclass(frozen=True)
+class _StudyChecked:
+    """A study and what coder_study decides on, for one user: the coder and admin groups,
+    a membership (paused or not), the crowd worker there, a paused membership: the columns
+    `_STUDY_CHECKS` names, in its order."""
+
+    study: Study
+    coder: bool
+    admin: bool
+    member: bool
+    crowd: bool
+    paused: bool
 
 
 _STUDY_FIELDS = [f.attname for f in Study._meta.concrete_fields]
 _STUDY_CHECKS = ("grant_coder", "grant_admin", "grant_member", "grant_crowd", "grant_paused")
 
 
-def _study_with_checks(*, slug: str, user_id: int) -> Study | None:
-    """Study `slug` with what coder_study decides on as attributes (`_STUDY_CHECKS`), in one
-    statement compiled once per process: every coding endpoint asks it, a crowd's first call
-    in each web process among them."""
+def _study_with_checks(*, slug: str, user_id: int) -> _StudyChecked | None:
+    """Study `slug` and its checks for the user, in one statement compiled once per process:
+    every coding endpoint asks it, a crowd's first call in each web process among them."""
     rows = compiled_rows("coder_study", _study_with_checks_sql, slug=slug, user_id=user_id)
     if not rows:
         return None
     [row] = rows
-    study = from_db_row(Study, _STUDY_FIELDS, row[: len(_STUDY_FIELDS)])
-    for name, value in zip(_STUDY_CHECKS, row[len(_STUDY_FIELDS) :], strict=True):
-        setattr(study, name, value)
-    return study
+    n = len(_STUDY_FIELDS)
+    return _StudyChecked(from_db_row(Study, _STUDY_FIELDS, row[:n]), *map(bool, row[n:]))
 
 
 def _study_with_checks_sql(slug: str, user_id: int) -> tuple[str, tuple]:

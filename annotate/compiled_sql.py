@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import psycopg
 from django.db import connection
@@ -39,6 +40,7 @@ NOT_A_VALUE = (
 
 
 Value = int | datetime | str
+M = TypeVar("M", bound=Model)
 
 
 def _stand_ins(values: Mapping[str, object]) -> dict[str, Value]:
@@ -172,13 +174,15 @@ def _column(field: Field) -> str:
     return field.column
 
 
-def from_db_row(model: type[Model], names: Sequence[str], values: Sequence) -> Model:
+def from_db_row(model: type[M], names: Sequence[str], values: Sequence) -> M:
     """An instance of `model` from its fields' database values (`names`: attnames), each
     converted as the ORM's compiler converts a column it reads: the backend's converters (on
     SQLite, times come back as naive text), then the field's (JSON fields come back as text)."""
     converted = []
     for name, value in zip(names, values, strict=True):
-        column = model._meta.get_field(name).get_col(model._meta.db_table)
+        field = model._meta.get_field(name)
+        assert isinstance(field, Field)  # a concrete field, not a reverse relation
+        column = field.get_col(model._meta.db_table)
         for converter in (
             *connection.ops.get_db_converters(column),
             *column.get_db_converters(connection),
