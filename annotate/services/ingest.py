@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -57,6 +57,7 @@ from annotate.services.import_report import (
 from annotate.services.import_sweep import imports_sweep_due
 from annotate.services.near_duplicates import near_duplicates_reconcile
 from config.celery import broker_check
+from config.storage import storage_open_ranged
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +243,10 @@ class _Plan:
 
 
 def _upload_open(batch: ImportBatch) -> BinaryIO:
-    """The batch's upload, open for reading: a Django File, which proxies a binary file."""
-    return cast(BinaryIO, batch.upload.open("rb"))
+    """The batch's upload, open for reading; from object storage, each part as it is read (a
+    chunk reads the zip's directory and its own files, not the whole upload)."""
+    assert batch.upload.name is not None  # a batch is made with its upload
+    return storage_open_ranged(batch.upload.storage, batch.upload.name)
 
 
 def _plan(source: Path | BinaryIO, manifest_bytes: bytes | None) -> _Plan:

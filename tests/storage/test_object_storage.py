@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import zipfile
 from pathlib import Path
 
@@ -181,3 +182,41 @@ def test_a_source_image_in_the_bucket_is_shown_without_metadata_and_downloaded_a
     assert _body(downloaded) == original
     assert downloaded["Content-Disposition"].startswith("attachment")
     _no_local_files(settings)
+
+
+def test_each_chunk_of_a_large_upload_fetches_its_own_files_from_the_bucket_not_the_whole_zip(
+    s3_bucket, settings, detector, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
+    from annotate.models import ImportBatch
+    from annotate.services.ingest import import_chunk_process
+
+    monkeypatch.setattr("config.storage.RANGE_BYTES", 64 * 1024)
+    settings.FACET_IMPORT_CHUNK_FILES = 2
+    files = {f"q/{i}.jpg": hostile.good_jpeg(224 + 8 * i) for i in range(6)}
+    files["q/recording.bin"] = random.Random(1).randbytes(4 * 1024 * 1024)  # skipped, by name
+    upload = hostile.zip_bytes(files)
+    batch = ImportBatch(study=make_study(), kind=ImportBatch.Kind.IMAGES, source_name="big.zip")
+    batch.upload.save("big.zip", ContentFile(upload), save=False)
+    batch.save()
+    fetched: list[int] = []
+    default_storage.connection.meta.client.meta.events.register(
+        "after-call.s3.GetObject", lambda parsed, **_: fetched.append(parsed["ContentLength"])
+    )
+
+    sent = []
+    monkeypatch.setattr("annotate.tasks.import_images_chunk.delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):  # the split sends its chunks
+        import_batch_process(batch_id=batch.pk, detector=detector)
+    with django_capture_on_commit_callbacks(execute=True):  # the upload's clean-up
+        for _, start, stop in sent:
+            import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
+
+    batch.refresh_from_db()
+    assert len(sent) == 3  # 6 images in chunks of 2
+    assert batch.status == JobStatus.SUCCEEDED, batch.error
+    assert batch.report["imported"] == 6 and batch.report["rejected"] == 1
+    # Planning and three chunks fetched less than one copy of the upload: each read the zip's
+    # directory and its own files. Opened through the storage, each would have fetched it all.
+    assert fetched and sum(fetched) < len(upload) / 2, (sum(fetched), len(upload), fetched)
