@@ -292,10 +292,11 @@ SESSION_COOKIE_AGE = env_int("FACET_SESSION_HOURS", 8, minimum=1) * 3600
 # are read through that cache first (cached_db): a request that finds its session there runs
 # no statement for it, which is one of a coder's few statements per vote. The cache must be
 # shared: a per-process one would keep a session that a logout in another process ended.
+# Its entries live at most 5 minutes (config.sessions: a logout while Redis is unreachable).
 FACET_CACHE_URL = env_str("FACET_CACHE_URL")
 if FACET_CACHE_URL:
     CACHES = {"default": cache_from_url(FACET_CACHE_URL)}
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    SESSION_ENGINE = "config.sessions"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # Content-Security-Policy (django-csp) on every response: scripts and styles only from our

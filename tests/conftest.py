@@ -81,11 +81,11 @@ def redis_url() -> str:
 
 @pytest.fixture
 def session_cache(settings, redis_url) -> str:
-    """Sessions read through the shared Redis cache (cached_db), as FACET_CACHE_URL sets."""
+    """Sessions read through the shared Redis cache (config.sessions), as FACET_CACHE_URL sets."""
     from config.env import cache_from_url
 
     settings.CACHES = {"default": cache_from_url(redis_url)}
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    settings.SESSION_ENGINE = "config.sessions"
     return redis_url
 
 

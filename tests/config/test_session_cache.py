@@ -1,6 +1,7 @@
-"""Sessions read through the shared Redis cache (FACET_CACHE_URL, cached_db): every web
-process sees the same sessions, a logout in one ends the session in all, and an unreachable
-Redis falls back to the database instead of failing requests."""
+"""Sessions read through the shared Redis cache (FACET_CACHE_URL, config.sessions): every web
+process sees the same sessions, a logout in one ends the session in all, an unreachable Redis
+falls back to the database instead of failing requests, and a logout Redis missed holds once
+the session's cache entry expires."""
 
 from __future__ import annotations
 
@@ -8,17 +9,21 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
+from django.contrib.sessions.backends.cached_db import KEY_PREFIX
+from django.core.cache import caches
 from django.test import Client
 from django.urls import reverse
 
 from annotate.roles import Role
 from config.env import cache_from_url
+from config.sessions import SESSION_CACHE_SECONDS
 from tests.conftest import ROOT, database_url_for_subprocess
 from tests.factories import make_user
 
-CACHED_DB = "django.contrib.sessions.backends.cached_db"
+SESSION_ENGINE = "config.sessions"
 
 # A second web process: it serves the page named on its command line to the session in the
 # cookie each time a line arrives, and says what it answered and how many statements it ran
@@ -104,11 +109,38 @@ def test_a_logout_in_one_process_ends_the_session_in_another_that_read_it_from_t
 def test_an_unreachable_cache_falls_back_to_the_database(client, settings):
     # Nothing listens on port 9: every cache call fails, within the socket timeouts.
     settings.CACHES = {"default": cache_from_url("redis://127.0.0.1:9/0")}
-    settings.SESSION_ENGINE = CACHED_DB
+    settings.SESSION_ENGINE = SESSION_ENGINE
     coder = make_user(Role.CODER)
     client.force_login(coder)
     assert client.get(reverse("home")).status_code == 200
     assert client.post(reverse("logout")).status_code == 302
+    response = client.get(reverse("home"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+def test_a_logout_redis_missed_holds_once_the_sessions_cache_entry_expires(
+    client, session_cache, settings, monkeypatch
+):
+    coder = make_user(Role.CODER)
+    client.force_login(coder)
+    key = client.cookies["sessionid"].value
+    entry = KEY_PREFIX + key
+    cache = caches["default"]
+    # The session lasts hours; its cache entry, minutes.
+    assert settings.SESSION_COOKIE_AGE > SESSION_CACHE_SECONDS
+    assert 0 < cache.ttl(entry) <= SESSION_CACHE_SECONDS
+
+    # The logout's cache delete is lost, as when Redis cannot be reached (IGNORE_EXCEPTIONS);
+    # the session's row is deleted.
+    with monkeypatch.context() as lost:
+        lost.setattr(type(cache), "delete", lambda *args, **kwargs: None)
+        assert client.post(reverse("logout")).status_code == 302
+    client.cookies["sessionid"] = key  # the ended session's cookie, kept by its browser
+    # Redis is back with the entry: it still answers for the ended session, until it expires.
+    assert client.get(reverse("home")).status_code == 200
+    cache.expire(entry, 1)  # what SESSION_CACHE_SECONDS does, sooner
+    time.sleep(1.2)
     response = client.get(reverse("home"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
 

@@ -166,7 +166,7 @@ def test_sessions_are_read_through_redis_only_when_a_cache_url_is_set(tmp_path):
     result = run_python(SHOW_SESSIONS, {"FACET_CACHE_URL": "redis://redis:6379/1"}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "engine": "django.contrib.sessions.backends.cached_db",
+        "engine": "config.sessions",
         "cache": "django_redis.cache.RedisCache",
         "location": "redis://redis:6379/1",
     }
