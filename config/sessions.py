@@ -11,7 +11,9 @@ SESSION_CACHE_SECONDS, at the cost of one statement per session that often.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.sessions.backends import cached_db
+from django.core.cache import caches
 
 SESSION_CACHE_SECONDS = 300
 
@@ -45,4 +47,4 @@ def _capped(timeout: float | None) -> float:
 class SessionStore(cached_db.SessionStore):
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
-        self._cache = _CappedTimeouts(self._cache)
+        self._cache = _CappedTimeouts(caches[settings.SESSION_CACHE_ALIAS])
