@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import TypeVar
 
 import psycopg
@@ -177,19 +178,33 @@ def _column(field: Field) -> str:
 def from_db_row(model: type[M], names: Sequence[str], values: Sequence) -> M:
     """An instance of `model` from its fields' database values (`names`: attnames), each
     converted as the ORM's compiler converts a column it reads: the backend's converters (on
-    SQLite, times come back as naive text), then the field's (JSON fields come back as text)."""
-    converted = []
-    for name, value in zip(names, values, strict=True):
+    SQLite, times come back as naive text), then the field's (JSON fields come back as text).
+    Which fields need which converters is worked out once per model, names and backend."""
+    converted = list(values)
+    for i, column, converters in _converters(model, tuple(names), connection.vendor):
+        value = converted[i]
+        for converter in converters:
+            value = converter(value, column, connection)
+        converted[i] = value
+    return model.from_db(connection.alias, names, converted)
+
+
+@cache
+def _converters(model: type[Model], names: tuple[str, ...], vendor: str) -> tuple[tuple, ...]:
+    """(position, column, converters) of each of `names` that has converters (`vendor`: the
+    backend they were asked of)."""
+    found = []
+    for i, name in enumerate(names):
         field = model._meta.get_field(name)
         assert isinstance(field, Field)  # a concrete field, not a reverse relation
         column = field.get_col(model._meta.db_table)
-        for converter in (
+        converters = (
             *connection.ops.get_db_converters(column),
             *column.get_db_converters(connection),
-        ):
-            value = converter(value, column, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, names, converted)
+        )
+        if converters:
+            found.append((i, column, converters))
+    return tuple(found)
 
 
 def queryset_sql(queryset) -> tuple[str, tuple]:
