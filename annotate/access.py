@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
+from functools import cache, wraps
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
@@ -165,6 +165,7 @@ class Grant:
     crowd: bool  # a crowd worker of the study (annotate.services.crowd: a quota applies)
     user_row: tuple  # the user's field values (`_user_fields()`) as loaded when granted
     session_hash: str  # the session hash those values give (Django's session check)
+    password_md5: str  # `password_md5` of that user, what each vote's `grant_checks` compare
 
     def user(self):
         """The user as granted, a new object each call (a request may change its own)."""
@@ -184,8 +185,9 @@ class GrantedUserLapsed(Exception):
     nothing was written; the request is decided again with the user loaded."""
 
 
-def _user_fields() -> list[str]:
-    return [f.attname for f in get_user_model()._meta.concrete_fields]
+@cache
+def _user_fields() -> tuple[str, ...]:
+    return tuple(f.attname for f in get_user_model()._meta.concrete_fields)
 
 
 def password_md5(user) -> str:
@@ -284,6 +286,7 @@ def coder_study(user, slug: str) -> Study:
         row.crowd,
         user_row=tuple(getattr(user, name) for name in _user_fields()),
         session_hash=user.get_session_auth_hash(),
+        password_md5=password_md5(user),
     )
     return study
 

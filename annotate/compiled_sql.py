@@ -5,7 +5,8 @@ vote path runs the same few statements with other ids and times on every vote, s
 is kept per process: `compiled(key, build, **values)` calls `build(**stand_ins)` once, with a
 stand-in for each value (a negative id, a date in 1901 no real row has, a text no real row
 holds), finds where each stand-in lands among the statement's parameters, and from then on
-returns the kept text with the real values put there. `key` names everything that changes the text; the values do not.
+returns the kept text with the real values put there. `key` names everything that changes the
+text; the values do not.
 
 On PostgreSQL the kept text has every other parameter (statuses, limits) written in as a
 literal, and `prepared_cursor()` runs it as a statement the server prepares once per

@@ -19,7 +19,7 @@ from functools import cache
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
-from annotate.access import Grant, grant_checks, grant_holds, password_md5
+from annotate.access import Grant, grant_checks, grant_holds
 from annotate.assignment import slot_retake
 from annotate.compiled_sql import (
     compiled,
@@ -191,7 +191,7 @@ def _assignment_lock(
             .first()
         )
     else:
-        assignment = _granted_lock(grant=grant, coder=coder, assignment_id=assignment_id)
+        assignment = _granted_lock(grant=grant, assignment_id=assignment_id)
     if grant is not None and (assignment is None or not grant_holds(grant, assignment)):
         raise GrantLapsed
     if assignment is None or assignment.coder_id != coder.pk:
@@ -228,17 +228,17 @@ def _granted_lock_sql(
     return f"{sql} FOR UPDATE OF {Assignment._meta.db_table}, {Face._meta.db_table}", params
 
 
-def _granted_lock(*, grant: Grant, coder, assignment_id: int) -> Assignment | None:
+def _granted_lock(*, grant: Grant, assignment_id: int) -> Assignment | None:
     """The lock statement of `_assignment_lock` for a grant, compiled once per process: the
-    assignment, its face (both locked) and its study, with the grant's checks (of the grant's
-    user as `coder` has them) as attributes."""
+    assignment, its face (both locked) and its study, with the grant's checks (of the user as
+    the grant remembers them) as attributes."""
     rows = compiled_rows(
         "granted_lock",
         _granted_lock_sql,
         assignment_id=assignment_id,
         study_id=grant.study_id,
         user_id=grant.user_id,
-        password=password_md5(coder),
+        password=grant.password_md5,
     )
     if not rows:
         return None
