@@ -78,37 +78,52 @@ def storage_read(storage: Storage, name: str) -> bytes:
             client = storage.connection.meta.client
             return client.get_object(Bucket=storage.bucket_name, Key=key)["Body"].read()
         except ClientError as exc:
-            if exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404:
-                raise FileNotFoundError(f"File does not exist: {name}") from None
+            if _not_found(exc):
+                raise FileNotFoundError(NOT_FOUND.format(name=name)) from None
             raise
     with storage.open(name, "rb") as handle:
         return handle.read()
 
 
 RANGE_BYTES = 4 * 1024 * 1024
+NOT_FOUND = "File does not exist: {name}"
 
 
 def storage_open_ranged(storage: Storage, name: str) -> BinaryIO:
-    """The file `name` in `storage`, open for reading, where reading part of a large file
-    fetches only that part: from S3, GETs of at most RANGE_BYTES from where the reader has
-    sought (smart_open), so one chunk of an uploaded zip reads the zip's directory and its own
-    files. `storage.open` would first spool the whole object to a temporary file, for every
-    chunk. A local file is opened as it is."""
+    """The file `name` in `storage` (FileNotFoundError when there is none), open for reading,
+    where reading part of a large file fetches only that part: from S3, GETs of at most
+    RANGE_BYTES from where the reader has sought (smart_open), so one chunk of an uploaded zip
+    reads the zip's directory and its own files. `storage.open` would first spool the whole
+    object to a temporary file, for every chunk. A local file is opened as it is."""
     from storages.backends.s3 import S3Storage
 
     if isinstance(storage, S3Storage):
         import smart_open
 
-        return smart_open.open(
-            f"s3://{storage.bucket_name}/{_s3_key(storage, name)}",
-            "rb",
-            compression="disable",
-            transport_params={
-                "client": storage.connection.meta.client,
-                "range_chunk_size": RANGE_BYTES,
-            },
-        )
+        try:
+            return smart_open.open(
+                f"s3://{storage.bucket_name}/{_s3_key(storage, name)}",
+                "rb",
+                compression="disable",
+                transport_params={
+                    "client": storage.connection.meta.client,
+                    "range_chunk_size": RANGE_BYTES,
+                },
+            )
+        except OSError as exc:  # smart_open's, raised from the client's error
+            if _not_found(exc.__cause__):
+                raise FileNotFoundError(NOT_FOUND.format(name=name)) from None
+            raise
     return cast(BinaryIO, storage.open(name, "rb"))
+
+
+def _not_found(exc: BaseException | None) -> bool:
+    """Whether `exc` is the S3 client's answer that there is no such object."""
+    from botocore.exceptions import ClientError
+
+    return (
+        isinstance(exc, ClientError) and exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    )
 
 
 def _s3_key(storage: Storage, name: str) -> str:

@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 MANIFEST_IN_ARCHIVE = "manifest.csv"
 NOTE_MANIFEST_FROM_ARCHIVE = "used the manifest.csv found inside the upload"
 NOTE_NO_MANIFEST = "no manifest: images carry no query, job, country or rank"
+UPLOAD_MISSING = "the uploaded file is no longer in storage; upload it again"
 
 # --- batches: create, run, finish ----------------------------------------------------------
 
@@ -118,15 +119,7 @@ def import_batch_process(*, batch_id: int, detector: Detector | None = None) -> 
     try:
         manifest_bytes = _batch_files(batch)
         with _upload_open(batch) as upload:
-            try:
-                plan = _plan(upload, manifest_bytes)
-            except _Unusable as exc:
-                return batch_conclude(
-                    claim=claim,
-                    report=ImportReport().as_dict(),
-                    status=JobStatus.FAILED,
-                    error=str(exc),
-                )
+            plan = _plan(upload, manifest_bytes)
             if len(plan.work) <= chunk:
                 upload.seek(0)
                 return _images_run(batch, claim, upload, manifest_bytes, detector)
@@ -134,6 +127,10 @@ def import_batch_process(*, batch_id: int, detector: Detector | None = None) -> 
             (start, min(start + chunk, len(plan.work))) for start in range(0, len(plan.work), chunk)
         ]
         batch_split(claim=claim, report=plan.report.as_dict(), bounds=bounds)
+    except _Unusable as exc:
+        return batch_conclude(
+            claim=claim, report=ImportReport().as_dict(), status=JobStatus.FAILED, error=str(exc)
+        )
     except ClaimLost:
         logger.warning(
             "import batch %s was taken over by another delivery; this copy stops", batch_id
@@ -184,6 +181,9 @@ def import_chunk_process(
             stop,
         )
         return
+    except _UploadMissing:
+        logger.warning("import batch %s chunk %s-%s: the upload is gone", batch_id, start, stop)
+        failure = CHUNK_FAILED.format(first=start + 1, last=stop, reason=UPLOAD_MISSING)
     except Exception as exc:
         logger.exception("import batch %s chunk %s-%s failed", batch_id, start, stop)
         failure = CHUNK_FAILED.format(
@@ -236,6 +236,13 @@ class _Unusable(Exception):
     """The upload or its manifest cannot be used at all; the message says why."""
 
 
+class _UploadMissing(_Unusable):
+    """The batch's upload is not in storage (anymore)."""
+
+    def __init__(self) -> None:
+        super().__init__(BATCH_UPLOAD_UNUSABLE.format(reason=UPLOAD_MISSING))
+
+
 @dataclass
 class _Plan:
     work: list[tuple[Entry, ManifestRow | None]]
@@ -246,7 +253,10 @@ def _upload_open(batch: ImportBatch) -> BinaryIO:
     """The batch's upload, open for reading; from object storage, each part as it is read (a
     chunk reads the zip's directory and its own files, not the whole upload)."""
     assert batch.upload.name is not None  # a batch is made with its upload
-    return storage_open_ranged(batch.upload.storage, batch.upload.name)
+    try:
+        return storage_open_ranged(batch.upload.storage, batch.upload.name)
+    except FileNotFoundError:
+        raise _UploadMissing from None
 
 
 def _plan(source: Path | BinaryIO, manifest_bytes: bytes | None) -> _Plan:

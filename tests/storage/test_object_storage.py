@@ -220,3 +220,55 @@ def test_each_chunk_of_a_large_upload_fetches_its_own_files_from_the_bucket_not_
     # Planning and three chunks fetched less than one copy of the upload: each read the zip's
     # directory and its own files. Opened through the storage, each would have fetched it all.
     assert fetched and sum(fetched) < len(upload) / 2, (sum(fetched), len(upload), fetched)
+
+
+@pytest.mark.parametrize("where", ["local disk", "bucket"])
+def test_an_upload_gone_from_storage_fails_its_import_saying_so_and_loses_nothing(
+    where, request, detector
+):
+    from django.core.files.storage import default_storage
+
+    from annotate.models import ImportBatch
+    from annotate.services.ingest import UPLOAD_MISSING
+
+    if where == "bucket":
+        request.getfixturevalue("s3_bucket")
+    study = make_study()
+    kept = make_source_image(study)
+    batch = ImportBatch(study=study, kind=ImportBatch.Kind.IMAGES, source_name="faces.zip")
+    batch.upload.save("faces.zip", ContentFile(hostile.zip_bytes({"a.jpg": hostile.good_jpeg()})))
+    default_storage.delete(batch.upload.name)  # removed by hand, or by a sweep gone wrong
+
+    batch = import_batch_process(batch_id=batch.pk, detector=detector)
+    assert batch.status == JobStatus.FAILED
+    assert batch.error.endswith(UPLOAD_MISSING)  # not a path, a key or an exception's name
+    assert list(SourceImage.objects.filter(study=study)) == [kept]
+
+
+def test_a_chunk_whose_upload_left_the_bucket_fails_its_files_saying_so(
+    s3_bucket, settings, detector, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
+    from annotate.models import ImportBatch
+    from annotate.services.ingest import UPLOAD_MISSING, import_chunk_process
+
+    settings.FACET_IMPORT_CHUNK_FILES = 2
+    files = {f"q/{i}.jpg": hostile.good_jpeg(224 + 8 * i) for i in range(4)}
+    batch = ImportBatch(study=make_study(), kind=ImportBatch.Kind.IMAGES, source_name="big.zip")
+    batch.upload.save("big.zip", ContentFile(hostile.zip_bytes(files)))
+    sent = []
+    monkeypatch.setattr("annotate.tasks.import_images_chunk.delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        import_batch_process(batch_id=batch.pk, detector=detector)
+    (_, start, stop), second = sent
+    import_chunk_process(batch_id=batch.pk, start=start, stop=stop, detector=detector)
+    default_storage.delete(batch.upload.name)
+    import_chunk_process(batch_id=batch.pk, start=second[1], stop=second[2], detector=detector)
+
+    batch.refresh_from_db()
+    assert batch.status == JobStatus.FAILED
+    assert (
+        batch.error.startswith("Files 3–4 could not be imported") and UPLOAD_MISSING in batch.error
+    )
+    assert batch.report["imported"] == 2  # the first chunk's images are kept
