@@ -203,6 +203,26 @@ def test_a_coder_whose_password_changed_elsewhere_is_signed_out_at_the_next_vote
     assert coder_grant(coders[0], study.slug) is None
 
 
+def test_a_coder_who_changed_their_own_password_votes_on_through_a_new_grant(client, study, coders):
+    bare_faces(study, 4)
+    c, items = _granted(client, study, coders[0])
+    before = coder_grant(coders[0], study.slug)
+    user = get_user_model().objects.get(pk=coders[0].pk)
+    user.set_password("mine-now-42")
+    user.save(update_fields=["password"])
+    session = c.session  # as update_session_auth_hash keeps the changer signed in
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+
+    first = vote(c, study, items[0]["assignment"])
+    assert first.status_code == 200, first.content
+    after = coder_grant(coders[0], study.slug)
+    assert after is not None and after.password_md5 != before.password_md5
+    second = vote(c, study, first.json()["items"][0]["assignment"])
+    assert second.status_code == 200, second.content
+    assert Vote.objects.filter(coder=coders[0]).count() == 2
+
+
 def test_a_coder_deactivated_a_moment_ago_is_signed_out_at_the_next_vote(client, study, coders):
     bare_faces(study, 4)
     c, items = _granted(client, study, coders[0])
